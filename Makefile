@@ -1,0 +1,39 @@
+# The two commands of the quick start: `make course` and `make test`.
+# Both create .venv on first use and install the kit into it.
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install course test unit notebooks lint clean-runs
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml scripts/install_torch.sh
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	bash scripts/install_torch.sh $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	$(BIN)/python scripts/check_env.py
+	touch $(STAMP)
+
+# Execute every notebook in order on the default profile (COURSE_PROFILE overrides);
+# executed copies go to runs/notebooks/, figures to runs/figures/.
+course: install
+	$(BIN)/python scripts/run_course.py
+
+# Unit tests, then every notebook under nbval, all in the `smoke` profile and offline.
+test: install unit notebooks
+
+unit: install
+	COURSE_PROFILE=smoke HF_HUB_OFFLINE=1 $(BIN)/python -m pytest tests
+
+notebooks: install
+	COURSE_PROFILE=smoke COURSE_RUNS_DIR=$(CURDIR)/runs/test HF_HUB_OFFLINE=1 COURSE_INTERACTIVE=0 $(BIN)/python -m pytest --nbval-lax --nbval-cell-timeout=900 -p no:cacheprovider notebooks
+
+lint: install
+	$(BIN)/python -m ruff check helpers tests scripts benchmarks
+
+clean-runs:
+	rm -rf runs

@@ -1,0 +1,128 @@
+"""The learner's choices, made once in ``00_setup.ipynb`` and read by every later notebook.
+
+The choices live in ``runs/course-<profile>.yaml`` (one file per profile): the profile, the base model and the subjects.
+A notebook reads them with :func:`load_settings`; where there is no file yet (a notebook
+opened on its own), the defaults of the current profile are used and the notebook says so.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from .data import download_hub_dataset, list_images, make_synthetic_subject, read_manifest
+from .paths import DATA_DIR, runs_dir
+from .profiles import TINY_MODEL, get_profile
+
+TOY_SUBJECTS = DATA_DIR / "toyworld" / "subjects"
+
+
+@dataclass
+class Subject:
+    """A subject to teach the model: where its photos are and how prompts name it."""
+
+    name: str
+    folder: str
+    class_noun: str
+    identifier: str = "sks"
+
+    @property
+    def instance_prompt(self) -> str:
+        return f"a photo of {self.identifier} {self.class_noun}"
+
+    @property
+    def class_prompt(self) -> str:
+        return f"a photo of {self.class_noun}"
+
+
+@dataclass
+class CourseSettings:
+    """What ``00_setup`` chose: profile, base model, an object subject and a face subject."""
+
+    profile: str
+    pretrained_model_name_or_path: str
+    object_subject: Subject
+    face_subject: Subject
+
+    def save(self, path: str | Path | None = None) -> Path:
+        """Write the settings to ``runs/course-<profile>.yaml`` (or ``path``)."""
+        path = Path(path or settings_path())
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(yaml.safe_dump(dataclasses.asdict(self), sort_keys=False))
+        return path
+
+
+def settings_path() -> Path:
+    return runs_dir() / f"course-{get_profile().name}.yaml"
+
+
+def toy_subjects() -> dict[str, dict]:
+    """The ToyWorld subjects shipped under ``data/toyworld/subjects`` (empty if not built)."""
+    manifest = TOY_SUBJECTS / "manifest.json"
+    return json.loads(manifest.read_text())["subjects"] if manifest.exists() else {}
+
+
+def prepare_subject(name: str, identifier: str = "sks") -> Subject:
+    """Make the photos of a known subject available locally and describe it.
+
+    ``name`` is a key of ``data/subjects.json`` (``dog``, ``cat_toy``, ``striped_ball``), a
+    ToyWorld subject, or ``upload`` (photos saved by the upload widget).
+    """
+    toy = toy_subjects()
+    if name in toy:
+        return Subject(name, str(TOY_SUBJECTS / name), toy[name]["class_noun"], identifier)
+    if name == "upload":
+        folder = runs_dir() / "subjects" / "upload"
+        list_images(folder)  # explains what to do when nothing was uploaded yet
+        return Subject(name, str(folder), "person", identifier)
+    known = read_manifest()["subjects"]
+    if name not in known:
+        raise KeyError(f"Unknown subject {name!r}; choose one of: {', '.join([*known, *toy, 'upload'])}.")
+    entry, folder = known[name], runs_dir() / "subjects" / name
+    if entry["kind"] == "hub":
+        download_hub_dataset(entry["source"], folder)
+    elif not folder.exists():
+        make_synthetic_subject(folder, n=entry["images"], size=64)
+    return Subject(name, str(folder), entry["class_noun"], identifier)
+
+
+def default_settings(profile_name: str | None = None) -> CourseSettings:
+    """The choices a learner gets without changing anything, for the given profile."""
+    profile = get_profile(profile_name)
+    toy = toy_subjects()
+    if profile.name == "gpu":
+        obj, face = "dog", "upload"
+    elif toy and profile.name == "cpu":
+        faces = [k for k, v in toy.items() if v.get("is_face")]
+        obj, face = next(k for k in toy if k not in faces), (faces or list(toy))[0]
+    else:
+        obj = face = "striped_ball"
+    model = profile.pretrained_model_name_or_path
+    if profile.name == "cpu" and not toy:
+        model = TINY_MODEL  # the ToyWorld model and subjects are not built yet
+    describe = {"upload": Subject("upload", str(runs_dir() / "subjects" / "upload"), "person")}
+    return CourseSettings(
+        profile=profile.name,
+        pretrained_model_name_or_path=model,
+        object_subject=describe.get(obj) or prepare_subject(obj),
+        face_subject=describe.get(face) or prepare_subject(face),
+    )
+
+
+def load_settings() -> CourseSettings:
+    """The settings ``00_setup`` saved; the current profile's defaults if it has not run."""
+    path = settings_path()
+    if not path.exists():
+        print(f"No {path.name} yet (run 00_setup.ipynb to choose); using the defaults of this profile.")
+        return default_settings()
+    raw = yaml.safe_load(path.read_text())
+    return CourseSettings(
+        profile=raw["profile"],
+        pretrained_model_name_or_path=raw["pretrained_model_name_or_path"],
+        object_subject=Subject(**raw["object_subject"]),
+        face_subject=Subject(**raw["face_subject"]),
+    )

@@ -1,0 +1,206 @@
+"""Subject and class images: find them, check them, and prepare them for training.
+
+A DreamBooth subject is a handful of photos in one folder. Most problems a learner
+hits are here (a wrong folder, a HEIC file, a tiny thumbnail, a photo shown sideways),
+so every check names the files and says what to do.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from .paths import DATA_DIR
+
+log = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"}
+MANIFEST = DATA_DIR / "subjects.json"
+
+
+class SubjectDataError(ValueError):
+    """The subject or class images cannot be used as they are."""
+
+
+def list_images(folder: str | Path) -> list[Path]:
+    """Image files directly inside ``folder``, sorted; errors say what is wrong with the folder."""
+    folder = Path(folder).expanduser()
+    if not folder.exists():
+        raise SubjectDataError(f"Image folder {folder} does not exist. Check the path, or upload photos first.")
+    if not folder.is_dir():
+        raise SubjectDataError(f"{folder} is a file; give the folder that holds the images.")
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."))
+    if not files:
+        others = sorted(p.name for p in folder.iterdir())[:5]
+        hint = f" It holds {others} ..." if others else " It is empty."
+        raise SubjectDataError(
+            f"No images ({', '.join(sorted(IMAGE_SUFFIXES))}) in {folder}.{hint} "
+            "Put 3-10 photos of the subject there (convert HEIC photos to JPEG first)."
+        )
+    return files
+
+
+def open_rgb(path: str | Path) -> Image.Image:
+    """Open an image upright (EXIF orientation applied) and in RGB (from RGBA, CMYK, greyscale, palette)."""
+    try:
+        with Image.open(path) as img:
+            img = ImageOps.exif_transpose(img)
+            if img.mode in ("RGBA", "LA") or (img.mode == "P" and "transparency" in img.info):
+                img = img.convert("RGBA")
+                background = Image.new("RGBA", img.size, (255, 255, 255, 255))
+                img = Image.alpha_composite(background, img)  # transparent areas become white
+            return img.convert("RGB")
+    except (UnidentifiedImageError, OSError) as err:
+        raise SubjectDataError(f"Cannot read {path} as an image ({err}). Re-save it as JPEG or PNG, or remove it.") from err
+
+
+def resize_and_crop(img: Image.Image, resolution: int, center_crop: bool = True) -> Image.Image:
+    """Scale the short side to ``resolution``, then crop a square (centre, or top-left if not ``center_crop``)."""
+    w, h = img.size
+    scale = resolution / min(w, h)
+    img = img.resize((max(resolution, round(w * scale)), max(resolution, round(h * scale))), Image.BICUBIC)
+    w, h = img.size
+    left, top = ((w - resolution) // 2, (h - resolution) // 2) if center_crop else (0, 0)
+    return img.crop((left, top, left + resolution, top + resolution))
+
+
+def load_images(folder: str | Path, resolution: int, center_crop: bool = True) -> list[Image.Image]:
+    """All images of a folder, upright, RGB and ``resolution`` px square.
+
+    Unreadable files are an error that lists them; images smaller than ``resolution``
+    are upscaled with a warning that lists them (they will look soft).
+    """
+    files = list_images(folder)
+    images, unreadable, small = [], [], []
+    for path in files:
+        try:
+            img = open_rgb(path)
+        except SubjectDataError:
+            unreadable.append(path.name)
+            continue
+        if min(img.size) < resolution:
+            small.append(f"{path.name} ({img.size[0]}x{img.size[1]})")
+        images.append(resize_and_crop(img, resolution, center_crop))
+    if unreadable:
+        raise SubjectDataError(
+            f"Cannot read {len(unreadable)} file(s) in {folder}: {', '.join(unreadable)}. "
+            "Re-save them as JPEG or PNG, or move them out of the folder."
+        )
+    if small:
+        warnings.warn(
+            f"{len(small)} image(s) in {folder} are smaller than {resolution} px and will be upscaled: "
+            f"{', '.join(small)}. Use larger photos for sharper results.",
+            stacklevel=2,
+        )
+    return images
+
+
+def to_tensor(img: Image.Image) -> torch.Tensor:
+    """PIL RGB image -> float tensor (3, H, W) in [-1, 1], the range the VAE expects."""
+    array = np.asarray(img, dtype=np.float32) / 127.5 - 1.0
+    return torch.from_numpy(array).permute(2, 0, 1).contiguous()
+
+
+def to_pil(tensor: torch.Tensor) -> Image.Image:
+    """Float tensor (3, H, W) in [-1, 1] -> PIL RGB image."""
+    array = ((tensor.detach().float().clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).cpu().numpy()
+    return Image.fromarray(array)
+
+
+def make_synthetic_subject(folder: str | Path, n: int = 5, size: int = 64, seed: int = 0) -> Path:
+    """Write ``n`` photos of a made-up subject (a striped ball in varying poses) for tests.
+
+    The same seed writes the same images; the subject stays the same across images while
+    its position, size, background and lighting vary, as in a real subject folder.
+    """
+    from PIL import ImageDraw
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    for i in range(n):
+        bg = tuple(int(c) for c in rng.integers(40, 220, 3))
+        img = Image.new("RGB", (size, size), bg)
+        draw = ImageDraw.Draw(img)
+        r = int(size * rng.uniform(0.22, 0.34))
+        cx, cy = (int(v) for v in rng.integers(r, size - r, 2))
+        for k, y in enumerate(range(cy - r, cy + r, max(2, r // 3))):
+            colour = (230, 60, 40) if k % 2 == 0 else (250, 220, 60)
+            draw.rectangle([cx - r, y, cx + r, y + max(2, r // 3)], fill=colour)
+        mask = Image.new("L", (size, size), 0)
+        ImageDraw.Draw(mask).ellipse([cx - r, cy - r, cx + r, cy + r], fill=255)
+        img = Image.composite(img, Image.new("RGB", (size, size), bg), mask)
+        img.save(folder / f"{i:02d}.png")
+    return folder
+
+
+def read_manifest() -> dict:
+    """The subject sources the kit knows about (``data/subjects.json``): class noun, prompts, licence."""
+    return json.loads(MANIFEST.read_text())
+
+
+def save_uploads(uploads, folder: str | Path) -> list[Path]:
+    """Save the files of an ipywidgets ``FileUpload`` value into ``folder``; returns the saved paths.
+
+    Each file is checked as an image before it is kept, so a wrong upload fails here, not
+    in the middle of training.
+    """
+    import io
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    saved = []
+    for item in uploads:  # ipywidgets 8: a tuple of dicts with name and content
+        name, content = Path(item["name"]).name, bytes(item["content"])
+        try:
+            Image.open(io.BytesIO(content)).verify()
+        except Exception as err:
+            raise SubjectDataError(f"Upload {name!r} is not an image this kit can read ({err}); use JPEG or PNG.")
+        (folder / name).write_bytes(content)
+        saved.append(folder / name)
+    return saved
+
+
+def upload_widget(folder: str | Path):
+    """An upload button that saves the chosen photos into ``folder`` (Jupyter, Colab, Kaggle)."""
+    import ipywidgets as widgets
+
+    button = widgets.FileUpload(accept="image/*", multiple=True, description="Subject photos")
+    status = widgets.Label("")
+
+    def on_change(change):
+        paths = save_uploads(change["new"], folder)
+        status.value = f"saved {len(paths)} image(s) to {Path(folder).name}/"
+
+    button.observe(on_change, names="value")
+    return widgets.VBox([button, status])
+
+
+def download_hub_dataset(repo_id: str, folder: str | Path) -> Path:
+    """Download the images of a Hub dataset (e.g. ``diffusers/dog-example``) into ``folder``.
+
+    A folder that already holds images is used as it is (nothing is downloaded twice).
+    """
+    folder = Path(folder)
+    if folder.is_dir() and any(p.suffix.lower() in IMAGE_SUFFIXES for p in folder.iterdir()):
+        return folder
+    from huggingface_hub import snapshot_download
+
+    try:
+        snapshot_download(repo_id, repo_type="dataset", local_dir=folder, allow_patterns=["*.jp*g", "*.png", "*.webp"])
+    except Exception as err:
+        raise SubjectDataError(
+            f"Could not download the dataset {repo_id!r} ({type(err).__name__}: {err}). Without internet, "
+            "use the bundled toy subjects (data/toyworld/subjects), a local folder, or the upload widget."
+        ) from err
+    nested = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.parent != folder)
+    for p in nested:  # some datasets keep images in a subfolder; training reads one flat folder
+        p.rename(folder / p.name)
+    list_images(folder)
+    return folder

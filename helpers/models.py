@@ -1,0 +1,224 @@
+"""Stable Diffusion 1.x: load it from the Hub or a folder, or build a tiny one offline.
+
+Every model the kit uses is a normal diffusers pipeline folder, whatever its size: the
+study's ``CompVis/stable-diffusion-v1-4`` from the Hub, the miniature ToyWorld model, or
+the tiny random model that tests use. One code path loads them all.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+from .paths import DATA_DIR, TOKENIZER_DIR, runs_dir
+from .profiles import TINY_MODEL, TOY_MODEL
+
+log = logging.getLogger(__name__)
+
+TOY_MODEL_DIR = DATA_DIR / "toyworld" / "model"
+
+
+class ModelUnavailableError(RuntimeError):
+    """A model could not be found locally nor reached on the Hub."""
+
+
+@dataclass(frozen=True)
+class TinySpec:
+    """Sizes of a miniature Stable Diffusion; the defaults match diffusers' own test model."""
+
+    unet_channels: tuple[int, ...] = (32, 64)
+    vae_channels: tuple[int, ...] = (32, 64)
+    layers_per_block: int = 2
+    text_hidden: int = 32
+    text_layers: int = 2
+    text_heads: int = 4
+    attention_head_dim: int = 8
+    latent_channels: int = 4
+    sample_size: int = 32  # image size in pixels the model is built for
+
+    @property
+    def vae_scale(self) -> int:
+        """Pixels per latent cell (8 in Stable Diffusion; 2 for two VAE blocks)."""
+        return 2 ** (len(self.vae_channels) - 1)
+
+
+def build_tiny_components(spec: TinySpec = TinySpec(), seed: int = 0) -> dict:
+    """Randomly initialised Stable Diffusion parts, built from the same classes as the real one.
+
+    Returns:
+        ``dict`` with ``vae``, ``text_encoder``, ``tokenizer``, ``unet`` and ``scheduler``.
+    """
+    from diffusers import AutoencoderKL, PNDMScheduler, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+
+    torch.manual_seed(seed)
+    n = len(spec.unet_channels)
+    unet = UNet2DConditionModel(
+        sample_size=spec.sample_size // spec.vae_scale,
+        in_channels=spec.latent_channels,
+        out_channels=spec.latent_channels,
+        block_out_channels=spec.unet_channels,
+        layers_per_block=spec.layers_per_block,
+        down_block_types=("DownBlock2D",) + ("CrossAttnDownBlock2D",) * (n - 1),
+        up_block_types=("CrossAttnUpBlock2D",) * (n - 1) + ("UpBlock2D",),
+        cross_attention_dim=spec.text_hidden,
+        attention_head_dim=spec.attention_head_dim,
+        norm_num_groups=min(32, spec.unet_channels[0]),
+    )
+    vae = AutoencoderKL(
+        in_channels=3,
+        out_channels=3,
+        block_out_channels=spec.vae_channels,
+        down_block_types=("DownEncoderBlock2D",) * len(spec.vae_channels),
+        up_block_types=("UpDecoderBlock2D",) * len(spec.vae_channels),
+        latent_channels=spec.latent_channels,
+        norm_num_groups=min(32, spec.vae_channels[0]),
+        sample_size=spec.sample_size,
+    )
+    tokenizer = CLIPTokenizer.from_pretrained(TOKENIZER_DIR)
+    text_encoder = CLIPTextModel(
+        CLIPTextConfig(
+            vocab_size=len(tokenizer),
+            hidden_size=spec.text_hidden,
+            intermediate_size=spec.text_hidden * 4,
+            num_hidden_layers=spec.text_layers,
+            num_attention_heads=spec.text_heads,
+            max_position_embeddings=tokenizer.model_max_length,
+            projection_dim=spec.text_hidden,
+            bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=tokenizer.pad_token_id,
+        )
+    )
+    # Stable Diffusion 1.x's own noise schedule and default sampler settings.
+    scheduler = PNDMScheduler(
+        beta_start=0.00085,
+        beta_end=0.012,
+        beta_schedule="scaled_linear",
+        num_train_timesteps=1000,
+        skip_prk_steps=True,
+        set_alpha_to_one=False,
+        steps_offset=1,
+    )
+    return dict(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet, scheduler=scheduler)
+
+
+def save_pipeline(components: dict, out_dir: str | Path, extra: dict | None = None):
+    """Assemble components into a ``StableDiffusionPipeline`` and save it as safetensors.
+
+    Args:
+        components: ``vae``, ``text_encoder``, ``tokenizer``, ``unet``, ``scheduler``.
+        out_dir: the pipeline folder to write.
+        extra: optional JSON-able facts saved to ``kit_model.json`` beside the weights.
+    """
+    import json
+
+    from diffusers import StableDiffusionPipeline
+
+    pipe = StableDiffusionPipeline(
+        **components, safety_checker=None, feature_extractor=None, requires_safety_checker=False
+    )
+    pipe.save_pretrained(out_dir, safe_serialization=True)
+    if extra is not None:
+        (Path(out_dir) / "kit_model.json").write_text(json.dumps(extra, indent=2) + "\n")
+    return pipe
+
+
+def build_tiny_model(out_dir: str | Path, spec: TinySpec = TinySpec(), seed: int = 0) -> Path:
+    """Build the tiny random model and save it as a pipeline folder (``python -m helpers tiny-model``)."""
+    out_dir = Path(out_dir)
+    components = build_tiny_components(spec, seed)
+    facts = {"kind": "tiny random Stable Diffusion", "seed": seed, "spec": asdict(spec)}
+    save_pipeline(components, out_dir, extra=facts)
+    return out_dir
+
+
+def resolve_model(name_or_path: str) -> str:
+    """Turn a model reference into something ``from_pretrained`` takes.
+
+    ``kit:tiny-sd`` is built on first use under ``runs/models``; ``kit:toyworld`` is the
+    shipped miniature model; anything else (a Hub id or a folder) passes through.
+    """
+    if name_or_path == TINY_MODEL:
+        folder = runs_dir() / "models" / "tiny-sd"
+        if not (folder / "model_index.json").exists():
+            log.info("Building the tiny random model in %s", folder)
+            build_tiny_model(folder)
+        return str(folder)
+    if name_or_path == TOY_MODEL:
+        if not (TOY_MODEL_DIR / "model_index.json").exists():
+            raise ModelUnavailableError(
+                f"The ToyWorld model is not in {TOY_MODEL_DIR}. Build it with "
+                "`python -m helpers toyworld pretrain data/toyworld/model`, or use the tiny random "
+                f"model instead (profile override pretrained_model_name_or_path='{TINY_MODEL}')."
+            )
+        return str(TOY_MODEL_DIR)
+    path = Path(name_or_path).expanduser()
+    if path.exists() and not (path / "model_index.json").exists():
+        raise ModelUnavailableError(
+            f"{path} exists but is not a diffusers pipeline folder (no model_index.json). Point to the "
+            "folder that holds model_index.json, unet/, vae/, text_encoder/ and tokenizer/."
+        )
+    return str(path) if path.exists() else name_or_path
+
+
+def _unavailable(name: str, err: Exception) -> ModelUnavailableError:
+    return ModelUnavailableError(
+        f"Could not load {name!r}: {type(err).__name__}: {err}\n"
+        "If this is a Hub id: check the spelling, your internet connection and, for gated models, "
+        "`huggingface-cli login`. Offline, use a local pipeline folder, the tiny model "
+        f"(`python -m helpers tiny-model DIR` or '{TINY_MODEL}'), or the ToyWorld model "
+        f"('{TOY_MODEL}', the `cpu` profile)."
+    )
+
+
+def load_pipeline(name_or_path: str, torch_dtype: torch.dtype | None = None, device: str | None = None):
+    """Load a Stable Diffusion 1.x pipeline (safetensors only, no remote code, no safety checker).
+
+    Args:
+        name_or_path: a Hub id, a pipeline folder, or a ``kit:`` reference.
+        torch_dtype: e.g. ``torch.float16`` on a GPU; None keeps float32.
+        device: where to move it; None leaves it on the CPU.
+    """
+    from diffusers import StableDiffusionPipeline
+
+    source = resolve_model(name_or_path)
+    try:
+        pipe = StableDiffusionPipeline.from_pretrained(
+            source,
+            torch_dtype=torch_dtype,
+            use_safetensors=True,
+            safety_checker=None,
+            feature_extractor=None,
+            requires_safety_checker=False,
+        )
+    except (OSError, ValueError, EnvironmentError) as err:
+        raise _unavailable(name_or_path, err) from err
+    pipe.set_progress_bar_config(disable=True)
+    return pipe.to(device) if device else pipe
+
+
+def load_components(name_or_path: str) -> dict:
+    """The parts a training run needs, each loaded from its subfolder in float32.
+
+    Returns:
+        ``dict`` with ``tokenizer``, ``text_encoder``, ``vae``, ``unet`` and ``noise_scheduler``
+        (a ``DDPMScheduler`` built from the model's scheduler config, as in training).
+    """
+    from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
+    from transformers import CLIPTextModel, CLIPTokenizer
+
+    source = resolve_model(name_or_path)
+    try:
+        return dict(
+            tokenizer=CLIPTokenizer.from_pretrained(source, subfolder="tokenizer"),
+            text_encoder=CLIPTextModel.from_pretrained(source, subfolder="text_encoder", use_safetensors=True),
+            vae=AutoencoderKL.from_pretrained(source, subfolder="vae", use_safetensors=True),
+            unet=UNet2DConditionModel.from_pretrained(source, subfolder="unet", use_safetensors=True),
+            noise_scheduler=DDPMScheduler.from_pretrained(source, subfolder="scheduler"),
+        )
+    except (OSError, ValueError) as err:
+        raise _unavailable(name_or_path, err) from err

@@ -1,0 +1,19 @@
+"""Where the kit keeps things: the repository root, its shipped data and its runs."""
+
+import os
+from pathlib import Path
+
+# The kit is installed editable (``pip install -e .``), so the package sits in the repository.
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DATA_DIR = REPO_ROOT / "data"
+TOKENIZER_DIR = DATA_DIR / "clip-tokenizer"
+
+# The public home of the kit: badges, the Colab install cell and pyproject name this URL;
+# tests/test_packaging.py checks that they all agree with it.
+REPO_SLUG = "dreambooth-course/dreambooth-course-kit"
+REPO_URL = f"https://github.com/{REPO_SLUG}"
+
+
+def runs_dir() -> Path:
+    """Folder for everything the course produces (``COURSE_RUNS_DIR`` overrides ``runs/``)."""
+    return Path(os.environ.get("COURSE_RUNS_DIR", REPO_ROOT / "runs"))

@@ -1,0 +1,142 @@
+"""Profiles: one set of code, three scales (``gpu``, ``cpu``, ``smoke``).
+
+``gpu`` is the study itself: Stable Diffusion 1.x at 512 px with the study's batch sizes,
+steps and learning rates. ``cpu`` keeps every ratio of the study (high LR = 2.5x low LR,
+faces train 3x longer than objects ...) on a miniature model that trains on a laptop CPU
+in minutes. ``smoke`` is for tests: a tiny random model and a handful of steps.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass
+
+PROFILE_ENV = "COURSE_PROFILE"
+
+# Model references that the kit resolves itself (see helpers.models.resolve_model).
+TINY_MODEL = "kit:tiny-sd"
+TOY_MODEL = "kit:toyworld"
+
+
+@dataclass(frozen=True)
+class Profile:
+    """Settings that change with the hardware; the study's own values live in the notebooks.
+
+    Study values are written once, at full scale, and mapped through :meth:`lr` and
+    :meth:`steps`, so a notebook reads ``profile.lr(2e-6)`` and means "the study's low LR".
+    """
+
+    name: str
+    pretrained_model_name_or_path: str
+    resolution: int
+    lr_scale: float  # study learning rate x lr_scale = learning rate used here
+    step_scale: float  # study steps x step_scale = steps used here
+    min_steps: int  # never fewer training steps than this
+    train_batch_size_objects: int  # the study: 4 (2 per GPU on 2 GPUs)
+    train_batch_size_faces: int  # the study: 2 (1 per GPU)
+    num_class_images: int
+    sample_batch_size: int
+    num_inference_steps: int
+    images_per_prompt: int  # samples per prompt in comparison figures
+    mixed_precision: str  # "no", "fp16" or "bf16"
+    use_8bit_adam: bool
+    gradient_checkpointing: bool
+    description: str = ""
+
+    def lr(self, study_lr: float) -> float:
+        """The learning rate that plays the role of ``study_lr`` in this profile."""
+        return study_lr * self.lr_scale
+
+    def steps(self, study_steps: int) -> int:
+        """The number of steps that plays the role of ``study_steps`` in this profile."""
+        return max(self.min_steps, round(study_steps * self.step_scale))
+
+    def override(self, **changes) -> "Profile":
+        """A copy with some fields changed; an unknown field is an error that lists the valid ones."""
+        valid = {f.name for f in dataclasses.fields(self)}
+        unknown = sorted(set(changes) - valid)
+        if unknown:
+            raise KeyError(f"Profile has no field {unknown}; valid fields are: {', '.join(sorted(valid))}")
+        return dataclasses.replace(self, **changes)
+
+
+PROFILES: dict[str, Profile] = {
+    "gpu": Profile(
+        name="gpu",
+        pretrained_model_name_or_path="CompVis/stable-diffusion-v1-4",
+        resolution=512,
+        lr_scale=1.0,
+        step_scale=1.0,
+        min_steps=1,
+        train_batch_size_objects=4,
+        train_batch_size_faces=2,
+        num_class_images=200,
+        sample_batch_size=4,
+        num_inference_steps=50,
+        images_per_prompt=4,
+        mixed_precision="fp16",
+        use_8bit_adam=True,
+        gradient_checkpointing=True,
+        description="Stable Diffusion v1-4 at 512 px with the study's hyperparameters (a 16 GB GPU or more).",
+    ),
+    "cpu": Profile(
+        name="cpu",
+        pretrained_model_name_or_path=TOY_MODEL,
+        resolution=64,
+        lr_scale=100.0,
+        step_scale=0.5,
+        min_steps=20,
+        train_batch_size_objects=4,
+        train_batch_size_faces=2,
+        num_class_images=32,
+        sample_batch_size=16,
+        num_inference_steps=25,
+        images_per_prompt=4,
+        mixed_precision="no",
+        use_8bit_adam=False,
+        gradient_checkpointing=False,
+        description="A miniature Stable Diffusion at 64 px, scaled-down steps and LRs (a laptop CPU, minutes).",
+    ),
+    "smoke": Profile(
+        name="smoke",
+        pretrained_model_name_or_path=TINY_MODEL,
+        resolution=32,
+        lr_scale=100.0,
+        step_scale=0.005,
+        min_steps=2,
+        train_batch_size_objects=2,
+        train_batch_size_faces=1,
+        num_class_images=2,
+        sample_batch_size=2,
+        num_inference_steps=3,
+        images_per_prompt=1,
+        mixed_precision="no",
+        use_8bit_adam=False,
+        gradient_checkpointing=False,
+        description="A tiny random model and a few steps: proves the code runs (tests and CI).",
+    ),
+}
+
+
+def default_profile_name() -> str:
+    """``gpu`` where CUDA is present, else ``cpu``."""
+    import torch
+
+    return "gpu" if torch.cuda.is_available() else "cpu"
+
+
+def get_profile(name: str | None = None, **overrides) -> Profile:
+    """The profile named ``name``, else ``$COURSE_PROFILE``, else the default for this machine.
+
+    Args:
+        name: ``"gpu"``, ``"cpu"`` or ``"smoke"``; None reads the environment.
+        **overrides: fields to change, e.g. ``resolution=256``.
+    """
+    name = name or os.environ.get(PROFILE_ENV) or default_profile_name()
+    if name not in PROFILES:
+        raise ValueError(
+            f"Unknown profile {name!r} (from {PROFILE_ENV} or the call). Choose one of: {', '.join(PROFILES)}."
+        )
+    profile = PROFILES[name]
+    return profile.override(**overrides) if overrides else profile

@@ -1,0 +1,42 @@
+"""Shared test set-up: offline, the `smoke` profile, and a tiny model built once per session."""
+
+import os
+import warnings
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ["COURSE_PROFILE"] = "smoke"
+warnings.filterwarnings("ignore", message=".*torchvision.*")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def runs_dir(tmp_path_factory):
+    """Everything the kit writes during tests goes to a temporary folder."""
+    path = tmp_path_factory.mktemp("runs")
+    os.environ["COURSE_RUNS_DIR"] = str(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory):
+    """A tiny random Stable Diffusion saved as a pipeline folder (built once per session)."""
+    from helpers.models import build_tiny_model
+
+    return build_tiny_model(tmp_path_factory.mktemp("models") / "tiny-sd")
+
+
+@pytest.fixture(scope="session")
+def tiny_pipe(tiny_model_dir):
+    """The tiny model loaded back through the kit's own loader."""
+    from helpers.models import load_pipeline
+
+    return load_pipeline(str(tiny_model_dir))
+
+
+@pytest.fixture()
+def subject_dir(tmp_path):
+    """A folder of five synthetic subject photos."""
+    from helpers.data import make_synthetic_subject
+
+    return make_synthetic_subject(tmp_path / "subject", n=5, size=48)

@@ -1,0 +1,49 @@
+"""Seeded generation and the scheduler registry."""
+
+import numpy as np
+import pytest
+
+from helpers.sampling import SCHEDULERS, compare_schedulers, generate, make_scheduler
+
+
+def pixels(img):
+    return np.asarray(img, dtype=np.int16)
+
+
+def test_same_seed_gives_identical_images(tiny_pipe):
+    a = generate(tiny_pipe, "a photo of sks dog", seeds=[3, 4], num_inference_steps=3, progress=False)
+    b = generate(tiny_pipe, "a photo of sks dog", seeds=[3, 4], num_inference_steps=3, progress=False)
+    assert all(np.array_equal(pixels(x), pixels(y)) for x, y in zip(a.images, b.images))
+    assert not np.array_equal(pixels(a.images[0]), pixels(a.images[1])), "different seeds must differ"
+
+
+def test_batching_does_not_change_images(tiny_pipe):
+    one = generate(tiny_pipe, "a dog", seeds=[1, 2, 3], num_inference_steps=2, batch_size=1, progress=False)
+    all3 = generate(tiny_pipe, "a dog", seeds=[1, 2, 3], num_inference_steps=2, batch_size=3, progress=False)
+    for x, y in zip(one.images, all3.images):
+        assert np.abs(pixels(x) - pixels(y)).max() <= 2  # float noise of batched matmuls only
+
+
+@pytest.mark.parametrize("name", list(SCHEDULERS))
+def test_every_scheduler_makes_an_image_of_the_right_size(tiny_pipe, name):
+    out = generate(tiny_pipe, "a photo of a cat", seeds=0, num_inference_steps=4, scheduler=name, progress=False)
+    assert out.images[0].size == (32, 32)
+    assert type(tiny_pipe.scheduler).__name__ == SCHEDULERS[name]
+
+
+def test_comparison_differs_only_by_scheduler_and_restores_it(tiny_pipe):
+    before = tiny_pipe.scheduler
+    results = compare_schedulers(tiny_pipe, "a cat", names=("pndm", "ddim"), steps=(3,), seeds=(0,))
+    a, b = (results[k].images[0] for k in (("pndm", 3), ("ddim", 3)))
+    assert a.size == b.size and not np.array_equal(pixels(a), pixels(b))
+    assert tiny_pipe.scheduler is before
+
+
+def test_unknown_scheduler_lists_the_choices(tiny_pipe):
+    with pytest.raises(ValueError, match="ddim"):
+        make_scheduler("fast", tiny_pipe.scheduler.config)
+
+
+def test_seed_count_must_match_prompts(tiny_pipe):
+    with pytest.raises(ValueError, match="one seed per prompt"):
+        generate(tiny_pipe, ["a", "b"], seeds=[1, 2, 3], progress=False)
