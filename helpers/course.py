@@ -126,3 +126,51 @@ def load_settings() -> CourseSettings:
         object_subject=Subject(**raw["object_subject"]),
         face_subject=Subject(**raw["face_subject"]),
     )
+
+
+def study_config(
+    subject: Subject,
+    study_lr: float,
+    study_steps: int,
+    with_prior_preservation: bool = False,
+    face: bool = False,
+    settings: CourseSettings | None = None,
+    **changes,
+):
+    """A DreamBooth :class:`~helpers.config.TrainConfig` for one arm of an experiment of the study.
+
+    The learning rate and steps are given as the study's full-scale values and mapped
+    through the profile (``profile.lr`` / ``profile.steps``); batch size, resolution,
+    precision and memory options come from the profile too.
+
+    Args:
+        subject: whose photos to train on.
+        study_lr, study_steps: the study's values for this arm, e.g. ``2e-6, 400``.
+        face: use the study's face batch size (2) instead of the objects' (4).
+        settings: the course settings (None loads them).
+        **changes: any other :class:`TrainConfig` field, e.g. ``train_text_encoder=True``.
+    """
+    from .config import TrainConfig
+
+    settings = settings or load_settings()
+    profile = get_profile(settings.profile)
+    fields = dict(
+        pretrained_model_name_or_path=settings.pretrained_model_name_or_path,
+        instance_data_dir=subject.folder,
+        instance_prompt=subject.instance_prompt,
+        class_prompt=subject.class_prompt,
+        with_prior_preservation=with_prior_preservation,
+        num_class_images=profile.num_class_images,
+        sample_batch_size=profile.sample_batch_size,
+        class_inference_steps=profile.num_inference_steps,
+        resolution=profile.resolution,
+        train_batch_size=profile.train_batch_size_faces if face else profile.train_batch_size_objects,
+        max_train_steps=profile.steps(study_steps),
+        learning_rate=profile.lr(study_lr),
+        mixed_precision=profile.mixed_precision,
+        use_8bit_adam=profile.use_8bit_adam,
+        gradient_checkpointing=profile.gradient_checkpointing,
+        validation_inference_steps=profile.num_inference_steps,
+        seed=0,
+    )
+    return TrainConfig(**{**fields, **changes})
