@@ -34,6 +34,9 @@ def package_version(name: str) -> str | None:
 
 def adam8bit_works(device: str) -> tuple[bool, str]:
     """Try one step of bitsandbytes' 8-bit AdamW on ``device``; returns (works, why not)."""
+    import logging
+
+    logging.getLogger("bitsandbytes").setLevel(logging.ERROR)  # its optional-kernel notices are noise here
     try:
         import bitsandbytes as bnb
         import torch
@@ -84,6 +87,13 @@ def diagnose() -> Report:
         r.facts["profile"] = f"{profile.name} ({PROFILE_ENV}={__import__('os').environ.get(PROFILE_ENV, 'unset')}, "
         r.facts["profile"] += f"default here: {default_profile_name()})"
         r.facts["base model"] = profile.pretrained_model_name_or_path
+        from .models import ModelUnavailableError, resolve_model
+
+        try:
+            if profile.pretrained_model_name_or_path.startswith("kit:toyworld"):
+                resolve_model(profile.pretrained_model_name_or_path)
+        except ModelUnavailableError as err:
+            r.advice.append(str(err))
     except ValueError as err:
         r.facts["profile"] = "invalid"
         r.advice.append(str(err))
