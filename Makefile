@@ -24,7 +24,9 @@ course: install
 	$(BIN)/python scripts/run_course.py
 
 # Unit tests, then every notebook under nbval, all in the `smoke` profile and offline.
+# One thread per process: the tiny models gain nothing from more, and the tests start several processes.
 test: install unit notebooks
+unit notebooks: export OMP_NUM_THREADS = 1
 
 unit: install
 	COURSE_PROFILE=smoke HF_HUB_OFFLINE=1 $(BIN)/python -m pytest tests

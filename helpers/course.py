@@ -29,6 +29,7 @@ class Subject:
     folder: str
     class_noun: str
     identifier: str = "sks"
+    article: str = ""  # "a " where the base model learned "a photo of a star"
 
     @property
     def instance_prompt(self) -> str:
@@ -36,7 +37,7 @@ class Subject:
 
     @property
     def class_prompt(self) -> str:
-        return f"a photo of {self.class_noun}"
+        return f"a photo of {self.article}{self.class_noun}"
 
 
 @dataclass
@@ -66,15 +67,22 @@ def toy_subjects() -> dict[str, dict]:
     return json.loads(manifest.read_text())["subjects"] if manifest.exists() else {}
 
 
+def toy_model_ready() -> bool:
+    """Whether the pretrained ToyWorld model is in ``data/toyworld/model``."""
+    from .models import TOY_MODEL_DIR
+
+    return (TOY_MODEL_DIR / "model_index.json").exists()
+
+
 def prepare_subject(name: str, identifier: str = "sks") -> Subject:
     """Make the photos of a known subject available locally and describe it.
 
-    ``name`` is a key of ``data/subjects.json`` (``dog``, ``cat_toy``, ``striped_ball``), a
+    ``name`` is a key of ``data/subjects.json`` (``dog``, ``cat_toy``, ``synthetic_ball``), a
     ToyWorld subject, or ``upload`` (photos saved by the upload widget).
     """
     toy = toy_subjects()
     if name in toy:
-        return Subject(name, str(TOY_SUBJECTS / name), toy[name]["class_noun"], identifier)
+        return Subject(name, str(TOY_SUBJECTS / name), toy[name]["class_noun"], identifier, article="a ")
     if name == "upload":
         folder = runs_dir() / "subjects" / "upload"
         list_images(folder)  # explains what to do when nothing was uploaded yet
@@ -96,13 +104,13 @@ def default_settings(profile_name: str | None = None) -> CourseSettings:
     toy = toy_subjects()
     if profile.name == "gpu":
         obj, face = "dog", "upload"
-    elif toy and profile.name == "cpu":
-        faces = [k for k, v in toy.items() if v.get("is_face")]
+    elif toy and toy_model_ready() and profile.name == "cpu":
+        faces = [k for k, v in toy.items() if v["class_noun"] == "face"]
         obj, face = next(k for k in toy if k not in faces), (faces or list(toy))[0]
     else:
-        obj = face = "striped_ball"
+        obj = face = "synthetic_ball"
     model = profile.pretrained_model_name_or_path
-    if profile.name == "cpu" and not toy:
+    if profile.name == "cpu" and not (toy and toy_model_ready()):
         model = TINY_MODEL  # the ToyWorld model and subjects are not built yet
     describe = {"upload": Subject("upload", str(runs_dir() / "subjects" / "upload"), "person")}
     return CourseSettings(

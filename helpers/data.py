@@ -114,7 +114,7 @@ def to_pil(tensor: torch.Tensor) -> Image.Image:
 
 
 def make_synthetic_subject(folder: str | Path, n: int = 5, size: int = 64, seed: int = 0) -> Path:
-    """Write ``n`` photos of a made-up subject (a striped ball in varying poses) for tests.
+    """Write ``n`` photos of a made-up subject (a striped ball in varying poses; the "synthetic_ball" subject) for tests.
 
     The same seed writes the same images; the subject stays the same across images while
     its position, size, background and lighting vary, as in a real subject folder.

@@ -50,7 +50,9 @@ def image_grid(
     font = _font(font_size)
     pad_left = max((len(s) for s in row_labels), default=0) * font_size * 6 // 10 + 8 if row_labels else 0
     pad_top = (font_size + 8 if col_labels else 0) + (font_size + 10 if title else 0)
-    grid = Image.new("RGB", (pad_left + cols * cell, pad_top + rows * cell), "white")
+    measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    title_width = int(measure.textlength(title, font=font)) + 8 if title else 0
+    grid = Image.new("RGB", (max(pad_left + cols * cell, title_width), pad_top + rows * cell), "white")
     draw = ImageDraw.Draw(grid)
     if title:
         draw.text((4, 2), title, fill="black", font=font)

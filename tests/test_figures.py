@@ -41,3 +41,10 @@ def test_loss_plot_from_csv(tmp_path):
 
 def test_smooth_is_a_trailing_mean():
     assert smooth([1, 3, 5, 7], window=2) == [1, 2, 4, 6]
+
+
+def test_long_title_widens_the_grid():
+    images = [Image.new("RGB", (8, 8))] * 2
+    narrow = image_grid(images, 1, 2)
+    titled = image_grid(images, 1, 2, title="a long title that is much wider than two small cells")
+    assert titled.width > narrow.width

@@ -55,7 +55,7 @@ SEED = 0  # nothing here is random, but every notebook of the course states its 
 
 # %%
 PROFILE = None  # "gpu", "cpu" or "smoke"; None reads COURSE_PROFILE / looks for a GPU
-OBJECT_SUBJECT = None  # "dog", "cat_toy", "striped_ball", a ToyWorld subject, or "upload"
+OBJECT_SUBJECT = None  # "dog", "cat_toy", "synthetic_ball", a ToyWorld subject, or "upload"
 FACE_SUBJECT = None  # a face for notebooks 02 and 04; "upload" for your own photos
 BASE_MODEL = None  # a Hub id such as "runwayml/stable-diffusion-v1-5", or a local folder
 
