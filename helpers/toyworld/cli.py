@@ -1,0 +1,139 @@
+"""``python -m helpers toyworld <subcommand>``: render, subjects, train-evaluator, pretrain, evaluate."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from pathlib import Path
+
+from ..paths import DATA_DIR
+
+TOY_DIR = DATA_DIR / "toyworld"
+
+
+def _render(args: argparse.Namespace) -> int:
+    """Write a grid of random scenes and print their captions."""
+    from PIL import Image
+
+    from . import world
+
+    n, cols = args.count, min(args.count, 8)
+    rows = (n + cols - 1) // cols
+    grid = Image.new("RGB", (cols * world.IMAGE_SIZE, rows * world.IMAGE_SIZE))
+    for i in range(n):
+        image, text, _ = world.sample_pair(args.seed + i)
+        grid.paste(image, ((i % cols) * world.IMAGE_SIZE, (i // cols) * world.IMAGE_SIZE))
+        print(f"{args.seed + i}\t{text}")
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    grid.save(args.out)
+    print(f"wrote {args.out}")
+    return 0
+
+
+def _subjects(args: argparse.Namespace) -> int:
+    """Write the subjects' instance images and manifest."""
+    from .subjects import write_subjects
+
+    print(f"wrote {write_subjects(args.out_dir)}")
+    return 0
+
+
+def _train_evaluator(args: argparse.Namespace) -> int:
+    """Train the evaluator and save its weights and accuracy report."""
+    from .evaluator import train_and_save
+
+    report = train_and_save(
+        args.out_dir,
+        steps=args.steps,
+        seed=args.seed,
+        init_dir=args.init,
+        vae_dir=args.vae,
+        lr=args.lr,
+        pool=args.pool,
+    )
+    print(json.dumps({k: v for k, v in report.items() if k.startswith("accuracy")}, indent=2))
+    return 0
+
+
+def _pretrain(args: argparse.Namespace) -> int:
+    """Pretrain (or resume) the base model."""
+    from .pretrain import pretrain
+
+    done = pretrain(args.out_dir, minutes=args.minutes, keep_checkpoint=args.keep_checkpoint)
+    print(
+        "finished" if done else f"paused; run the same command again to resume from {args.out_dir}/checkpoint"
+    )
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    """Judge a model's generations on held-out prompts with the evaluator."""
+    from .metrics import evaluate_base_model
+
+    report = evaluate_base_model(
+        args.model,
+        n_prompts=args.prompts,
+        steps=args.steps,
+        guidance=args.guidance,
+        seed=args.seed,
+        grid_path=args.grid,
+    )
+    print(json.dumps(report, indent=2))
+    if args.save:
+        from .pretrain import write_facts
+
+        write_facts(args.model, heldout_evaluation=report)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``toyworld`` command."""
+    parser = argparse.ArgumentParser(prog="python -m helpers toyworld", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("render", help="render random scenes into a grid image")
+    p.add_argument("out", help="PNG file to write")
+    p.add_argument("--count", type=int, default=32)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_render)
+
+    p = sub.add_parser("subjects", help="write the subjects' instance images and manifest")
+    p.add_argument("out_dir", nargs="?", default=str(TOY_DIR / "subjects"))
+    p.set_defaults(func=_subjects)
+
+    p = sub.add_parser("train-evaluator", help="train the evaluator network")
+    p.add_argument("out_dir", nargs="?", default=str(TOY_DIR / "evaluator"))
+    p.add_argument("--steps", type=int, default=None, help="training steps (default: the shipped recipe's)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--init", default=None, help="fine-tune the evaluator in this folder")
+    p.add_argument(
+        "--vae", default=None, help="pipeline folder whose VAE reconstructions join the training pool"
+    )
+    p.add_argument("--lr", type=float, default=None)
+    p.add_argument("--pool", type=int, default=None, help="renders in the training pool")
+    p.set_defaults(func=_train_evaluator)
+
+    p = sub.add_parser("pretrain", help="pretrain the miniature Stable Diffusion (resumes by itself)")
+    p.add_argument("out_dir", nargs="?", default=str(TOY_DIR / "model"))
+    p.add_argument("--minutes", type=float, default=None, help="stop (resumable) after this many minutes")
+    p.add_argument("--keep-checkpoint", action="store_true", help="keep OUT_DIR/checkpoint when finished")
+    p.set_defaults(func=_pretrain)
+
+    p = sub.add_parser("evaluate", help="score a model's generations on held-out prompts")
+    p.add_argument("model", nargs="?", default=str(TOY_DIR / "model"))
+    p.add_argument("--prompts", type=int, default=64)
+    p.add_argument("--steps", type=int, default=25)
+    p.add_argument("--guidance", type=float, default=6.0)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--grid", default=None, help="also save the generations as a grid PNG")
+    p.add_argument("--save", action="store_true", help="record the result in the model's kit_model.json")
+    p.set_defaults(func=_evaluate)
+    return parser
+
+
+def main(argv: list[str]) -> int:
+    """Run a ToyWorld subcommand; returns the exit status."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    args = build_parser().parse_args(argv)
+    return args.func(args)

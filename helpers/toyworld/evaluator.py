@@ -1,0 +1,322 @@
+"""The ToyWorld evaluator: a small multi-head CNN that says what a 64 px image shows.
+
+It plays the part of the DreamBooth paper's CLIP and DINO judges. Heads: class, colour
+(hair colour for faces), background, subject (none or one of the four subjects, recognised
+by their unique feature) and, for faces, glasses and hat. Its penultimate layer is an
+embedding for similarity metrics. It is trained on fresh renders, including the subject
+features the base model never sees, with blur and noise so that it also reads the
+slightly soft images a diffusion model makes.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from . import subjects, world
+
+HEADS: dict[str, tuple] = {
+    "cls": world.CLASSES,
+    "colour": tuple(world.COLOURS),
+    "background": world.BACKGROUNDS,
+    "subject": subjects.SUBJECT_IDS,
+    "glasses": (False, True),
+    "hat": (False, True),
+}
+FACE_ONLY = ("glasses", "hat")  # heads that only mean something for faces
+POOL_SEEDS = 5_000_000  # training renders start here; evaluation renders at EVAL_SEEDS
+EVAL_SEEDS = 6_000_000
+EMBED_DIM = 128
+
+
+def _block(cin: int, cout: int, stride: int) -> nn.Sequential:
+    """3x3 convolution, batch norm, ReLU."""
+    return nn.Sequential(
+        nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)
+    )
+
+
+class Evaluator(nn.Module):
+    """A six-layer CNN with one linear head per attribute."""
+
+    def __init__(self, width: int = 16):
+        super().__init__()
+        w = width
+        self.features = nn.Sequential(
+            _block(3, w, 2),  # 64 -> 32: a stride-2 3x3 still sees every pixel
+            _block(w, 2 * w, 1),
+            _block(2 * w, 4 * w, 2),  # 32 -> 16
+            _block(4 * w, 4 * w, 1),
+            _block(4 * w, 8 * w, 2),  # 16 -> 8
+            _block(8 * w, 8 * w, 1),
+        )
+        self.embedding = nn.Linear(8 * w, EMBED_DIM)
+        self.heads = nn.ModuleDict({k: nn.Linear(EMBED_DIM, len(v)) for k, v in HEADS.items()})
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """The penultimate-layer embedding ``(n, 128)`` of images in [-1, 1]."""
+        return self.embedding(self.features(x).mean(dim=(2, 3)))
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Logits per head."""
+        h = F.relu(self.embed(x))
+        return {k: head(h) for k, head in self.heads.items()}
+
+
+def to_batch(images: list) -> torch.Tensor:
+    """PIL images (any size) to a ``(n, 3, 64, 64)`` tensor in [-1, 1]."""
+    arrays = []
+    for im in images:
+        im = im.convert("RGB")
+        if im.size != (world.IMAGE_SIZE, world.IMAGE_SIZE):
+            im = im.resize((world.IMAGE_SIZE, world.IMAGE_SIZE), 1)  # 1 = LANCZOS
+        arrays.append(np.asarray(im))
+    return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).float() / 127.5 - 1
+
+
+def training_scene(seed: int) -> dict:
+    """A scene for evaluator training: random world scenes, subjects (some recoloured) and look-alikes."""
+    rng = np.random.default_rng([seed, 271])
+    kind = rng.random()
+    if kind < 0.55:
+        return world.sample_scene(seed)
+    name = str(rng.choice(list(subjects.SUBJECTS)))
+    bg = str(rng.choice(world.BACKGROUNDS))
+    scene = subjects.subject_scene(name, seed, bg)
+    if rng.random() < 0.3:  # the feature identifies the subject, whatever else changes
+        scene["colour"] = str(rng.choice(list(world.COLOURS)))
+        if scene["cls"] == "face":
+            other = world.make_scene("face", scene["colour"], bg, seed=seed)
+            scene.update({k: other[k] for k in ("skin", "hair_style", "eyes", "mouth", "glasses", "hat")})
+    if kind > 0.85:  # a look-alike: everything but the feature
+        scene.update(pattern="none", mark="none", subject="none")
+    return scene
+
+
+def labels(scene: dict) -> dict[str, int]:
+    """The index of the scene's value in each head."""
+    return {k: list(v).index(scene[k]) for k, v in HEADS.items()}
+
+
+def render_pool(start: int, n: int) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Render training scenes ``start .. start+n-1``; returns uint8 images and label arrays."""
+    images = np.empty((n, world.IMAGE_SIZE, world.IMAGE_SIZE, 3), np.uint8)
+    ys = {k: np.empty(n, np.int64) for k in HEADS}
+    is_face = np.empty(n, bool)
+    for i in range(n):
+        scene = training_scene(start + i)
+        images[i] = np.asarray(world.render(scene))
+        for k, v in labels(scene).items():
+            ys[k][i] = v
+        is_face[i] = scene["cls"] == "face"
+    ys["is_face"] = is_face
+    return images, ys
+
+
+def _gaussian_kernel(sigma: float) -> torch.Tensor:
+    """A 5x5 Gaussian kernel for depthwise blur of RGB images."""
+    ax = torch.arange(-2, 3, dtype=torch.float32)
+    k1 = torch.exp(-(ax**2) / (2 * sigma**2))
+    k2 = torch.outer(k1, k1)
+    return (k2 / k2.sum()).expand(3, 1, 5, 5).contiguous()
+
+
+def augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """Blur half the batch, add noise and a little brightness/contrast change (generations are soft)."""
+    n = len(x)
+    sigma = float(torch.empty(1).uniform_(0.5, 1.3, generator=gen))
+    half = torch.rand(n, generator=gen) < 0.5
+    if half.any():
+        x = x.clone()
+        x[half] = F.conv2d(F.pad(x[half], (2, 2, 2, 2), mode="replicate"), _gaussian_kernel(sigma), groups=3)
+    scale = 1 + 0.1 * (torch.rand(n, 1, 1, 1, generator=gen) - 0.5)
+    shift = 0.1 * (torch.rand(n, 1, 1, 1, generator=gen) - 0.5)
+    noise = torch.randn(x.shape, generator=gen) * 0.04 * torch.rand(n, 1, 1, 1, generator=gen)
+    return (x * scale + shift + noise).clamp(-1, 1)
+
+
+def loss_fn(logits: dict[str, torch.Tensor], y: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Sum of cross-entropies; face-only heads count on faces only."""
+    total = 0.0
+    for k in HEADS:
+        if k in FACE_ONLY:
+            mask = y["is_face"]
+            if mask.any():
+                total = total + F.cross_entropy(logits[k][mask], y[k][mask])
+        else:
+            total = total + F.cross_entropy(logits[k], y[k])
+    return total
+
+
+@torch.no_grad()
+def accuracy(model: Evaluator, images: np.ndarray, ys: dict[str, np.ndarray]) -> dict[str, float]:
+    """Accuracy per head on rendered images (face-only heads on faces), plus subject recall."""
+    model.eval()
+    preds = {k: [] for k in HEADS}
+    for i in range(0, len(images), 256):
+        x = torch.from_numpy(images[i : i + 256]).permute(0, 3, 1, 2).float() / 127.5 - 1
+        for k, v in model(x).items():
+            preds[k].append(v.argmax(1).numpy())
+    out = {}
+    for k in HEADS:
+        p = np.concatenate(preds[k])
+        mask = ys["is_face"] if k in FACE_ONLY else np.ones(len(p), bool)
+        out[k] = float((p[mask] == ys[k][mask]).mean())
+    subj = ys["subject"] > 0
+    out["subject_recall"] = float((np.concatenate(preds["subject"])[subj] == ys["subject"][subj]).mean())
+    return out
+
+
+def reconstruct(images: np.ndarray, vae, batch: int = 100) -> np.ndarray:
+    """uint8 images passed through a VAE (encode, decode), as every generation of that model is."""
+    out = []
+    with torch.no_grad():
+        for i in range(0, len(images), batch):
+            x = torch.from_numpy(images[i : i + batch]).permute(0, 3, 1, 2).float() / 127.5 - 1
+            y = vae.decode(vae.encode(x).latent_dist.mean).sample
+            out.append(((y.clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).numpy())
+    return np.concatenate(out)
+
+
+def train(
+    steps: int = 3000,
+    batch: int = 64,
+    pool: int = 20000,
+    lr: float = 2e-3,
+    seed: int = 0,
+    init: Evaluator | None = None,
+    vae=None,
+    log_every: int = 200,
+) -> tuple[Evaluator, dict]:
+    """Train (or fine-tune) an evaluator on a pool of fresh renders; returns the model and facts.
+
+    Args:
+        steps, batch, pool, lr, seed: the usual; ``pool`` renders are made once and augmented.
+        init: an evaluator to fine-tune; None starts from scratch.
+        vae: if given, the pool also holds every render passed through this VAE, so the evaluator
+            reads that model's generations as well as clean renders.
+    """
+    from tqdm.auto import tqdm
+
+    torch.manual_seed(seed)
+    t0 = time.time()
+    first = POOL_SEEDS + (500_000 if vae is not None else 0) + seed * pool  # fresh renders for each stage
+    images, ys = render_pool(first, pool)
+    if vae is not None:
+        images = np.concatenate([images, reconstruct(images, vae.eval())])
+        ys = {k: np.concatenate([v, v]) for k, v in ys.items()}
+    render_s = time.time() - t0
+    x_all = torch.from_numpy(images).permute(0, 3, 1, 2)
+    y_all = {k: torch.from_numpy(v) for k, v in ys.items()}
+    model = init if init is not None else Evaluator()
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.1)
+    gen = torch.Generator().manual_seed(seed)
+    model.train()
+    bar = tqdm(range(steps), desc="evaluator", mininterval=20)
+    for step in bar:
+        idx = torch.randint(0, len(x_all), (batch,), generator=gen)
+        x = augment(x_all[idx].float() / 127.5 - 1, gen)
+        loss = loss_fn(model(x), {k: v[idx] for k, v in y_all.items()})
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        if step % log_every == 0:
+            bar.set_postfix(loss=f"{loss.item():.3f}")
+    facts = {
+        "steps": steps,
+        "batch": batch,
+        "pool": pool,
+        "first_seed": first,
+        "lr": lr,
+        "seed": seed,
+        "through_vae": vae is not None,
+        "fine_tuned": init is not None,
+        "render_seconds": round(render_s, 1),
+        "train_seconds": round(time.time() - t0 - render_s, 1),
+    }
+    return model.eval(), facts
+
+
+def save(model: Evaluator, out_dir: str | Path, report: dict) -> None:
+    """Write ``evaluator.safetensors`` and ``report.json`` (labels, accuracy, training facts)."""
+    from safetensors.torch import save_file
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    save_file(
+        {k: v.contiguous() for k, v in model.state_dict().items()}, str(out_dir / "evaluator.safetensors")
+    )
+    (out_dir / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+
+
+def load(folder: str | Path) -> Evaluator:
+    """Load evaluator weights from ``folder/evaluator.safetensors`` (eval mode, CPU)."""
+    from safetensors.torch import load_file
+
+    model = Evaluator()
+    model.load_state_dict(load_file(str(Path(folder) / "evaluator.safetensors")))
+    return model.eval()
+
+
+def train_and_save(
+    out_dir: str | Path,
+    steps: int | None = None,
+    seed: int = 0,
+    n_eval: int = 3000,
+    init_dir: str | Path | None = None,
+    vae_dir: str | Path | None = None,
+    lr: float | None = None,
+    pool: int | None = None,
+) -> dict:
+    """Train, measure accuracy on fresh renders (seeds never used in training) and save; returns the report.
+
+    Args:
+        out_dir: where to write ``evaluator.safetensors`` and ``report.json``.
+        steps: training steps (3000 from scratch, 1000 when fine-tuning).
+        init_dir: fine-tune the evaluator saved there instead of starting from scratch.
+        vae_dir: a pipeline folder whose VAE the evaluator should learn to read through.
+        lr, pool: learning rate and pool size (defaults: 2e-3 and 20,000 from scratch; 5e-4 and 6,000 fine-tuning).
+    """
+    vae = None
+    if vae_dir is not None:
+        from diffusers import AutoencoderKL
+
+        vae = AutoencoderKL.from_pretrained(str(vae_dir), subfolder="vae", use_safetensors=True)
+    init = load(init_dir) if init_dir is not None else None
+    tuning = init is not None
+    stages = []
+    if tuning and (Path(init_dir) / "report.json").exists():
+        previous = json.loads((Path(init_dir) / "report.json").read_text())
+        stages = previous.get("stages", []) + [previous["training"]]
+    model, facts = train(
+        steps=steps or (1000 if tuning else 3000),
+        lr=lr or (5e-4 if tuning else 2e-3),
+        pool=pool or (6000 if tuning else 20000),
+        seed=seed,
+        init=init,
+        vae=vae,
+    )
+    images, ys = render_pool(EVAL_SEEDS, n_eval)
+    report = {
+        "what": "ToyWorld evaluator: multi-head CNN, generated by the kit (python -m helpers toyworld train-evaluator)",
+        "licence": "Apache-2.0",
+        "heads": {k: [str(x) for x in v] for k, v in HEADS.items()},
+        "accuracy": accuracy(model, images, ys),
+        "accuracy_on": f"{n_eval} fresh renders (evaluator.training_scene seeds {EVAL_SEEDS}..), faces only for "
+        "glasses and hat",
+        "training": facts,
+        "stages": stages,
+    }
+    if vae is not None:
+        report["accuracy_through_vae"] = accuracy(model, reconstruct(images, vae), ys)
+        report["vae"] = str(vae_dir)
+    save(model, out_dir, report)
+    return report

@@ -1,0 +1,238 @@
+"""The DreamBooth paper's measures, computed with the ToyWorld evaluator instead of CLIP and DINO.
+
+=====================  =====================================================  ===================
+ToyWorld measure       what it counts                                         paper counterpart
+=====================  =====================================================  ===================
+subject_fidelity       share of "sks <class>" images recognised as the subject  subject fidelity
+subject_similarity     mean cosine similarity of embeddings to the instances  DINO / CLIP-I
+prompt_fidelity        share showing every attribute the prompt asks for      CLIP-T
+language_drift         share of plain class-prompt images that are the subject  PRES
+diversity              mean pairwise embedding distance (1 - cosine)          DIV
+=====================  =====================================================  ===================
+
+Every function takes a list of PIL images (any size; they are resized to 64 px).
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from ..paths import DATA_DIR
+from . import evaluator as ev
+from . import world
+
+EVALUATOR_DIR = DATA_DIR / "toyworld" / "evaluator"
+HELDOUT_SEEDS = 9_000_000  # base-model evaluation scenes; training used seeds below 24,000
+
+
+@functools.lru_cache(maxsize=2)
+def load_evaluator(folder: str | Path = EVALUATOR_DIR) -> ev.Evaluator:
+    """The shipped evaluator (loaded once per folder)."""
+    path = Path(folder)
+    if not (path / "evaluator.safetensors").exists():
+        raise FileNotFoundError(
+            f"No evaluator in {path}; train one with `python -m helpers toyworld train-evaluator`."
+        )
+    return ev.load(path)
+
+
+def _model(model: ev.Evaluator | None) -> ev.Evaluator:
+    return model if model is not None else load_evaluator()
+
+
+@torch.no_grad()
+def predict(images: list, model: ev.Evaluator | None = None) -> list[dict]:
+    """What the evaluator sees in each image: one dict of attribute values per image."""
+    if not images:
+        return []
+    logits = _model(model)(ev.to_batch(images))
+    idx = {k: v.argmax(1).tolist() for k, v in logits.items()}
+    return [{k: ev.HEADS[k][idx[k][i]] for k in ev.HEADS} for i in range(len(images))]
+
+
+@torch.no_grad()
+def embed(images: list, model: ev.Evaluator | None = None) -> torch.Tensor:
+    """L2-normalised evaluator embeddings ``(n, 128)``."""
+    return F.normalize(_model(model).embed(ev.to_batch(images)), dim=1)
+
+
+def _matches(pred: dict, wanted: dict) -> bool:
+    """Whether a prediction shows every wanted attribute (face accessories only for faces)."""
+    return all(pred[k] == v for k, v in wanted.items() if k not in ev.FACE_ONLY or pred["cls"] == "face")
+
+
+def subject_fidelity(images: list, subject: str, model: ev.Evaluator | None = None) -> float:
+    """Share of images recognised as ``subject`` (a key of ``subjects.SUBJECTS``)."""
+    preds = predict(images, model)
+    return sum(p["subject"] == subject for p in preds) / max(1, len(preds))
+
+
+def subject_similarity(images: list, references: list, model: ev.Evaluator | None = None) -> float:
+    """Mean cosine similarity between each image and each reference (e.g. the instance images)."""
+    a, b = embed(images, model), embed(references, model)
+    return float((a @ b.T).mean())
+
+
+def prompt_fidelity(
+    images: list,
+    prompts: list[str] | str,
+    model: ev.Evaluator | None = None,
+    keys: tuple[str, ...] | None = None,
+) -> float:
+    """Share of images that show what their prompt asks for (class, colour, background, accessories).
+
+    Args:
+        images: the generations.
+        prompts: one prompt per image, or one prompt for all.
+        keys: only check these attributes, e.g. ``("background",)`` for recontextualisation.
+    """
+    if isinstance(prompts, str):
+        prompts = [prompts] * len(images)
+    preds = predict(images, model)
+    hits = 0
+    for pred, prompt in zip(preds, prompts):
+        wanted = world.parse_prompt(prompt)
+        if keys is not None:
+            wanted = {k: v for k, v in wanted.items() if k in keys}
+        hits += _matches(pred, wanted)
+    return hits / max(1, len(preds))
+
+
+def language_drift(class_images: list, subject: str, model: ev.Evaluator | None = None) -> float:
+    """Share of plain class-prompt generations ("a photo of a star") that show the subject: 0 is no drift."""
+    return subject_fidelity(class_images, subject, model)
+
+
+def diversity(images: list, model: ev.Evaluator | None = None) -> float:
+    """Mean pairwise embedding distance (1 - cosine) over distinct pairs; 0 for identical images."""
+    if len(images) < 2:
+        return 0.0
+    e = embed(images, model)
+    sim = e @ e.T
+    n = len(images)
+    return float((1 - sim).sum() / (n * (n - 1)))  # the diagonal adds 0
+
+
+def attribute_accuracy(
+    images: list, scenes: list[dict], model: ev.Evaluator | None = None
+) -> dict[str, float]:
+    """Per-attribute accuracy of images against the scenes they were asked to show."""
+    preds = predict(images, model)
+    out = {}
+    for key in ("cls", "colour", "background", "glasses", "hat"):
+        pairs = [
+            (p[key], s[key]) for p, s in zip(preds, scenes) if key not in ev.FACE_ONLY or s["cls"] == "face"
+        ]
+        if pairs:
+            out[key] = sum(a == b for a, b in pairs) / len(pairs)
+    out["all"] = sum(
+        _matches(p, {k: s[k] for k in ("cls", "colour", "background")}) for p, s in zip(preds, scenes)
+    )
+    out["all"] /= max(1, len(preds))
+    return out
+
+
+def score_subject(
+    subject: str,
+    subject_images: list,
+    context_images: list,
+    context_prompts: list[str],
+    class_images: list,
+    references: list,
+    model: ev.Evaluator | None = None,
+) -> dict[str, float]:
+    """All the measures of one DreamBooth run, as the paper reports them.
+
+    Args:
+        subject: the subject's name.
+        subject_images: generations of the instance prompt ("a photo of sks star").
+        context_images: generations of recontextualisation prompts, one per prompt in ``context_prompts``.
+        class_images: generations of the plain class prompt ("a photo of a star").
+        references: the subject's instance images.
+    """
+    return {
+        "subject_fidelity": subject_fidelity(subject_images + context_images, subject, model),
+        "subject_similarity": subject_similarity(subject_images + context_images, references, model),
+        "prompt_fidelity": prompt_fidelity(context_images, context_prompts, model),
+        "language_drift": language_drift(class_images, subject, model),
+        "diversity": diversity(subject_images, model),
+    }
+
+
+def heldout_scenes(n: int, start: int = HELDOUT_SEEDS) -> list[dict]:
+    """Random scenes from seeds far from the training range, for judging a base model."""
+    return [world.sample_scene(start + i) for i in range(n)]
+
+
+def training_scene_count(model_path: str | Path) -> int:
+    """How many scenes the model was pretrained on (from its ``kit_model.json``; 0 if unknown)."""
+    import json
+
+    facts = Path(model_path) / "kit_model.json"
+    if not facts.exists():
+        return 0
+    return int(json.loads(facts.read_text()).get("config", {}).get("n_images", 0))
+
+
+def evaluate_base_model(
+    model_path: str | Path,
+    n_prompts: int = 64,
+    steps: int = 25,
+    guidance: float = 6.0,
+    seed: int = 0,
+    grid_path: str | Path | None = None,
+    batch: int = 16,
+) -> dict:
+    """Generate one image per held-out caption and score class, colour and background accuracy.
+
+    Args:
+        model_path: a pipeline folder (or ``kit:toyworld``).
+        n_prompts: how many held-out scenes (their captions are the prompts).
+        steps: sampling steps of the pipeline's default scheduler (PNDM).
+        guidance: classifier-free guidance scale.
+        seed: the generator seed.
+        grid_path: also save the generations there as a grid PNG.
+        batch: prompts per pipeline call.
+    """
+    from PIL import Image
+
+    from ..models import load_pipeline
+
+    pipe = load_pipeline(str(model_path))
+    scenes = heldout_scenes(n_prompts)
+    prompts = [world.caption(s) for s in scenes]
+    seen = {world.caption(world.sample_scene(i)) for i in range(training_scene_count(model_path))}
+    gen = torch.Generator().manual_seed(seed)
+    images = []
+    for i in range(0, len(prompts), batch):
+        out = pipe(
+            prompts[i : i + batch],
+            num_inference_steps=steps,
+            guidance_scale=guidance,
+            generator=gen,
+            height=world.IMAGE_SIZE,
+            width=world.IMAGE_SIZE,
+        )
+        images.extend(out.images)
+    report = {
+        "prompts": n_prompts,
+        "steps": steps,
+        "guidance": guidance,
+        "scheduler": type(pipe.scheduler).__name__,
+        "accuracy": attribute_accuracy(images, scenes),
+        "reference_accuracy_on_renders": attribute_accuracy([world.render(s) for s in scenes], scenes),
+        "diversity": diversity(images),
+        "captions_not_in_training": sum(p not in seen for p in prompts) / max(1, len(prompts)),
+    }
+    if grid_path is not None:
+        cols = 8
+        grid = Image.new("RGB", (cols * 64, ((len(images) + cols - 1) // cols) * 64))
+        for k, im in enumerate(images):
+            grid.paste(im.resize((64, 64)), ((k % cols) * 64, (k // cols) * 64))
+        Path(grid_path).parent.mkdir(parents=True, exist_ok=True)
+        grid.save(grid_path)
+    return report

@@ -1,0 +1,380 @@
+"""Pretrain the miniature ToyWorld Stable Diffusion from scratch on a CPU.
+
+The recipe follows Stable Diffusion's at toy scale: (1) a VAE phase (reconstruction plus a
+small KL term); (2) every training image encoded once and cached, with the VAE's scaling
+factor set to 1/std of the latents; (3) UNet and text encoder trained jointly with the
+epsilon-prediction MSE on SD's DDPM schedule, dropping 10 % of captions so that
+classifier-free guidance works. An exponential moving average of the weights is what is
+saved. The run checkpoints every few minutes and resumes from its checkpoint by itself.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..models import TinySpec, build_tiny_components, save_pipeline
+from . import world
+
+log = logging.getLogger(__name__)
+
+TOY_SPEC = TinySpec(
+    unet_channels=(32, 64, 128),
+    vae_channels=(16, 32, 64),  # three blocks: 64 px images, 16x16 latents
+    layers_per_block=1,
+    text_hidden=64,
+    text_layers=3,
+    text_heads=4,
+    attention_head_dim=8,
+    latent_channels=4,
+    sample_size=64,
+)
+
+
+@dataclass
+class PretrainConfig:
+    """Every knob of the recipe; the defaults are the shipped model's."""
+
+    spec: TinySpec = field(default_factory=lambda: TOY_SPEC)
+    seed: int = 0
+    n_images: int = 16000  # training scenes: seeds 0 .. n_images-1 of world.sample_scene
+    vae_steps: int = 500
+    vae_batch: int = 32
+    vae_crop: int = 32  # the VAE is convolutional: training on crops is 4x cheaper than on full images
+    vae_lr: float = 1e-3
+    kl_weight: float = 1e-6
+    unet_steps: int = 8000
+    batch: int = 32
+    lr: float = 8e-4
+    min_snr_gamma: float = 5.0  # Min-SNR loss weighting: faster convergence on a small budget
+    warmup: int = 200
+    caption_dropout: float = 0.1
+    ema_decay: float = 0.999
+    checkpoint_minutes: float = 5.0
+
+
+def _seed_all(seed: int) -> None:
+    """Seed torch and numpy."""
+    torch.manual_seed(seed)
+    np.random.seed(seed % 2**32)
+
+
+def render_dataset(n: int) -> tuple[np.ndarray, list[str]]:
+    """Render training scenes 0..n-1; returns uint8 images ``(n, 64, 64, 3)`` and their captions."""
+    images = np.empty((n, world.IMAGE_SIZE, world.IMAGE_SIZE, 3), np.uint8)
+    captions = []
+    for i in range(n):
+        image, text, _ = world.sample_pair(i)
+        images[i] = np.asarray(image)
+        captions.append(text)
+    return images, captions
+
+
+def to_tensor(images: np.ndarray) -> torch.Tensor:
+    """uint8 ``(n, h, w, 3)`` images to a float tensor ``(n, 3, h, w)`` in [-1, 1]."""
+    return torch.from_numpy(images).permute(0, 3, 1, 2).float() / 127.5 - 1
+
+
+def _batch_index(n: int, size: int, seed: int, step: int) -> torch.Tensor:
+    """A random batch of indices that depends only on (seed, step), so resuming is exact."""
+    gen = torch.Generator().manual_seed(seed * 1_000_003 + step)
+    return torch.randint(0, n, (size,), generator=gen)
+
+
+def tokenize(tokenizer, captions: list[str]) -> torch.Tensor:
+    """Token ids padded to CLIP's 77 positions, as the Stable Diffusion pipeline does."""
+    return tokenizer(
+        captions,
+        padding="max_length",
+        max_length=tokenizer.model_max_length,
+        truncation=True,
+        return_tensors="pt",
+    ).input_ids
+
+
+def _ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
+    """ema <- decay * ema + (1 - decay) * model, parameter by parameter."""
+    with torch.no_grad():
+        for e, p in zip(ema.parameters(), model.parameters()):
+            e.lerp_(p, 1 - decay)
+
+
+def _lr_at(step: int, cfg: PretrainConfig) -> float:
+    """Linear warmup, then constant: stopping early leaves a usable model."""
+    return cfg.lr * min(1.0, (step + 1) / cfg.warmup)
+
+
+class Pretrainer:
+    """Runs the recipe phase by phase, saving a checkpoint in ``out_dir/checkpoint``."""
+
+    def __init__(self, out_dir: str | Path, cfg: PretrainConfig | None = None):
+        self.out_dir = Path(out_dir)
+        self.ckpt_dir = self.out_dir / "checkpoint"
+        self.cfg = cfg = cfg or PretrainConfig()
+        _seed_all(cfg.seed)
+        self.parts = build_tiny_components(cfg.spec, cfg.seed)
+        self.state = {"phase": "vae", "step": 0, "seconds": 0.0, "losses": {}}
+        self.ema: dict[str, torch.nn.Module] = {}
+        self.opt: torch.optim.Optimizer | None = None
+        self._last_save = time.monotonic()
+
+    # ---- checkpoints ----------------------------------------------------------------------
+
+    def _ckpt_file(self) -> Path:
+        return self.ckpt_dir / "state.pt"
+
+    def save_checkpoint(self) -> None:
+        """Write models, EMA, optimiser and progress atomically."""
+        self.ckpt_dir.mkdir(parents=True, exist_ok=True)
+        blob = {
+            "state": self.state,
+            "config": asdict(self.cfg),
+            "models": {k: self.parts[k].state_dict() for k in ("vae", "unet", "text_encoder")},
+            "ema": {k: m.state_dict() for k, m in self.ema.items()},
+            "opt": self.opt.state_dict() if self.opt is not None else None,
+            "scaling_factor": self.parts["vae"].config.scaling_factor,
+        }
+        tmp = self._ckpt_file().with_suffix(".tmp")
+        torch.save(blob, tmp)
+        tmp.replace(self._ckpt_file())
+        self._last_save = time.monotonic()
+
+    def try_resume(self) -> bool:
+        """Load the checkpoint if there is one; returns whether it did."""
+        if not self._ckpt_file().exists():
+            return False
+        blob = torch.load(self._ckpt_file(), map_location="cpu", weights_only=False)
+        if blob["config"] != asdict(self.cfg):
+            raise ValueError(
+                f"{self._ckpt_file()} was written with another configuration; delete it to restart."
+            )
+        for k, sd in blob["models"].items():
+            self.parts[k].load_state_dict(sd)
+        self.parts["vae"].register_to_config(scaling_factor=blob["scaling_factor"])
+        self.state = blob["state"]
+        self._resume_blob = blob  # optimiser and EMA are restored when their phase starts
+        log.info("Resumed at phase %s, step %d", self.state["phase"], self.state["step"])
+        return True
+
+    def _due(self) -> bool:
+        return time.monotonic() - self._last_save > 60 * self.cfg.checkpoint_minutes
+
+    # ---- phases ---------------------------------------------------------------------------
+
+    def train_vae(self, images: np.ndarray, deadline: float) -> bool:
+        """Phase 1: VAE reconstruction + KL; returns False if the deadline stopped it."""
+        from tqdm.auto import tqdm
+
+        cfg, vae = self.cfg, self.parts["vae"]
+        vae.train()
+        self.opt = torch.optim.AdamW(vae.parameters(), lr=cfg.vae_lr, weight_decay=0.0)
+        blob = getattr(self, "_resume_blob", None)
+        if blob is not None and blob["opt"] is not None and self.state["phase"] == "vae":
+            self.opt.load_state_dict(blob["opt"])
+            blob["opt"] = None  # used: the next phase starts a fresh optimiser
+        bar = tqdm(total=cfg.vae_steps, initial=self.state["step"], desc="VAE", mininterval=20)
+        while self.state["step"] < cfg.vae_steps:
+            if time.time() > deadline:
+                return False
+            step, t0 = self.state["step"], time.time()
+            x = to_tensor(images[_batch_index(len(images), cfg.vae_batch, cfg.seed, step).numpy()])
+            top, left = (
+                int(v) for v in _batch_index(world.IMAGE_SIZE - cfg.vae_crop + 1, 2, cfg.seed + 2, step)
+            )
+            x = x[:, :, top : top + cfg.vae_crop, left : left + cfg.vae_crop]
+            posterior = vae.encode(x).latent_dist
+            recon = vae.decode(posterior.sample()).sample
+            rec = F.mse_loss(recon, x) + 0.5 * F.l1_loss(recon, x)
+            loss = rec + cfg.kl_weight * posterior.kl().mean()
+            self.opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
+            self.opt.step()
+            self.state["step"] += 1
+            self.state["seconds"] += time.time() - t0
+            self.state["losses"]["vae_recon"] = rec.item()
+            bar.update(1)
+            bar.set_postfix(rec=f"{float(rec):.4f}")
+            if self._due():
+                self.save_checkpoint()
+        bar.close()
+        self.state.update(phase="encode", step=0)
+        self.opt = None
+        self.save_checkpoint()
+        return True
+
+    def encode(self, images: np.ndarray) -> torch.Tensor:
+        """Phase 2: encode all images once (posterior mean) and set the VAE scaling factor."""
+        vae = self.parts["vae"].eval()
+        chunks = []
+        with torch.no_grad():
+            for i in range(0, len(images), 256):
+                chunks.append(vae.encode(to_tensor(images[i : i + 256])).latent_dist.mean)
+        latents = torch.cat(chunks)
+        scale = float(1.0 / latents.std())
+        vae.register_to_config(scaling_factor=scale)  # the UNet sees unit-variance latents, as in SD
+        return latents
+
+    def _init_ema(self) -> None:
+        """EMA copies of the UNet and text encoder, restored from the checkpoint if it has them."""
+        blob = getattr(self, "_resume_blob", None)
+        for k in ("unet", "text_encoder"):
+            self.ema[k] = copy.deepcopy(self.parts[k]).eval().requires_grad_(False)
+            if blob is not None and k in blob["ema"]:
+                self.ema[k].load_state_dict(blob["ema"][k])
+
+    def train_unet(self, latents: torch.Tensor, ids: torch.Tensor, deadline: float) -> bool:
+        """Phase 3: joint UNet + text encoder denoising training; returns False if stopped by the deadline."""
+        from diffusers import DDPMScheduler
+        from tqdm.auto import tqdm
+
+        cfg, unet, te = self.cfg, self.parts["unet"], self.parts["text_encoder"]
+        sched = DDPMScheduler(
+            beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", num_train_timesteps=1000
+        )
+        unet.train()
+        te.train()
+        params = list(unet.parameters()) + list(te.parameters())
+        self.opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=1e-2)
+        blob = getattr(self, "_resume_blob", None)
+        if blob is not None and blob["opt"] is not None and self.state["phase"] == "unet":
+            self.opt.load_state_dict(blob["opt"])
+            blob["opt"] = None
+        self._init_ema()
+        empty = tokenize(self.parts["tokenizer"], [""])[0]
+        snr = sched.alphas_cumprod / (1 - sched.alphas_cumprod)
+        weight = snr.clamp(max=cfg.min_snr_gamma) / snr  # Min-SNR-gamma for epsilon prediction
+        scale = self.parts["vae"].config.scaling_factor
+        bar = tqdm(total=cfg.unet_steps, initial=self.state["step"], desc="UNet", mininterval=20)
+        while self.state["step"] < cfg.unet_steps:
+            if time.time() > deadline:
+                return False
+            step, t0 = self.state["step"], time.time()
+            idx = _batch_index(len(latents), cfg.batch, cfg.seed + 1, step)
+            gen = torch.Generator().manual_seed(cfg.seed * 7919 + step)
+            x0 = latents[idx].float() * scale
+            noise = torch.randn(x0.shape, generator=gen)
+            t = torch.randint(0, 1000, (len(idx),), generator=gen)
+            tok = ids[idx].clone()
+            tok[torch.rand(len(idx), generator=gen) < cfg.caption_dropout] = empty  # unconditional examples
+            pred = unet(sched.add_noise(x0, noise, t), t, te(tok)[0]).sample
+            per_sample = F.mse_loss(pred, noise, reduction="none").mean(dim=(1, 2, 3))
+            loss = (per_sample * weight[t]).mean()
+            for group in self.opt.param_groups:
+                group["lr"] = _lr_at(step, cfg)
+            self.opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            self.opt.step()
+            decay = min(cfg.ema_decay, (1 + step) / (10 + step))  # short memory at the start
+            _ema_update(self.ema["unet"], unet, decay)
+            _ema_update(self.ema["text_encoder"], te, decay)
+            self.state["step"] += 1
+            self.state["seconds"] += time.time() - t0
+            # a smoothed loss for the log and the facts file
+            prev = self.state["losses"].get("unet_mse", float(loss))
+            self.state["losses"]["unet_mse"] = 0.98 * prev + 0.02 * float(loss)
+            bar.update(1)
+            bar.set_postfix(mse=f"{self.state['losses']['unet_mse']:.4f}")
+            if self._due():
+                self.save_checkpoint()
+                self.export()
+        bar.close()
+        self.state.update(phase="done")
+        self.save_checkpoint()
+        return True
+
+    # ---- output ---------------------------------------------------------------------------
+
+    def export(self) -> Path:
+        """Save the EMA weights as a diffusers pipeline folder in ``out_dir``."""
+        parts = dict(self.parts)
+        for k, m in self.ema.items():
+            parts[k] = m
+        facts = {
+            "kind": "ToyWorld miniature Stable Diffusion, pretrained from scratch by the kit",
+            "licence": "Apache-2.0",
+            "command": f"python -m helpers toyworld pretrain {self.out_dir}",
+            "phase": self.state["phase"],
+            "unet_steps_done": self.state["step"] if self.state["phase"] in ("unet", "done") else 0,
+            "train_seconds": round(self.state["seconds"], 1),
+            "losses": self.state["losses"],
+            "scaling_factor": self.parts["vae"].config.scaling_factor,
+            "config": asdict(self.cfg),
+            "image_size": world.IMAGE_SIZE,
+            "training_scenes": f"world.sample_scene(seed) for seed in range({self.cfg.n_images})",
+        }
+        facts.update(self.state.get("extra_facts", {}))
+        save_pipeline(parts, self.out_dir, extra=facts)
+        return self.out_dir
+
+    def run(self, minutes: float | None = None, keep_checkpoint: bool = False) -> bool:
+        """Run (or resume) the whole recipe; returns True once the model is complete."""
+        start = time.time()
+        deadline = start + 60 * minutes if minutes else float("inf")
+        self.try_resume()
+        cache = self.ckpt_dir / "latents.pt"
+        if self.state["phase"] in ("unet", "done") and cache.exists():
+            latents, ids = torch.load(cache).values()  # encoded once, cached for resuming
+            latents = latents.float()
+        else:
+            log.info("Rendering %d training scenes", self.cfg.n_images)
+            images, captions = render_dataset(self.cfg.n_images)
+            if self.state["phase"] == "vae" and not self.train_vae(images, deadline):
+                self.save_checkpoint()
+                return False
+            if self.state["phase"] == "encode":
+                self.state.update(phase="unet", step=0)
+            log.info("Encoding %d images", len(images))
+            latents = self.encode(images)
+            del images
+            ids = tokenize(self.parts["tokenizer"], captions)
+            self.ckpt_dir.mkdir(parents=True, exist_ok=True)
+            torch.save({"latents": latents.half(), "ids": ids.int()}, cache)
+            self.save_checkpoint()
+        ids = ids.long()
+        if self.state["phase"] == "done":
+            self._init_ema()  # finished earlier: only export again
+        done = self.state["phase"] == "done" or self.train_unet(latents, ids, deadline)
+        self.save_checkpoint()
+        self.export()
+        if done and not keep_checkpoint:
+            shutil.rmtree(self.ckpt_dir, ignore_errors=True)
+        log.info(
+            "Pretraining %s after %.1f min", "finished" if done else "paused", (time.time() - start) / 60
+        )
+        return done
+
+
+def pretrain(
+    out_dir: str | Path,
+    minutes: float | None = None,
+    cfg: PretrainConfig | None = None,
+    keep_checkpoint: bool = False,
+) -> bool:
+    """Pretrain (or resume) the ToyWorld model into ``out_dir``; True when finished.
+
+    Args:
+        out_dir: the pipeline folder to write (``data/toyworld/model`` for the shipped one).
+        minutes: stop after this many minutes (saving a checkpoint and a usable model); run again to resume.
+        cfg: the recipe; None uses the shipped model's.
+        keep_checkpoint: keep ``out_dir/checkpoint`` after finishing.
+    """
+    return Pretrainer(out_dir, cfg or PretrainConfig()).run(minutes, keep_checkpoint)
+
+
+def write_facts(out_dir: str | Path, **facts) -> None:
+    """Add measured facts (e.g. held-out accuracy) to the model's ``kit_model.json``."""
+    path = Path(out_dir) / "kit_model.json"
+    data = json.loads(path.read_text()) if path.exists() else {}
+    data.update(facts)
+    path.write_text(json.dumps(data, indent=2) + "\n")

@@ -1,0 +1,141 @@
+"""ToyWorld: the renderer, subjects, evaluator, metrics and the shipped base model."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from helpers.paths import DATA_DIR
+from helpers.toyworld import evaluator as ev
+from helpers.toyworld import metrics, subjects, world
+
+TOY = DATA_DIR / "toyworld"
+FRESH = 7_000_000  # seeds used neither in evaluator training, its report, nor pretraining
+
+
+def test_render_is_deterministic_and_64px():
+    a, b = world.render(world.sample_scene(5)), world.render(world.sample_scene(5))
+    assert a.size == (64, 64) and a.mode == "RGB"
+    assert np.array_equal(np.asarray(a), np.asarray(b))
+    assert not np.array_equal(np.asarray(a), np.asarray(world.render(world.sample_scene(6))))
+
+
+def test_sampler_covers_the_world():
+    scenes = [world.sample_scene(s) for s in range(600)]
+    assert {s["cls"] for s in scenes} == set(world.CLASSES)
+    assert {s["colour"] for s in scenes} == set(world.COLOURS)
+    assert {s["background"] for s in scenes} == set(world.BACKGROUNDS)
+
+
+def test_captions_name_the_attributes():
+    for seed in range(200):
+        scene = world.sample_scene(seed)
+        text = world.caption(scene)
+        assert scene["cls"] in text and scene["colour"] in text
+        assert world.BACKGROUND_PHRASES[scene["background"]] in text
+        if scene["cls"] == "face":
+            assert ("glasses" in text) == scene["glasses"] and ("hat" in text) == scene["hat"]
+        parsed = world.parse_prompt(text)
+        assert {k: parsed[k] for k in ("cls", "colour", "background")} == {
+            k: scene[k] for k in ("cls", "colour", "background")
+        }
+    assert world.caption(world.make_scene("ring", "orange", "sky"), 1) == "an orange ring in the sky"
+
+
+def test_subject_features_never_appear_in_pretraining_scenes():
+    for seed in range(3000):
+        scene = world.sample_scene(seed)
+        assert scene["pattern"] == "none" and scene["mark"] == "none" and scene["subject"] == "none"
+
+
+def test_subject_feature_changes_the_picture():
+    for name in subjects.SUBJECTS:
+        scene = subjects.subject_scene(name, 3, "plain")
+        plain = dict(scene, pattern="none", mark="none", subject="none")
+        diff = np.abs(np.asarray(world.render(scene), float) - np.asarray(world.render(plain), float))
+        assert (diff.max(axis=2) > 60).sum() > 20, name  # the feature covers a visible area
+
+
+def test_shipped_subjects_match_the_manifest():
+    manifest = json.loads((TOY / "subjects" / "manifest.json").read_text())
+    assert set(manifest["subjects"]) == set(subjects.SUBJECTS)
+    for entry in manifest["subjects"].values():
+        assert entry["instance_prompt"] == f"a photo of sks {entry['class_noun']}"
+        assert 4 <= len(entry["images"]) <= 6
+        for rel in entry["images"]:
+            assert (TOY / "subjects" / rel).exists()
+
+
+@pytest.fixture(scope="module")
+def model():
+    return metrics.load_evaluator()
+
+
+def test_evaluator_reaches_its_reported_accuracy(model):
+    report = json.loads((TOY / "evaluator" / "report.json").read_text())
+    images, ys = ev.render_pool(FRESH, 64)
+    acc = ev.accuracy(model, images, ys)
+    for head in ev.HEADS:
+        assert acc[head] >= min(0.9, report["accuracy"][head] - 0.05), (head, acc[head])
+
+
+def test_subject_fidelity_separates_subjects_from_random_renders(model):
+    randoms = [world.render(world.sample_scene(FRESH + i)) for i in range(32)]
+    for name in subjects.SUBJECTS:
+        instances = subjects.instance_images(name)
+        assert metrics.subject_fidelity(instances, name, model) >= 0.8
+        assert metrics.subject_fidelity(randoms, name, model) <= 0.1
+        assert metrics.language_drift(randoms, name, model) <= 0.1
+        same = metrics.subject_similarity(instances, instances, model)
+        assert same > metrics.subject_similarity(randoms, instances, model) + 0.1
+
+
+def test_prompt_fidelity_and_diversity(model):
+    scenes = [world.sample_scene(FRESH + 100 + i) for i in range(24)]
+    images = [world.render(s) for s in scenes]
+    right = [world.caption(s) for s in scenes]
+    wrong = [
+        world.caption(dict(s, background="brick" if s["background"] != "brick" else "sky")) for s in scenes
+    ]
+    assert metrics.prompt_fidelity(images, right, model) >= 0.85
+    assert metrics.prompt_fidelity(images, wrong, model) <= 0.2
+    assert metrics.diversity([images[0]] * 4, model) < 1e-4
+    assert metrics.diversity(images, model) > 0.05
+
+
+@pytest.mark.slow
+def test_pretraining_stops_and_resumes(tmp_path):
+    from helpers.models import TinySpec, load_pipeline
+    from helpers.toyworld.pretrain import PretrainConfig, Pretrainer
+
+    spec = TinySpec(unet_channels=(32, 64), vae_channels=(32, 64), sample_size=64)
+    cfg = PretrainConfig(spec=spec, n_images=8, vae_steps=2, vae_batch=2, unet_steps=2, batch=2, warmup=1)
+    assert not Pretrainer(tmp_path, cfg).run(minutes=1e-6)  # out of time at once: checkpoint only
+    assert (tmp_path / "checkpoint" / "state.pt").exists()
+    assert Pretrainer(tmp_path, cfg).run()
+    assert not (tmp_path / "checkpoint").exists()
+    facts = json.loads((tmp_path / "kit_model.json").read_text())
+    assert facts["phase"] == "done" and facts["unet_steps_done"] == 2
+    pipe = load_pipeline(str(tmp_path))
+    assert pipe.vae.config.scaling_factor == pytest.approx(facts["scaling_factor"])
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    not (TOY / "model" / "model_index.json").exists(), reason="the ToyWorld model is not built"
+)
+def test_shipped_model_generates_64px():
+    import torch
+
+    from helpers.models import load_pipeline
+
+    pipe = load_pipeline(str(TOY / "model"))
+    out = pipe(
+        "a photo of a red star on the grass",
+        num_inference_steps=2,
+        guidance_scale=5.0,
+        generator=torch.Generator().manual_seed(0),
+    )
+    assert out.images[0].size == (64, 64)
