@@ -1,0 +1,242 @@
+# %% [markdown]
+# # 02 · Prior preservation: what faces need
+#
+# **Goal:** train a face twice with the study's face settings (1200 steps, batch size 2,
+# learning rate 2e-6), once with prior preservation and once without, and compare both what
+# the model draws for the subject and what it now draws for the plain class prompt.
+#
+# **You will learn**
+# - what prior preservation adds to DreamBooth: class images made by the model itself, and a second loss term;
+# - why the study found it essential for faces (and much less important for objects);
+# - how to spot *language drift*: the class word itself starts to mean your subject.
+#
+# **Hardware and time**
+#
+# | profile | hardware | time |
+# |---|---|---|
+# | `gpu` | a CUDA GPU with 16 GB (Colab or Kaggle T4) | roughly 1.5 h on a T4, 30 min on an A100: 200 class images and two runs of 1200 steps; the two extra runs of step 7 add as much again |
+# | `cpu` | a laptop CPU | about 10 min: scaled-down runs on the miniature model |
+# | `smoke` | anything (used by the tests) | about a minute |
+#
+# Class images and runs are saved under `runs/`; running the notebook again reuses them.
+#
+# **Photos of people:** train only on photos of people who agreed to it, and do not publish
+# or pass on pictures a model makes of a real person without their consent. On `cpu` and
+# `smoke` the "face" is a cartoon from the kit; on `gpu` it is the folder you chose in
+# `00_setup` (`FACE_SUBJECT`).
+
+# %% [markdown]
+# ## Setup
+# On Colab or Kaggle the next cell downloads the kit and installs it beside the platform's
+# own torch. On your own machine (after `make course` or `pip install -e .`) it does nothing.
+
+# %%
+import os
+import subprocess
+import sys
+
+if (os.path.exists("/content") or os.path.exists("/kaggle/working")) and not os.path.exists("kit"):
+    subprocess.run(["git", "clone", "-q", "https://github.com/dreambooth-course/dreambooth-course-kit", "kit"], check=True)
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-e", "kit"], check=True)
+if os.path.exists("kit/helpers"):
+    sys.path.insert(0, os.path.abspath("kit"))
+
+# %%
+import inspect
+
+import matplotlib.pyplot as plt
+
+from helpers.class_images import generate_class_images
+from helpers.course import load_settings, study_config
+from helpers.data import load_images, open_rgb
+from helpers.experiments import (format_scores, sample_runs, save_plot, subject_prompts, toyworld_scores,
+                                 widgets_enabled)
+from helpers.figures import plot_losses, save_image, show_grid
+from helpers.paths import runs_dir
+from helpers.profiles import get_profile
+from helpers.training import class_image_spec, dreambooth_loss, train_dreambooth
+
+SEED = 0  # training seed of both runs; class image i is made from seed SEED + i; sampling seeds start here
+
+# %% [markdown]
+# ## Configuration
+# The study's face settings at full scale; the profile maps them to what runs here (in `cpu`
+# and `smoke` fewer steps, fewer class images and a larger learning rate on a smaller model).
+
+# %%
+PROFILE = None  # "gpu", "cpu" or "smoke"; None reads COURSE_PROFILE / looks for a GPU
+STUDY_LR = 2e-6  # the study's learning rate for this comparison
+STUDY_STEPS = 1200  # the study's steps for faces, at batch size 2
+PRIOR_LOSS_WEIGHT = 1.0  # weight of the class-image term (the study: 1.0)
+N_PROMPTS = 3  # the instance prompt plus prompts that move the subject elsewhere
+N_SEEDS = None  # samples per prompt; None: the profile's images_per_prompt
+EXTRA_ARMS = [(2e-6, 800), (1e-6, 1200)]  # the study's other face runs (with prior preservation), step 7
+RUN_EXTRA_ARMS = None  # None: only on `gpu` (two more full training runs); True/False to force
+MY_PROMPT = None  # a prompt of your own to try on both runs (step 8), e.g. "a painting of sks person"
+
+# %% [markdown]
+# ## 1. Profile, model and subject
+
+# %%
+if PROFILE:
+    os.environ["COURSE_PROFILE"] = PROFILE
+profile = get_profile()
+settings = load_settings()
+subject = settings.face_subject
+prompts = subject_prompts(subject, 1 if profile.name == "smoke" else N_PROMPTS)
+seeds = [SEED + i for i in range(N_SEEDS or profile.images_per_prompt)]
+print(f"profile {profile.name}, model {settings.pretrained_model_name_or_path}, subject '{subject.name}'")
+print(f"instance prompt '{subject.instance_prompt}', class prompt '{subject.class_prompt}'")
+photos = load_images(subject.folder, profile.resolution)
+fig = show_grid(photos, 1, len(photos), title=f"the {len(photos)} training photos of '{subject.name}'")
+
+# %% [markdown]
+# ## 2. The idea, in one function
+# Plain DreamBooth teaches the model "sks person = these few photos". The risk: the model also
+# learns "person = these few photos", since the class word is in every prompt it sees. Prior
+# preservation guards against that. Before training, the *base* model draws a few hundred
+# images of the class prompt ("a photo of person"). During training, each batch holds subject
+# photos and class images, and the loss is the sum of two noise-prediction errors: one on the
+# subject photos, one, weighted by `prior_loss_weight`, on the class images. The second term
+# rewards the model for still drawing the class the way it did before training.
+#
+# This is the function the training loop calls (from `helpers/training.py`):
+
+# %%
+print(inspect.getsource(dreambooth_loss))
+
+# %% [markdown]
+# ## 3. Class images, made by the model itself
+# The configuration says how many class images and how they are drawn; they are generated
+# once, saved under `runs/class_images/`, and reused by every run with the same settings.
+
+# %%
+def arm(with_prior, study_lr=STUDY_LR, study_steps=STUDY_STEPS):
+    """The configuration of one run of this experiment (the study's face settings)."""
+    return study_config(subject, study_lr, study_steps, with_prior_preservation=with_prior, face=True,
+                        settings=settings, seed=SEED, prior_loss_weight=PRIOR_LOSS_WEIGHT if with_prior else 1.0)
+
+configs = {"without prior": arm(False), "with prior": arm(True)}
+with_prior = configs["with prior"]
+print(f"{with_prior.num_class_images} class images of '{with_prior.class_prompt}'; training: "
+      f"{with_prior.max_train_steps} steps, batch {with_prior.train_batch_size}, LR {with_prior.learning_rate:.1e}")
+
+# %%
+class_paths = generate_class_images(None, class_image_spec(with_prior), with_prior.num_class_images,
+                                    with_prior.sample_batch_size)
+shown = [open_rgb(p) for p in class_paths[:8]]
+first_seeds = f"seeds {SEED} to {SEED + len(shown) - 1}"
+fig = show_grid(shown, 1, len(shown), title=f"class images of '{with_prior.class_prompt}', {first_seeds}")
+
+# %% [markdown]
+# ## 4. Train with and without prior preservation
+# The two runs differ in one setting only. With prior preservation every batch also carries as
+# many class images as subject photos, so each step does twice the work.
+
+# %%
+runs = {name: train_dreambooth(c) for name, c in configs.items()}
+folders = {name: r.output_dir for name, r in runs.items()}
+
+# %% [markdown]
+# The log keeps the two terms apart. The subject term falls in both runs. The class term is the
+# model's error on images it drew itself before training: on a pretrained model it starts at
+# the base model's level and should stay about there. That is the point: the model is not
+# allowed to forget how it drew the class. (The untrained model of `smoke` has learned nothing yet, so every term falls.)
+
+# %%
+logs = runs["with prior"].losses
+curves = {name: r.losses for name, r in runs.items()}
+curves["with prior: class-image term"] = {"step": logs["step"], "instance_loss": logs["prior_loss"]}
+fig = plot_losses(curves, key="instance_loss", window=max(2, with_prior.max_train_steps // 10),
+                  title=f"subject term of the loss (and class term), seed {SEED}")
+path = save_plot(fig, "02_loss", subject=subject.name, seed=SEED, steps=with_prior.max_train_steps)
+
+# %% [markdown]
+# ## 5. The subject, with and without prior preservation
+# Both finished runs, sampled with the study's PNDM scheduler: one row per prompt, one column
+# per run, the seeds from left to right in each cell.
+
+# %%
+comparison = sample_runs(folders, prompts, seeds, profile.num_inference_steps, profile.resolution, scheduler="pndm")
+title = f"{subject.name}: {with_prior.max_train_steps} steps, LR {with_prior.learning_rate:.0e}, seeds {seeds}"
+path = save_image(comparison.grid(title=title), runs_dir() / "figures", "02_prior_comparison", subject=subject.name,
+                  seed=SEED, steps=with_prior.max_train_steps, sampler="pndm")
+fig = comparison.show(title=f"without vs with prior preservation, {subject.name}")
+print(format_scores(toyworld_scores(subject, comparison)))
+
+# %% [markdown]
+# In the study, the face trained without prior preservation came out worse at these settings:
+# the samples copy the training photos and degrade, the way an overfit model does. With prior
+# preservation the face holds up and the prompts still change the picture.
+
+# %% [markdown]
+# ## 6. Language drift: what does the class prompt draw now?
+# Ask every model for the plain class prompt, without the identifier. The base model draws
+# some member of the class. A model that has drifted draws *your subject* instead: the class
+# word has been overwritten. Prior preservation exists to prevent exactly this.
+
+# %%
+drift_runs = {"base model": settings.pretrained_model_name_or_path, **folders}
+drift = sample_runs(drift_runs, [subject.class_prompt], seeds, profile.num_inference_steps, profile.resolution,
+                    scheduler="pndm")
+path = save_image(drift.grid(title=f"'{subject.class_prompt}', seeds {seeds}", arms_as="rows"),
+                  runs_dir() / "figures", "02_language_drift", subject=subject.name, seed=SEED,
+                  steps=with_prior.max_train_steps)
+fig = drift.show(title=f"'{subject.class_prompt}' after each run", arms_as="rows")
+print(format_scores(toyworld_scores(subject, drift, class_prompt=subject.class_prompt)))
+
+# %% [markdown]
+# ## 7. The study's other face runs (`gpu` only)
+# The study also trained the face for 800 steps, and at a learning rate of 1e-6, both with prior
+# preservation; its advice for faces was 1e-6 (or 2e-6) for about 1200 steps. Each is a full
+# training run, so this cell runs only on `gpu` unless you set `RUN_EXTRA_ARMS = True`.
+
+# %%
+if RUN_EXTRA_ARMS or (RUN_EXTRA_ARMS is None and profile.name == "gpu"):  # hours of GPU time: not in CI
+    extra = {f"with prior, LR {lr:.0e}, {steps} steps": train_dreambooth(arm(True, lr, steps)).output_dir
+             for lr, steps in EXTRA_ARMS}
+    more = sample_runs({**folders, **extra}, prompts, seeds, profile.num_inference_steps, profile.resolution,
+                       scheduler="pndm")
+    path = save_image(more.grid(), runs_dir() / "figures", "02_face_runs", subject=subject.name, seed=SEED)
+    fig = more.show(title=f"the study's face runs, {subject.name}")
+
+# %% [markdown]
+# ## 8. Try a prompt of your own
+# Type a prompt and compare both runs on it. Without a live notebook, set `MY_PROMPT` in the
+# configuration cell instead.
+
+# %%
+def compare_prompt(prompt):
+    """Sample both runs on one prompt with the notebook's seeds and show them side by side."""
+    result = sample_runs(folders, [prompt], seeds, profile.num_inference_steps, profile.resolution, scheduler="pndm")
+    result.show(title=prompt, arms_as="rows")
+    plt.show()
+
+if widgets_enabled():
+    import ipywidgets as widgets
+
+    widgets.interact_manual(compare_prompt, prompt=widgets.Text(value=MY_PROMPT or prompts[-1]))
+elif MY_PROMPT:
+    compare_prompt(MY_PROMPT)
+
+# %% [markdown]
+# ## Takeaways
+# - Prior preservation trains on class images that the base model drew itself, next to the
+#   subject photos, and adds their noise-prediction error to the loss.
+# - It keeps the class word meaning what it meant (no language drift) and, on faces, keeps
+#   the subject from degrading: the study's faces at 1200 steps and LR 2e-6 were clearly better
+#   with it. On objects it mattered much less.
+# - For faces the study's recipe, in the course's summary: more steps (800 to 1200 at batch
+#   size 2), a low learning rate (1e-6), prior preservation on.
+# - Train only on faces of people who agreed to it.
+#
+# ## Exercises
+# 1. Set `PRIOR_LOSS_WEIGHT = 0.3` and then `3.0`. How do the subject's likeness and the class
+#    prompt's images change?
+# 2. Train the object subject of notebook 01 with prior preservation (change `subject` after
+#    step 1). Is the difference as large as for the face?
+# 3. Set `MY_PROMPT` to a prompt that combines the subject with a style, e.g. "a painting of
+#    sks person in the style of Van Gogh" (use your class noun). Which run follows the style?
+# 4. Pass `num_class_images` to `study_config` in `arm` with a quarter of the profile's number.
+#    Does the class prompt's figure in step 6 change? (New class images are not needed: the
+#    first ones are reused.)

@@ -1,0 +1,187 @@
+# %% [markdown]
+# # 03 · Schedulers: rescuing an overfit model at sampling time
+#
+# **Goal:** take one overfit model and sample it with the three schedulers the study compared
+# (PNDM, LMSDiscrete, DDIM) at 50 and 100 steps, all from the same starting noise; then try
+# three newer schedulers and time them all.
+#
+# **You will learn**
+# - what a scheduler (sampler) is, and why it can change the look of a fine-tuned model without any training;
+# - why the study found DDIM, and more inference steps, kinder to an overfit model than PNDM or LMSDiscrete;
+# - what the newer samplers (DPM-Solver++, Euler, UniPC) buy you: good images in fewer steps.
+#
+# **Hardware and time**
+#
+# | profile | hardware | time |
+# |---|---|---|
+# | `gpu` | a CUDA GPU with 16 GB (Colab or Kaggle T4) | about 10 min of sampling on a T4 when the high-LR run of `01_learning_rate` exists; roughly 20 min more when it has to be trained here |
+# | `cpu` | a laptop CPU | a few minutes, half the inference steps of `gpu` on the miniature model |
+# | `smoke` | anything (used by the tests) | under a minute |
+#
+# The model is the high-LR object run of `01_learning_rate`: if that notebook ran with the
+# same settings, its run is reused, otherwise it is trained here first.
+
+# %% [markdown]
+# ## Setup
+# On Colab or Kaggle the next cell downloads the kit and installs it beside the platform's
+# own torch. On your own machine (after `make course` or `pip install -e .`) it does nothing.
+
+# %%
+import os
+import subprocess
+import sys
+
+if (os.path.exists("/content") or os.path.exists("/kaggle/working")) and not os.path.exists("kit"):
+    subprocess.run(["git", "clone", "-q", "https://github.com/dreambooth-course/dreambooth-course-kit", "kit"], check=True)
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-e", "kit"], check=True)
+if os.path.exists("kit/helpers"):
+    sys.path.insert(0, os.path.abspath("kit"))
+
+# %%
+import matplotlib.pyplot as plt
+
+from helpers.course import load_settings, study_config
+from helpers.experiments import (format_scores, load_run, plot_seconds_per_image, sample_pipeline, save_plot,
+                                 scheduler_comparison, subject_prompts, toyworld_scores, widgets_enabled)
+from helpers.figures import save_image
+from helpers.paths import runs_dir
+from helpers.profiles import get_profile
+from helpers.sampling import SCHEDULERS, STUDY_SCHEDULERS, compare_schedulers
+from helpers.training import train_dreambooth
+
+SEED = 0  # training seed of the overfit run; sampling seeds start here too
+
+# %% [markdown]
+# ## Configuration
+# `STUDY_STEPS` are the study's inference steps (50 and 100). In `cpu` and `smoke` they are
+# scaled by the profile's default number of steps over 50 (half in `cpu`), since the
+# miniature model is sampled with fewer steps.
+
+# %%
+PROFILE = None  # "gpu", "cpu" or "smoke"; None reads COURSE_PROFILE / looks for a GPU
+OVERFIT_RUN = (5e-6, 400)  # study LR and steps of the overfit model: the high-LR run of notebook 01
+STUDY_STEPS = (50, 100)  # inference steps the study compared
+NEWER = ("dpm++", "euler", "unipc")  # samplers that came after the study
+N_SEEDS = None  # images per scheduler and step count; None: the profile's images_per_prompt
+TRY_SCHEDULER, TRY_STEPS = "ddim", 100  # step 6 without a live notebook: one scheduler, study steps
+
+# %% [markdown]
+# ## 1. The overfit model
+# The same configuration as the high-LR run of `01_learning_rate` (no sample grids during
+# training here; they do not change the weights, so the run is still found and reused).
+
+# %%
+if PROFILE:
+    os.environ["COURSE_PROFILE"] = PROFILE
+profile = get_profile()
+settings = load_settings()
+subject = settings.object_subject
+lr, steps = OVERFIT_RUN
+config = study_config(subject, lr, steps, settings=settings, seed=SEED)
+run = train_dreambooth(config)
+pipe = load_run(run.output_dir)
+print(f"profile {profile.name}: '{subject.name}', LR {config.learning_rate:.1e}, {config.max_train_steps} steps")
+
+# %% [markdown]
+# ## 2. What a scheduler does
+# Sampling starts from pure noise and removes it in a fixed number of steps. The UNet only
+# predicts the noise in the current image; the *scheduler* decides how big a step to take
+# with that prediction, and at which noise levels. PNDM and LMSDiscrete use several past
+# predictions to take larger, higher-order steps; DDIM takes simple first-order steps. The
+# study did not say why DDIM coped better; a plausible reason is that when the predictions
+# are a little off (an overfit model), combining several of them can amplify the errors into
+# noise patches and colour blotches, while a first-order step passes them on as they are.
+#
+# To compare fairly, every image starts from the same latents: `compare_schedulers` draws the
+# starting noise from one seeded generator per image, whatever the scheduler.
+
+# %%
+scale = profile.num_inference_steps / 50  # 1 on gpu, 0.5 on cpu
+inference_steps = tuple(max(2, round(n * scale)) for n in STUDY_STEPS)
+seeds = [SEED + i for i in range(N_SEEDS or profile.images_per_prompt)]
+prompt = subject_prompts(subject, 2)[-1]  # a prompt that asks for something the photos do not show
+sample_pipeline(pipe, [prompt], seeds[:1], 2, profile.resolution)  # warm-up, so the timings below are fair
+print(f"prompt '{prompt}', inference steps {inference_steps}, seeds {seeds}")
+
+# %% [markdown]
+# ## 3. PNDM vs LMSDiscrete vs DDIM
+# One row per scheduler and number of steps; the seeds go from left to right.
+
+# %%
+study = compare_schedulers(pipe, prompt, STUDY_SCHEDULERS, inference_steps, seeds, resolution=profile.resolution)
+comparison = scheduler_comparison(study, prompt)
+title = f"'{prompt}', overfit run (study LR {lr:.0e}, {steps} steps), seeds {seeds}"
+path = save_image(comparison.grid(title=title, arms_as="rows"), runs_dir() / "figures", "03_study_schedulers",
+                  subject=subject.name, seed=SEED, steps=f"{inference_steps[0]}-{inference_steps[1]}")
+fig = comparison.show(title="the study's schedulers, same starting noise", arms_as="rows")
+print(format_scores(toyworld_scores(subject, comparison)))
+
+# %% [markdown]
+# What the study saw on its overfit runs: DDIM clearly better than PNDM and LMSDiscrete, with
+# LMSDiscrete the worst (it ruined the face). Going from 50 to 100 steps turned noisy patches
+# into detail. The effect was strongest on the face and weaker on objects. (In `smoke` the
+# tiny random model draws noise; there the code path is what is being tested.)
+
+# %% [markdown]
+# ## 4. Newer schedulers
+# Since the study, samplers have appeared that reach good images in 20 to 25 steps:
+# DPM-Solver++ (multistep), Euler and UniPC. Same prompt, same seeds, same step counts.
+
+# %%
+newer = compare_schedulers(pipe, prompt, NEWER, inference_steps, seeds, resolution=profile.resolution)
+comparison_newer = scheduler_comparison(newer, prompt)
+path = save_image(comparison_newer.grid(title=title, arms_as="rows"), runs_dir() / "figures", "03_newer_schedulers",
+                  subject=subject.name, seed=SEED, steps=f"{inference_steps[0]}-{inference_steps[1]}")
+fig = comparison_newer.show(title="newer schedulers, same starting noise", arms_as="rows")
+print(format_scores(toyworld_scores(subject, comparison_newer)))
+
+# %% [markdown]
+# ## 5. Time per image
+# The UNet runs once per step whatever the scheduler (twice with classifier-free guidance),
+# so time grows with the number of steps and hardly depends on the scheduler. The gain of
+# the newer samplers is that they need fewer steps for the same quality.
+
+# %%
+seconds = {**comparison.seconds_per_image(), **comparison_newer.seconds_per_image()}
+fig = plot_seconds_per_image(seconds, title=f"sampling time per image, {profile.name} profile, "
+                                            f"{profile.resolution} px")
+path = save_plot(fig, "03_seconds_per_image", profile=profile.name, resolution=profile.resolution)
+
+# %% [markdown]
+# ## 6. Try a scheduler yourself
+# Pick a scheduler and a number of steps (study steps, scaled like above). Without a live
+# notebook, `TRY_SCHEDULER` and `TRY_STEPS` in the configuration cell are used.
+
+# %%
+def try_scheduler(scheduler, study_steps):
+    """Sample the overfit model with one scheduler, the notebook's prompt and seeds."""
+    n = max(2, round(study_steps * scale))
+    result = sample_pipeline(pipe, [prompt], seeds, n, profile.resolution, scheduler=scheduler)
+    scheduler_comparison({(scheduler, n): result}, prompt).show(title=f"{scheduler}, {n} steps", arms_as="rows")
+    plt.show()
+
+if widgets_enabled():
+    import ipywidgets as widgets
+
+    widgets.interact_manual(try_scheduler, scheduler=widgets.Dropdown(options=list(SCHEDULERS), value=TRY_SCHEDULER),
+                            study_steps=widgets.IntSlider(value=TRY_STEPS, min=10, max=150, step=10))
+else:
+    try_scheduler(TRY_SCHEDULER, TRY_STEPS)
+
+# %% [markdown]
+# ## Takeaways
+# - The scheduler changes how an image is sampled, not the model: it costs nothing to try
+#   another one on a finished run.
+# - On an overfit model the study found DDIM much better than PNDM and LMSDiscrete, and about
+#   100 inference steps better than 50. The effect was strongest on faces.
+# - In the course's summary: noisy or degraded samples mean overfitting. Fix it at the source
+#   (lower learning rate, fewer steps, see `01_learning_rate`); otherwise sample with DDIM or
+#   with about 100 steps.
+# - Newer samplers (DPM-Solver++, UniPC) give comparable images in far fewer steps, and time
+#   per image is set by the number of steps.
+#
+# ## Exercises
+# 1. Set `OVERFIT_RUN = (2e-6, 400)` (the well-trained low-LR run of notebook 01). Do the
+#    schedulers still differ as much?
+# 2. Make the model overfit much more, e.g. `OVERFIT_RUN = (5e-6, 1200)`. Which scheduler holds up longest?
+# 3. With the widget, find the fewest steps at which DPM-Solver++ looks as good as DDIM at 100.
