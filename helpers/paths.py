@@ -17,3 +17,12 @@ REPO_URL = f"https://github.com/{REPO_SLUG}"
 def runs_dir() -> Path:
     """Folder for everything the course produces (``COURSE_RUNS_DIR`` overrides ``runs/``)."""
     return Path(os.environ.get("COURSE_RUNS_DIR", REPO_ROOT / "runs"))
+
+
+def display_path(path: str | Path) -> str:
+    """``path`` as a learner should see it in printed output: relative to ``runs/`` when inside it."""
+    path = Path(path)
+    try:
+        return f"runs/{path.resolve().relative_to(runs_dir().resolve())}"
+    except ValueError:
+        return path.name

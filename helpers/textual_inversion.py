@@ -17,6 +17,7 @@ from pathlib import Path
 
 import torch
 
+from .paths import display_path
 from .config import ConfigError, _from_dict, config_hash, resolve_output_dir, save_config
 from .training import (
     CONFIG_NAME,
@@ -189,7 +190,7 @@ def train_textual_inversion(config: TextualInversionConfig, progress: bool = Tru
     status = run_status(output_dir, run_hash, TextualInversionConfig)
     if status == "done":
         print(
-            f"Reusing the finished textual inversion in {output_dir} (same configuration, hash {run_hash})."
+            f"Reusing the finished textual inversion in {display_path(output_dir)} (same configuration, hash {run_hash})."
         )
         return TextualInversionResult(
             output_dir,

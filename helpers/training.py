@@ -23,6 +23,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from .paths import display_path
 from .config import TrainConfig, config_hash, resolve_output_dir, save_config
 
 log = logging.getLogger(__name__)
@@ -449,7 +450,7 @@ def train_dreambooth(
     status = run_status(output_dir, run_hash)
     if status == "done":  # a notebook re-run: the same configuration already finished here
         print(
-            f"Reusing the finished run in {output_dir} (same configuration, hash {run_hash}); not retraining."
+            f"Reusing the finished run in {display_path(output_dir)} (same configuration, hash {run_hash}); not retraining."
         )
         return RunResult(
             output_dir,
@@ -557,7 +558,7 @@ def train_dreambooth(
         accelerator.print(f"Resuming from {checkpoint} at step {first_step}.")
     elif not resume and list_checkpoints(output_dir):  # an interrupted run of this same configuration
         accelerator.print(
-            f"{output_dir} has checkpoints from an interrupted run of this configuration; starting again "
+            f"{display_path(output_dir)} has checkpoints from an interrupted run of this configuration; starting again "
             "from step 0. Set resume_from_checkpoint: latest to continue from the last one instead."
         )
     elif resume == "latest":

@@ -54,3 +54,10 @@ def test_cpu_defaults_pick_a_toy_object_and_the_toy_face():
         assert s.face_subject.class_prompt == "a photo of a face"
     else:
         assert s.pretrained_model_name_or_path == "kit:tiny-sd"
+
+
+def test_printed_paths_hide_the_machine(runs_dir, tmp_path):
+    from helpers.paths import display_path
+
+    assert display_path(runs_dir / "train" / "dog-abc") == "runs/train/dog-abc"
+    assert display_path(tmp_path / "elsewhere" / "x.png") == "x.png"

@@ -154,14 +154,15 @@ def test_loss_falls_when_overfitting(make_config, tiny_model_dir):  # noqa: F811
     config = make_config(
         "overfit",
         with_prior_preservation=False,
-        max_train_steps=25,
-        learning_rate=1e-3,
+        max_train_steps=10,
+        learning_rate=2e-3,
         cache_text_embeddings=False,
+        resolution=16,
     )
     result = train_dreambooth(config, progress=False, keep_models=True)
     parts = load_components(str(tiny_model_dir))
     data = DreamBoothDataset(
-        load_images(config.instance_data_dir, 32), config.instance_prompt, parts["tokenizer"]
+        load_images(config.instance_data_dir, 16), config.instance_prompt, parts["tokenizer"]
     )
     batch = collate_fn([data[i] for i in range(4)], False)
 
