@@ -25,8 +25,25 @@ class ConfigError(ValueError):
     """A configuration value or key that the kit cannot use."""
 
 
+class ConfigMixin:
+    """Dict and YAML plumbing shared by the kit's configuration dataclasses."""
+
+    def to_dict(self) -> dict:
+        """Plain dict of every field (YAML- and JSON-able)."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict):
+        """Build from a dict; an unknown key is an error that names it and the nearest valid key."""
+        return _from_dict(cls, values)
+
+    def replace(self, **changes):
+        """A copy with some fields changed (unknown names are an error)."""
+        return self.from_dict({**self.to_dict(), **changes})
+
+
 @dataclass
-class TrainConfig:
+class TrainConfig(ConfigMixin):
     """DreamBooth settings; names follow diffusers' ``train_dreambooth.py``, defaults follow the study.
 
     The study (Nov 2022) trained Stable Diffusion v1-4 at 512 px, batch 4 for objects
@@ -107,18 +124,6 @@ class TrainConfig:
                 "inside the run's checkpoints/ folder."
             )
 
-    def to_dict(self) -> dict:
-        """Plain dict of every field (YAML- and JSON-able)."""
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, values: dict) -> TrainConfig:
-        """Build from a dict; an unknown key is an error that names it and the nearest valid key."""
-        return _from_dict(cls, values)
-
-    def replace(self, **changes) -> TrainConfig:
-        """A copy with some fields changed (unknown names are an error)."""
-        return self.from_dict({**self.to_dict(), **changes})
 
 
 # Fields that do not change the trained weights: two configs that differ only here are the same run.

@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from .paths import display_path
-from .config import ConfigError, _from_dict, config_hash, resolve_output_dir, save_config
+from .config import ConfigError, ConfigMixin, config_hash, resolve_output_dir, save_config
 from .training import (
     CONFIG_NAME,
     DONE_NAME,
@@ -60,7 +60,7 @@ STYLE_TEMPLATES = [
 
 
 @dataclass
-class TextualInversionConfig:
+class TextualInversionConfig(ConfigMixin):
     """Settings named as in diffusers' ``textual_inversion.py``; defaults are the kit's full-scale values."""
 
     pretrained_model_name_or_path: str = "CompVis/stable-diffusion-v1-4"
@@ -94,21 +94,6 @@ class TextualInversionConfig:
             raise ConfigError(f"mixed_precision={self.mixed_precision!r}: use 'no', 'fp16' or 'bf16'.")
         if self.num_vectors < 1 or self.max_train_steps < 1 or self.train_batch_size < 1:
             raise ConfigError("num_vectors, max_train_steps and train_batch_size must be at least 1.")
-
-    def to_dict(self) -> dict:
-        """Plain dict of every field."""
-        import dataclasses
-
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, values: dict) -> TextualInversionConfig:
-        """Build from a dict; unknown keys are an error that names them."""
-        return _from_dict(cls, values)
-
-    def replace(self, **changes) -> TextualInversionConfig:
-        """A copy with some fields changed."""
-        return self.from_dict({**self.to_dict(), **changes})
 
 
 @dataclass
