@@ -175,6 +175,11 @@ def _unavailable(name: str, err: Exception) -> ModelUnavailableError:
     )
 
 
+def dtype_kwargs(torch_dtype: torch.dtype | None) -> dict:
+    """``{"torch_dtype": ...}`` only for a non-default dtype (newer diffusers warn on every ``torch_dtype``)."""
+    return {} if torch_dtype in (None, torch.float32) else {"torch_dtype": torch_dtype}
+
+
 def load_pipeline(name_or_path: str, torch_dtype: torch.dtype | None = None, device: str | None = None):
     """Load a Stable Diffusion 1.x pipeline (safetensors only, no remote code, no safety checker).
 
@@ -189,7 +194,7 @@ def load_pipeline(name_or_path: str, torch_dtype: torch.dtype | None = None, dev
     try:
         pipe = StableDiffusionPipeline.from_pretrained(
             source,
-            torch_dtype=torch_dtype,
+            **dtype_kwargs(torch_dtype),
             use_safetensors=True,
             safety_checker=None,
             feature_extractor=None,

@@ -736,7 +736,7 @@ def load_trained_pipeline(
     """Load a finished run's pipeline; ``ema=True`` swaps in the EMA UNet saved beside the raw one."""
     from diffusers import UNet2DConditionModel
 
-    from .models import load_pipeline
+    from .models import dtype_kwargs, load_pipeline
 
     output_dir = Path(output_dir)
     pipe = load_pipeline(str(output_dir), torch_dtype=torch_dtype)
@@ -745,7 +745,7 @@ def load_trained_pipeline(
             raise FileNotFoundError(
                 f"{output_dir} has no unet_ema/: train with use_ema: true to get EMA weights."
             )
-        pipe.unet = UNet2DConditionModel.from_pretrained(output_dir / "unet_ema", torch_dtype=torch_dtype)
+        pipe.unet = UNet2DConditionModel.from_pretrained(output_dir / "unet_ema", **dtype_kwargs(torch_dtype))
     return pipe.to(device) if device else pipe
 
 
