@@ -8,6 +8,8 @@ the scheduler, batch size or device.
 
 from __future__ import annotations
 
+import inspect
+
 import time
 from dataclasses import dataclass
 
@@ -35,6 +37,10 @@ def make_scheduler(name: str, config):
         raise ValueError(f"Unknown scheduler {name!r}; choose one of: {', '.join(SCHEDULERS)}.")
     cls = getattr(diffusers, SCHEDULERS[name])
     extra = {"algorithm_type": "dpmsolver++"} if name == "dpm++" else {}
+    if "clip_sample" not in config and "clip_sample" in inspect.signature(cls.__init__).parameters:
+        # Stable Diffusion never clips: its latents are not confined to [-1, 1]. A PNDM config has no
+        # such key, and DDIM's default (clip to [-1, 1]) would wash every image out.
+        extra["clip_sample"] = False
     return cls.from_config(config, **extra)
 
 

@@ -47,3 +47,12 @@ def test_unknown_scheduler_lists_the_choices(tiny_pipe):
 def test_seed_count_must_match_prompts(tiny_pipe):
     with pytest.raises(ValueError, match="one seed per prompt"):
         generate(tiny_pipe, ["a", "b"], seeds=[1, 2, 3], progress=False)
+
+
+def test_schedulers_never_clip_latents(tiny_pipe):
+    # A PNDM config has no clip_sample; DDIM's default would clip the latents to [-1, 1].
+    from helpers.sampling import make_scheduler
+
+    assert make_scheduler("ddim", tiny_pipe.scheduler.config).config.clip_sample is False
+    explicit = make_scheduler("ddim", {**tiny_pipe.scheduler.config, "clip_sample": True})
+    assert explicit.config.clip_sample is True  # a model that asks for clipping keeps it
