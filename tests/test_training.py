@@ -55,6 +55,18 @@ def test_prior_loss_is_logged_and_weighted(full_run):
         assert loss == pytest.approx(inst + 0.5 * prior, rel=1e-4)
 
 
+def test_tensorboard_log_matches_the_csv(full_run):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(full_run.output_dir / "logs" / "tensorboard"))
+    events.Reload()
+    for key in ("loss", "instance_loss", "prior_loss", "lr"):
+        scalars = events.Scalars(f"train/{key}")
+        assert [s.step for s in scalars] == full_run.losses["step"], key
+        assert [s.value for s in scalars] == pytest.approx(full_run.losses[key], rel=1e-4), key
+
+
 def test_frozen_text_encoder_is_bit_identical(full_run, tiny_model_dir):
     from transformers import CLIPTextModel
 
