@@ -9,7 +9,6 @@ the scheduler, batch size or device.
 from __future__ import annotations
 
 import inspect
-
 import time
 from dataclasses import dataclass
 

@@ -17,18 +17,21 @@ from pathlib import Path
 
 import torch
 
-from .paths import display_path
 from .config import ConfigError, ConfigMixin, config_hash, resolve_output_dir, save_config
+from .paths import display_path
 from .training import (
     CONFIG_NAME,
     DONE_NAME,
+    LOG_FILE,
     RECORD_NAME,
     LossLogger,
     NonFiniteLossError,
     RunExistsError,
     make_accelerator,
     read_log,
+    resume_state,
     run_status,
+    save_checkpoint,
     step_generator,
     training_step,
 )
@@ -84,6 +87,9 @@ class TextualInversionConfig(ConfigMixin):
     validation_prompts: list[str] = field(default_factory=list)
     validation_seeds: list[int] = field(default_factory=lambda: [0, 1])
     validation_inference_steps: int = 25
+    checkpointing_steps: int = 500  # 0: no checkpoints
+    checkpoints_total_limit: int = 2
+    resume_from_checkpoint: str = ""  # "latest" or "checkpoint-N": continue an interrupted run
     output_dir: str = ""  # empty: runs/textual_inversion/<token>-<hash>
 
     def __post_init__(self) -> None:
@@ -155,11 +161,17 @@ def save_embedding(text_encoder, tokens: list[str], ids: list[int], path: Path) 
     return path
 
 
-def train_textual_inversion(config: TextualInversionConfig, progress: bool = True) -> TextualInversionResult:
+def train_textual_inversion(
+    config: TextualInversionConfig, progress: bool = True, stop_after_steps: int | None = None
+) -> TextualInversionResult:
     """Learn the placeholder token's embedding on the subject photos; reuse a finished identical run.
 
     Every other weight (all other embedding rows included) stays bit-identical; this is checked
-    at the end and recorded in ``run.json``.
+    at the end and recorded in ``run.json``. With ``resume_from_checkpoint: latest`` an interrupted
+    run continues from its last checkpoint and ends exactly where an uninterrupted one would.
+
+    Args:
+        stop_after_steps: stop early as if interrupted (to demonstrate and test resuming).
     """
     from diffusers import StableDiffusionPipeline
     from diffusers.optimization import get_scheduler
@@ -181,7 +193,7 @@ def train_textual_inversion(config: TextualInversionConfig, progress: bool = Tru
             output_dir,
             output_dir / EMBEDDING_NAME,
             tokens,
-            read_log(output_dir / "logs" / "train_log.csv"),
+            read_log(output_dir / LOG_FILE),
             True,
             json.loads((output_dir / RECORD_NAME).read_text()),
         )
@@ -232,11 +244,13 @@ def train_textual_inversion(config: TextualInversionConfig, progress: bool = Tru
         num_training_steps=config.max_train_steps * accelerator.num_processes,
     )
     text_encoder, optimizer, lr_scheduler = accelerator.prepare(text_encoder, optimizer, lr_scheduler)
+    first_step = resume_state(accelerator, output_dir, config.resume_from_checkpoint)
     logger = LossLogger(output_dir, accelerator.is_main_process)
     world, rank = accelerator.num_processes, accelerator.process_index
+    last_step = min(config.max_train_steps, stop_after_steps or config.max_train_steps)
 
     for step in tqdm(
-        range(config.max_train_steps),
+        range(first_step, last_step),
         desc="textual inversion",
         disable=not (progress and accelerator.is_main_process),
     ):
@@ -270,7 +284,16 @@ def train_textual_inversion(config: TextualInversionConfig, progress: bool = Tru
                 "learning_rate (5e-4 is the usual value) or use mixed_precision='no'."
             )
         logger.log(step + 1, {"loss": loss, "instance_loss": loss, "lr": lr_scheduler.get_last_lr()[0]})
+        if config.checkpointing_steps and (step + 1) % config.checkpointing_steps == 0:
+            save_checkpoint(accelerator, output_dir, step + 1, config.checkpoints_total_limit)
     logger.close()
+    if last_step < config.max_train_steps:  # stopped early on purpose: a checkpoint lets it resume
+        if not (config.checkpointing_steps and last_step % config.checkpointing_steps == 0):
+            save_checkpoint(accelerator, output_dir, last_step, config.checkpoints_total_limit)
+        accelerator.end_training()
+        accelerator.print(f"Stopped after step {last_step}; resume with resume_from_checkpoint: latest.")
+        return TextualInversionResult(output_dir, output_dir / EMBEDDING_NAME, tokens,
+                                      read_log(output_dir / LOG_FILE), False)
 
     accelerator.wait_for_everyone()
     text_encoder = accelerator.unwrap_model(text_encoder)
@@ -334,7 +357,7 @@ def train_textual_inversion(config: TextualInversionConfig, progress: bool = Tru
         output_dir,
         output_dir / EMBEDDING_NAME,
         tokens,
-        read_log(output_dir / "logs" / "train_log.csv"),
+        read_log(output_dir / LOG_FILE),
         False,
         record,
     )

@@ -23,14 +23,15 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from .paths import display_path
 from .config import TrainConfig, config_hash, resolve_output_dir, save_config
+from .paths import display_path
 
 log = logging.getLogger(__name__)
 
 LOG_COLUMNS = ["step", "loss", "instance_loss", "prior_loss", "lr"]
 DONE_NAME = "done.json"
 RECORD_NAME = "run.json"
+LOG_FILE = "logs/train_log.csv"  # inside the run folder
 CONFIG_NAME = "config.yaml"
 
 
@@ -250,6 +251,29 @@ def save_checkpoint(accelerator, output_dir: Path, step: int, total_limit: int) 
     return path
 
 
+def resume_state(accelerator, output_dir: Path, resume: str) -> int:
+    """Load the checkpoint ``resume`` names (``"latest"``, ``"checkpoint-N"`` or ``""``); returns the step to start at.
+
+    The checkpoint restores weights, optimizer, LR schedule, EMA and RNG; the CSV log is cut to match.
+    """
+    first_step = 0
+    checkpoint = find_checkpoint(output_dir, resume) if resume else None
+    if checkpoint is not None:
+        accelerator.load_state(str(checkpoint))
+        first_step = int(checkpoint.name.split("-")[-1])
+        accelerator.print(f"Resuming from {checkpoint.name} at step {first_step}.")
+    elif not resume and list_checkpoints(output_dir):  # an interrupted run of this same configuration
+        accelerator.print(
+            f"{display_path(output_dir)} has checkpoints from an interrupted run of this configuration; starting again "
+            "from step 0. Set resume_from_checkpoint: latest to continue from the last one instead."
+        )
+    elif resume == "latest":
+        accelerator.print(f"No checkpoint in {display_path(output_dir / 'checkpoints')} yet; starting from step 0.")
+    if accelerator.is_main_process:
+        trim_log(output_dir / LOG_FILE, first_step)
+    return first_step
+
+
 def make_accelerator(config: TrainConfig, output_dir: Path):
     """An ``Accelerator`` for this run (fresh in a single process, so a notebook can switch precision)."""
     from accelerate import Accelerator
@@ -376,7 +400,7 @@ class LossLogger:
     """Per-step CSV log (and TensorBoard when it is installed), written by the main process only."""
 
     def __init__(self, output_dir: Path, active: bool):
-        self.path = output_dir / "logs" / "train_log.csv"
+        self.path = output_dir / LOG_FILE
         self.active = active
         self.tb = None
         if not active:
@@ -454,7 +478,7 @@ def train_dreambooth(
         )
         return RunResult(
             output_dir,
-            read_log(output_dir / "logs" / "train_log.csv"),
+            read_log(output_dir / LOG_FILE),
             True,
             config,
             json.loads((output_dir / RECORD_NAME).read_text()),
@@ -548,23 +572,8 @@ def train_dreambooth(
         ema_unet.to(accelerator.device)
         accelerator.register_for_checkpointing(ema_unet)
 
-    # Resume: the checkpoint restores weights, optimizer, LR schedule, EMA and RNG; the log is cut to match.
-    first_step, logger_path = 0, output_dir / "logs" / "train_log.csv"
-    resume = config.resume_from_checkpoint
-    checkpoint = find_checkpoint(output_dir, resume) if resume else None
-    if checkpoint is not None:
-        accelerator.load_state(str(checkpoint))
-        first_step = int(checkpoint.name.split("-")[-1])
-        accelerator.print(f"Resuming from {checkpoint} at step {first_step}.")
-    elif not resume and list_checkpoints(output_dir):  # an interrupted run of this same configuration
-        accelerator.print(
-            f"{display_path(output_dir)} has checkpoints from an interrupted run of this configuration; starting again "
-            "from step 0. Set resume_from_checkpoint: latest to continue from the last one instead."
-        )
-    elif resume == "latest":
-        accelerator.print(f"No checkpoint in {output_dir / 'checkpoints'} yet; starting from step 0.")
-    if accelerator.is_main_process:
-        trim_log(logger_path, first_step)
+    first_step, logger_path = resume_state(accelerator, output_dir, config.resume_from_checkpoint), output_dir / LOG_FILE
+    checkpoint = find_checkpoint(output_dir, config.resume_from_checkpoint) if first_step else None
     logger = LossLogger(output_dir, accelerator.is_main_process)
     last_step = min(config.max_train_steps, stop_after_steps or config.max_train_steps)
     bar = tqdm(

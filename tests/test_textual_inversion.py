@@ -5,11 +5,10 @@ import torch
 from fixtures_training import make_config, train_subject  # noqa: F401 (fixtures)
 
 
-@pytest.fixture(scope="module")
-def ti_run(tiny_model_dir, train_subject, tmp_path_factory):  # noqa: F811
-    from helpers.textual_inversion import TextualInversionConfig, train_textual_inversion
+def ti_config(tiny_model_dir, train_subject, output_dir, **changes):  # noqa: F811
+    from helpers.textual_inversion import TextualInversionConfig
 
-    config = TextualInversionConfig(
+    fields = dict(
         pretrained_model_name_or_path=str(tiny_model_dir),
         train_data_dir=str(train_subject),
         placeholder_token="<sks-ball>",
@@ -18,9 +17,33 @@ def ti_run(tiny_model_dir, train_subject, tmp_path_factory):  # noqa: F811
         train_batch_size=2,
         max_train_steps=3,
         learning_rate=5e-2,
-        output_dir=str(tmp_path_factory.mktemp("ti") / "run"),
+        output_dir=str(output_dir),
     )
+    return TextualInversionConfig(**{**fields, **changes})
+
+
+@pytest.fixture(scope="module")
+def ti_run(tiny_model_dir, train_subject, tmp_path_factory):  # noqa: F811
+    from helpers.textual_inversion import train_textual_inversion
+
+    config = ti_config(tiny_model_dir, train_subject, tmp_path_factory.mktemp("ti") / "run")
     return train_textual_inversion(config, progress=False)
+
+
+def test_resume_equals_uninterrupted(ti_run, tiny_model_dir, train_subject, tmp_path):  # noqa: F811
+    from safetensors.torch import load_file
+
+    from helpers.textual_inversion import train_textual_inversion
+
+    config = ti_config(tiny_model_dir, train_subject, tmp_path / "run", checkpointing_steps=1)
+    stopped = train_textual_inversion(config, progress=False, stop_after_steps=2)
+    assert not (tmp_path / "run" / "done.json").exists()
+    assert [p.name for p in sorted((tmp_path / "run" / "checkpoints").iterdir())] == ["checkpoint-1", "checkpoint-2"]
+    assert stopped.losses["step"] == [1, 2]
+    resumed = train_textual_inversion(config.replace(resume_from_checkpoint="latest"), progress=False)
+    assert resumed.losses["step"] == [1, 2, 3] and resumed.losses["loss"] == ti_run.losses["loss"]
+    a, b = load_file(str(resumed.embedding_path)), load_file(str(ti_run.embedding_path))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
 def test_only_the_placeholder_rows_change(ti_run, tiny_model_dir):
