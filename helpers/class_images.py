@@ -44,6 +44,7 @@ class ClassImageSpec:
     seed: int = 0
     resolution: int = 512
     guidance_scale: float = 7.5
+    model_fingerprint: str = ""  # helpers.models.model_fingerprint of a local model: other weights, other images
 
     def key(self) -> str:
         """Short stable hash of the spec, used in default folder names."""

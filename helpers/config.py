@@ -279,12 +279,16 @@ def files_fingerprint(folder: str | Path) -> str:
 
 
 def config_hash(config, exclude: set[str] = NOT_IN_HASH) -> str:
-    """Short hash of everything that changes the result: the config fields and the subject photos.
+    """Short hash of everything that changes the result: the config fields, the base model's weights and the photos.
 
     Output paths, checkpoint/validation settings and caching switches are left out,
     so changing them does not cause a retrain.
     """
+    from .models import model_fingerprint
+
     values = {k: v for k, v in config.to_dict().items() if k not in exclude}
+    if values.get("pretrained_model_name_or_path"):  # the weights, not only the name, define the start
+        values["model_fingerprint"] = model_fingerprint(values["pretrained_model_name_or_path"])
     for name in [
         k for k in values if k.endswith("_data_dir")
     ]:  # the photos, not the path, define the subject

@@ -136,6 +136,40 @@ def build_tiny_model(out_dir: str | Path, spec: TinySpec = TinySpec(), seed: int
     return out_dir
 
 
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".json", ".txt")
+
+
+def model_fingerprint(name_or_path: str) -> str:
+    """What identifies a local model's weights, so that runs and class images made from other weights are not reused.
+
+    For a folder (``kit:`` models included): a hash over every weight, config and tokenizer
+    file's name, size, first and last MiB (cheap even for 4 GB of Stable Diffusion). For a
+    Hub id: "" (the id names the weights; pin a revision by downloading to a folder).
+    """
+    import hashlib
+
+    try:
+        folder = Path(resolve_model(name_or_path))
+    except ModelUnavailableError:
+        return ""
+    if not folder.is_dir():
+        return ""
+    digest = hashlib.sha256()
+    for path in sorted(folder.rglob("*")):
+        rel = path.relative_to(folder)
+        if not path.is_file() or path.suffix not in WEIGHT_SUFFIXES or path.name == "kit_model.json":
+            continue
+        if rel.parts[0] in ("checkpoint", "checkpoints", "logs", "samples"):
+            continue
+        size = path.stat().st_size
+        digest.update(f"{rel.as_posix()}:{size}".encode())
+        with open(path, "rb") as f:
+            digest.update(f.read(1 << 20))
+            f.seek(max(0, size - (1 << 20)))
+            digest.update(f.read())
+    return digest.hexdigest()[:16]
+
+
 def resolve_model(name_or_path: str) -> str:
     """Turn a model reference into something ``from_pretrained`` takes.
 

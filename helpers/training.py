@@ -300,9 +300,11 @@ def make_accelerator(config: TrainConfig, output_dir: Path):
 def class_image_spec(config: TrainConfig):
     """The class-image settings implied by a training config."""
     from .class_images import ClassImageSpec
+    from .models import model_fingerprint
 
     return ClassImageSpec(
         model=config.pretrained_model_name_or_path,
+        model_fingerprint=model_fingerprint(config.pretrained_model_name_or_path),
         prompt=config.class_prompt,
         scheduler=config.class_scheduler,
         num_inference_steps=config.class_inference_steps,

@@ -105,3 +105,21 @@ def test_config_for_profile_scales_the_study():
     smoke = config_for_profile(get_profile("smoke"), learning_rate=2e-6, max_train_steps=400, faces=True)
     assert smoke.learning_rate == pytest.approx(2e-4) and smoke.max_train_steps == 2
     assert smoke.train_batch_size == 1 and smoke.resolution == 32
+
+
+def test_hash_follows_the_model_weights_not_only_its_name(tiny_model_dir, tmp_path):
+    import shutil
+
+    from helpers.config import TrainConfig, config_hash
+    from helpers.models import build_tiny_model, model_fingerprint
+
+    copy = shutil.copytree(tiny_model_dir, tmp_path / "model")
+    moved = shutil.copytree(tiny_model_dir, tmp_path / "elsewhere")
+    assert model_fingerprint(str(copy)) == model_fingerprint(str(moved)) != ""
+    (copy / "kit_model.json").write_text("{}")  # notes beside the weights do not count
+    assert model_fingerprint(str(copy)) == model_fingerprint(str(moved))
+    before = config_hash(TrainConfig(pretrained_model_name_or_path=str(copy)))
+    shutil.rmtree(copy)
+    build_tiny_model(copy, seed=1)  # same folder, other weights: a run made before must not be reused
+    assert config_hash(TrainConfig(pretrained_model_name_or_path=str(copy))) != before
+    assert model_fingerprint("some-org/some-model") == ""  # a Hub id is named by its id
