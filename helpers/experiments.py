@@ -175,6 +175,20 @@ def scheduler_name(key: str) -> str:
     return SCHEDULER_NAMES.get(key) or SCHEDULERS[key].removesuffix("Scheduler")
 
 
+def own_sampler(model: str) -> str:
+    """The key (in ``helpers.sampling.SCHEDULERS``) of the scheduler a model samples with by default.
+
+    ``"pndm"`` for Stable Diffusion 1.x, as in the study; ``"dpm++"`` for the ToyWorld model.
+    """
+    from diffusers import DiffusionPipeline
+
+    from .models import resolve_model
+    from .sampling import SCHEDULERS
+
+    cls = DiffusionPipeline.load_config(resolve_model(model))["scheduler"][1]
+    return {v: k for k, v in SCHEDULERS.items()}.get(cls, cls)
+
+
 def scheduler_comparison(results: dict[tuple[str, int], Generation], prompt: str) -> Comparison:
     """Turn :func:`helpers.sampling.compare_schedulers` results into a :class:`Comparison` (one arm per pair)."""
     generations = {f"{scheduler_name(name)}, {n}": g for (name, n), g in results.items()}

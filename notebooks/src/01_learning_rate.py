@@ -41,8 +41,9 @@ import matplotlib.pyplot as plt
 
 from helpers.course import load_settings, study_config
 from helpers.data import load_images
-from helpers.experiments import (format_scores, paste_table, progress_table, sample_runs, save_plot, show_image,
-                                 subject_prompts, toyworld_scores, validation_grids, widgets_enabled)
+from helpers.experiments import (format_scores, own_sampler, paste_table, progress_table, sample_runs, save_plot,
+                                 scheduler_name, show_image, subject_prompts, toyworld_scores, validation_grids,
+                                 widgets_enabled)
 from helpers.figures import plot_losses, save_image, show_grid
 from helpers.paths import runs_dir
 from helpers.profiles import get_profile
@@ -64,6 +65,7 @@ N_PROMPTS = 3  # the instance prompt plus prompts that move the subject elsewher
 N_SEEDS = None  # samples per prompt; None: the profile's images_per_prompt
 N_CHECKPOINTS = 4  # sample grids saved during training, evenly spaced
 EXTRA_ARM = None  # e.g. (1e-6, 800): study LR and steps of one more run to compare (exercise 1)
+SAMPLER = None  # None: the model's own scheduler (PNDM for Stable Diffusion, as in the study); or "ddim", "dpm++" ...
 
 # %% [markdown]
 # ## 1. Profile, model and subject
@@ -77,7 +79,9 @@ settings = load_settings()
 subject = settings.object_subject
 prompts = subject_prompts(subject, 1 if profile.name == "smoke" else N_PROMPTS)
 seeds = [SEED + i for i in range(N_SEEDS or profile.images_per_prompt)]
-print(f"profile {profile.name}, model {settings.pretrained_model_name_or_path}, subject '{subject.name}'")
+sampler = SAMPLER or own_sampler(settings.pretrained_model_name_or_path)
+print(f"profile {profile.name}, model {settings.pretrained_model_name_or_path}, subject '{subject.name}', "
+      f"sampler {scheduler_name(sampler)}")
 print("prompts:", *prompts, sep="\n  ")
 photos = load_images(subject.folder, profile.resolution)
 fig = show_grid(photos, 1, len(photos), title=f"the {len(photos)} training photos of '{subject.name}'")
@@ -149,15 +153,16 @@ if widgets_enabled():
 
 # %% [markdown]
 # ## 5. The finished runs, side by side
-# Now the final weights, sampled as the study did, with the PNDM scheduler. One row per prompt,
+# Now the final weights, sampled with the model's own scheduler (PNDM for Stable Diffusion, as
+# the study did; DPM-Solver++ for the ToyWorld model, which PNDM over-saturates). One row per prompt,
 # one column per run, and in each cell the seeds from left to right: two images in the same
 # place of neighbouring columns started from the same noise and differ only in the learning rate.
 
 # %%
-comparison = sample_runs(folders, prompts, seeds, profile.num_inference_steps, profile.resolution, scheduler="pndm")
-grid = comparison.grid(title=f"{subject.name}: {steps_here} steps, PNDM, seeds {seeds} left to right")
+comparison = sample_runs(folders, prompts, seeds, profile.num_inference_steps, profile.resolution, scheduler=sampler)
+grid = comparison.grid(title=f"{subject.name}: {steps_here} steps, {scheduler_name(sampler)}, seeds {seeds} left to right")
 path = save_image(grid, runs_dir() / "figures", "01_lr_comparison", subject=subject.name, seed=SEED,
-                  steps=steps_here, sampler="pndm")
+                  steps=steps_here, sampler=sampler)
 fig = comparison.show(title=f"high vs low learning rate, {subject.name}, seeds {seeds}")
 print(format_scores(toyworld_scores(subject, comparison)))
 
@@ -196,7 +201,7 @@ def train_extra(study_lr, study_steps):
     extra = train_dreambooth(arm(study_lr, study_steps))
     label = f"LR {study_lr:.0e}, {study_steps} study steps"
     more = sample_runs({**folders, label: extra.output_dir}, prompts, seeds, profile.num_inference_steps,
-                       profile.resolution, scheduler="pndm")
+                       profile.resolution, scheduler=sampler)
     save_image(more.grid(title=f"{subject.name}, seeds {seeds}"), runs_dir() / "figures", "01_extra_arm",
                subject=subject.name, seed=SEED, lr=study_lr, study_steps=study_steps)
     more.show(title=f"with an extra run: {label}")

@@ -49,8 +49,8 @@ import matplotlib.pyplot as plt
 from helpers.class_images import generate_class_images
 from helpers.course import load_settings, study_config
 from helpers.data import load_images, open_rgb
-from helpers.experiments import (format_scores, sample_runs, save_plot, subject_prompts, toyworld_scores,
-                                 widgets_enabled)
+from helpers.experiments import (format_scores, own_sampler, sample_runs, save_plot, scheduler_name, subject_prompts,
+                                 toyworld_scores, widgets_enabled)
 from helpers.figures import plot_losses, save_image, show_grid
 from helpers.paths import runs_dir
 from helpers.profiles import get_profile
@@ -73,6 +73,7 @@ N_SEEDS = None  # samples per prompt; None: the profile's images_per_prompt
 EXTRA_ARMS = [(2e-6, 800), (1e-6, 1200)]  # the study's other face runs (with prior preservation), step 7
 RUN_EXTRA_ARMS = None  # None: only on `gpu` (two more full training runs); True/False to force
 MY_PROMPT = None  # a prompt of your own to try on both runs (step 8), e.g. "a painting of sks person"
+SAMPLER = None  # None: the model's own scheduler (PNDM for Stable Diffusion, as in the study); or "ddim", "dpm++" ...
 
 # %% [markdown]
 # ## 1. Profile, model and subject
@@ -85,7 +86,9 @@ settings = load_settings()
 subject = settings.face_subject
 prompts = subject_prompts(subject, 1 if profile.name == "smoke" else N_PROMPTS)
 seeds = [SEED + i for i in range(N_SEEDS or profile.images_per_prompt)]
-print(f"profile {profile.name}, model {settings.pretrained_model_name_or_path}, subject '{subject.name}'")
+sampler = SAMPLER or own_sampler(settings.pretrained_model_name_or_path)
+print(f"profile {profile.name}, model {settings.pretrained_model_name_or_path}, subject '{subject.name}', "
+      f"sampler {scheduler_name(sampler)}")
 print(f"instance prompt '{subject.instance_prompt}', class prompt '{subject.class_prompt}'")
 photos = load_images(subject.folder, profile.resolution)
 fig = show_grid(photos, 1, len(photos), title=f"the {len(photos)} training photos of '{subject.name}'")
@@ -153,14 +156,14 @@ path = save_plot(fig, "02_loss", subject=subject.name, seed=SEED, steps=with_pri
 
 # %% [markdown]
 # ## 5. The subject, with and without prior preservation
-# Both finished runs, sampled with the study's PNDM scheduler: one row per prompt, one column
-# per run, the seeds from left to right in each cell.
+# Both finished runs, sampled with the model's own scheduler (PNDM for Stable Diffusion, as in
+# the study): one row per prompt, one column per run, the seeds from left to right in each cell.
 
 # %%
-comparison = sample_runs(folders, prompts, seeds, profile.num_inference_steps, profile.resolution, scheduler="pndm")
+comparison = sample_runs(folders, prompts, seeds, profile.num_inference_steps, profile.resolution, scheduler=sampler)
 title = f"{subject.name}: {with_prior.max_train_steps} steps, LR {with_prior.learning_rate:.0e}, seeds {seeds}"
 path = save_image(comparison.grid(title=title), runs_dir() / "figures", "02_prior_comparison", subject=subject.name,
-                  seed=SEED, steps=with_prior.max_train_steps, sampler="pndm")
+                  seed=SEED, steps=with_prior.max_train_steps, sampler=sampler)
 fig = comparison.show(title=f"without vs with prior preservation, {subject.name}")
 print(format_scores(toyworld_scores(subject, comparison)))
 
@@ -178,7 +181,7 @@ print(format_scores(toyworld_scores(subject, comparison)))
 # %%
 drift_runs = {"base model": settings.pretrained_model_name_or_path, **folders}
 drift = sample_runs(drift_runs, [subject.class_prompt], seeds, profile.num_inference_steps, profile.resolution,
-                    scheduler="pndm")
+                    scheduler=sampler)
 path = save_image(drift.grid(title=f"'{subject.class_prompt}', seeds {seeds}", arms_as="rows"),
                   runs_dir() / "figures", "02_language_drift", subject=subject.name, seed=SEED,
                   steps=with_prior.max_train_steps)
@@ -196,7 +199,7 @@ if RUN_EXTRA_ARMS or (RUN_EXTRA_ARMS is None and profile.name == "gpu"):  # hour
     extra = {f"with prior, LR {lr:.0e}, {steps} steps": train_dreambooth(arm(True, lr, steps)).output_dir
              for lr, steps in EXTRA_ARMS}
     more = sample_runs({**folders, **extra}, prompts, seeds, profile.num_inference_steps, profile.resolution,
-                       scheduler="pndm")
+                       scheduler=sampler)
     path = save_image(more.grid(), runs_dir() / "figures", "02_face_runs", subject=subject.name, seed=SEED)
     fig = more.show(title=f"the study's face runs, {subject.name}")
 
@@ -208,7 +211,7 @@ if RUN_EXTRA_ARMS or (RUN_EXTRA_ARMS is None and profile.name == "gpu"):  # hour
 # %%
 def compare_prompt(prompt):
     """Sample both runs on one prompt with the notebook's seeds and show them side by side."""
-    result = sample_runs(folders, [prompt], seeds, profile.num_inference_steps, profile.resolution, scheduler="pndm")
+    result = sample_runs(folders, [prompt], seeds, profile.num_inference_steps, profile.resolution, scheduler=sampler)
     result.show(title=prompt, arms_as="rows")
     plt.show()
 
