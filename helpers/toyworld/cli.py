@@ -51,6 +51,7 @@ def _train_evaluator(args: argparse.Namespace) -> int:
         vae_dir=args.vae,
         lr=args.lr,
         pool=args.pool,
+        redraw_dir=args.redraw,
     )
     print(json.dumps({k: v for k, v in report.items() if k.startswith("accuracy")}, indent=2))
     return 0
@@ -78,6 +79,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         guidance=args.guidance,
         seed=args.seed,
         grid_path=args.grid,
+        scheduler=args.scheduler,
     )
     print(json.dumps(report, indent=2))
     if args.save:
@@ -110,6 +112,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--vae", default=None, help="pipeline folder whose VAE reconstructions join the training pool"
     )
+    p.add_argument(
+        "--redraw", default=None, help="pipeline folder whose img2img redraws of the renders join the pool"
+    )
     p.add_argument("--lr", type=float, default=None)
     p.add_argument("--pool", type=int, default=None, help="renders in the training pool")
     p.set_defaults(func=_train_evaluator)
@@ -124,8 +129,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model", nargs="?", default=str(TOY_DIR / "model"))
     p.add_argument("--prompts", type=int, default=64)
     p.add_argument("--steps", type=int, default=25)
-    p.add_argument("--guidance", type=float, default=6.0)
+    p.add_argument("--guidance", type=float, default=7.5)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--scheduler", default=None, help="a sampler name (pndm, ddim, dpm++ ...); default: the model's")
     p.add_argument("--grid", default=None, help="also save the generations as a grid PNG")
     p.add_argument("--save", action="store_true", help="record the result in the model's kit_model.json")
     p.set_defaults(func=_evaluate)

@@ -32,6 +32,7 @@ HEADS: dict[str, tuple] = {
 FACE_ONLY = ("glasses", "hat")  # heads that only mean something for faces
 POOL_SEEDS = 5_000_000  # training renders start here; evaluation renders at EVAL_SEEDS
 EVAL_SEEDS = 6_000_000
+STAGE_SEEDS = (POOL_SEEDS, POOL_SEEDS + 500_000, EVAL_SEEDS + 200_000)  # first training seed of stages 1, 2, 3
 EMBED_DIM = 128
 
 
@@ -119,6 +120,11 @@ def render_pool(start: int, n: int) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     return images, ys
 
 
+def pool_scenes(start: int, n: int) -> list[dict]:
+    """The scenes behind :func:`render_pool` (same seeds), without rendering them."""
+    return [training_scene(start + i) for i in range(n)]
+
+
 def _gaussian_kernel(sigma: float) -> torch.Tensor:
     """A 5x5 Gaussian kernel for depthwise blur of RGB images."""
     ax = torch.arange(-2, 3, dtype=torch.float32)
@@ -184,6 +190,52 @@ def reconstruct(images: np.ndarray, vae, batch: int = 100) -> np.ndarray:
     return np.concatenate(out)
 
 
+SUBJECT_STRENGTH = (0.05, 0.12)  # redraw strengths for subjects: low, so that their feature survives
+OTHER_STRENGTH = (0.2, 0.6)
+
+
+def redraw(images: np.ndarray, scenes: list[dict], model_dir: str | Path, seed: int = 0,
+           batch: int = 64, steps: int = 25, guidance: float = 7.5) -> np.ndarray:
+    """uint8 images redrawn by a ToyWorld model (img2img, the scene's caption as prompt).
+
+    The model keeps the layout and the labels of each render but paints it in its own style:
+    its textures, blur and colour casts, i.e. what its generations look like. Subjects get a
+    low strength, since the model has never seen their features and would paint them over.
+    """
+    from diffusers import StableDiffusionImg2ImgPipeline
+    from PIL import Image
+    from tqdm.auto import tqdm
+
+    from ..models import load_pipeline
+    from ..sampling import use_scheduler
+    from . import world as w
+
+    pipe = StableDiffusionImg2ImgPipeline(**load_pipeline(str(model_dir)).components)
+    use_scheduler(pipe, "pndm")  # PNDM's artefacts are the harshest of the samplers: the evaluator learns them all
+    pipe.set_progress_bar_config(disable=True)
+    rng = np.random.default_rng([seed, 977])
+    is_subject = np.array([s.get("subject", "none") != "none" for s in scenes])
+    lo_hi = np.where(is_subject[:, None], SUBJECT_STRENGTH, OTHER_STRENGTH)
+    strength = np.round(rng.uniform(lo_hi[:, 0], lo_hi[:, 1]) * 20) / 20  # 0.05 bins, batched together
+    out = images.copy()
+    order = np.argsort(strength, kind="stable")
+    chunks = [order[i : i + batch] for i in range(0, len(order), batch)]
+    for chunk in tqdm(chunks, desc="redraw", mininterval=20):
+        for value in np.unique(strength[chunk]):
+            idx = chunk[strength[chunk] == value]
+            gen = torch.Generator().manual_seed(int(seed * 1_000_003 + idx[0]))
+            result = pipe(
+                [w.caption(scenes[i]) for i in idx],
+                image=[Image.fromarray(images[i]) for i in idx],
+                strength=float(value),
+                num_inference_steps=steps,
+                guidance_scale=guidance,
+                generator=gen,
+            ).images
+            out[idx] = np.stack([np.asarray(im) for im in result])
+    return out
+
+
 def train(
     steps: int = 3000,
     batch: int = 64,
@@ -193,6 +245,7 @@ def train(
     init: Evaluator | None = None,
     vae=None,
     log_every: int = 200,
+    redraw_model: str | Path | None = None,
 ) -> tuple[Evaluator, dict]:
     """Train (or fine-tune) an evaluator on a pool of fresh renders; returns the model and facts.
 
@@ -201,16 +254,23 @@ def train(
         init: an evaluator to fine-tune; None starts from scratch.
         vae: if given, the pool also holds every render passed through this VAE, so the evaluator
             reads that model's generations as well as clean renders.
+        redraw_model: if given, the pool also holds every render redrawn by this pipeline
+            (:func:`redraw`), so the evaluator learns the model's own style.
     """
     from tqdm.auto import tqdm
 
     torch.manual_seed(seed)
     t0 = time.time()
-    first = POOL_SEEDS + (500_000 if vae is not None else 0) + seed * pool  # fresh renders for each stage
-    images, ys = render_pool(first, pool)
+    stage = 2 if redraw_model is not None else 1 if vae is not None else 0
+    first = STAGE_SEEDS[stage] + seed * pool  # fresh renders for each stage, never the evaluation's
+    renders, ys = render_pool(first, pool)
+    copies = [renders]
     if vae is not None:
-        images = np.concatenate([images, reconstruct(images, vae.eval())])
-        ys = {k: np.concatenate([v, v]) for k, v in ys.items()}
+        copies.append(reconstruct(renders, vae.eval()))
+    if redraw_model is not None:
+        copies.append(redraw(renders, pool_scenes(first, pool), redraw_model, seed))
+    images = np.concatenate(copies)
+    ys = {k: np.concatenate([v] * len(copies)) for k, v in ys.items()}
     render_s = time.time() - t0
     x_all = torch.from_numpy(images).permute(0, 3, 1, 2)
     y_all = {k: torch.from_numpy(v) for k, v in ys.items()}
@@ -238,6 +298,7 @@ def train(
         "lr": lr,
         "seed": seed,
         "through_vae": vae is not None,
+        "redrawn_by": str(redraw_model) if redraw_model is not None else None,
         "fine_tuned": init is not None,
         "render_seconds": round(render_s, 1),
         "train_seconds": round(time.time() - t0 - render_s, 1),
@@ -275,6 +336,8 @@ def train_and_save(
     vae_dir: str | Path | None = None,
     lr: float | None = None,
     pool: int | None = None,
+    redraw_dir: str | Path | None = None,
+    n_redrawn_eval: int = 1000,
 ) -> dict:
     """Train, measure accuracy on fresh renders (seeds never used in training) and save; returns the report.
 
@@ -284,6 +347,8 @@ def train_and_save(
         init_dir: fine-tune the evaluator saved there instead of starting from scratch.
         vae_dir: a pipeline folder whose VAE the evaluator should learn to read through.
         lr, pool: learning rate and pool size (defaults: 2e-3 and 20,000 from scratch; 5e-4 and 6,000 fine-tuning).
+        redraw_dir: a pipeline folder whose img2img redraws of the renders join the training pool;
+            accuracy is then also measured on ``n_redrawn_eval`` evaluation renders redrawn by it.
     """
     vae = None
     if vae_dir is not None:
@@ -303,6 +368,7 @@ def train_and_save(
         seed=seed,
         init=init,
         vae=vae,
+        redraw_model=redraw_dir,
     )
     images, ys = render_pool(EVAL_SEEDS, n_eval)
     report = {
@@ -318,5 +384,10 @@ def train_and_save(
     if vae is not None:
         report["accuracy_through_vae"] = accuracy(model, reconstruct(images, vae), ys)
         report["vae"] = str(vae_dir)
+    if redraw_dir is not None:
+        n = min(n_redrawn_eval, n_eval)
+        redrawn = redraw(images[:n], pool_scenes(EVAL_SEEDS, n), redraw_dir, seed=seed + 1)
+        report["accuracy_redrawn"] = accuracy(model, redrawn, {k: v[:n] for k, v in ys.items()})
+        report["redrawn_by"] = str(redraw_dir)
     save(model, out_dir, report)
     return report

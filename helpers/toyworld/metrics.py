@@ -8,6 +8,7 @@ subject_similarity     mean cosine similarity of embeddings to the instances  DI
 prompt_fidelity        share showing every attribute the prompt asks for      CLIP-T
 language_drift         share of plain class-prompt images that are the subject  PRES
 diversity              mean pairwise embedding distance (1 - cosine)          DIV
+copying                mean similarity to the nearest instance image          (memorisation)
 =====================  =====================================================  ===================
 
 Every function takes a list of PIL images (any size; they are resized to 64 px).
@@ -107,6 +108,16 @@ def language_drift(class_images: list, subject: str, model: ev.Evaluator | None 
     return subject_fidelity(class_images, subject, model)
 
 
+def copying(images: list, references: list, model: ev.Evaluator | None = None) -> float:
+    """How close each image is to its nearest training image, averaged (cosine of embeddings; 1 is a copy).
+
+    An overfit model pastes its training photos, backgrounds included, whatever the prompt asks:
+    this rises while subject fidelity alone cannot tell.
+    """
+    a, b = embed(images, model), embed(references, model)
+    return float((a @ b.T).max(dim=1).values.mean())
+
+
 def diversity(images: list, model: ev.Evaluator | None = None) -> float:
     """Mean pairwise embedding distance (1 - cosine) over distinct pairs; 0 for identical images."""
     if len(images) < 2:
@@ -182,27 +193,34 @@ def evaluate_base_model(
     model_path: str | Path,
     n_prompts: int = 64,
     steps: int = 25,
-    guidance: float = 6.0,
+    guidance: float = 7.5,
     seed: int = 0,
     grid_path: str | Path | None = None,
     batch: int = 16,
+    scheduler: str | None = None,
 ) -> dict:
     """Generate one image per held-out caption and score class, colour and background accuracy.
 
     Args:
         model_path: a pipeline folder (or ``kit:toyworld``).
         n_prompts: how many held-out scenes (their captions are the prompts).
-        steps: sampling steps of the pipeline's default scheduler (PNDM).
+        steps: sampling steps.
         guidance: classifier-free guidance scale.
         seed: the generator seed.
         grid_path: also save the generations there as a grid PNG.
         batch: prompts per pipeline call.
+        scheduler: a key of ``helpers.sampling.SCHEDULERS``; None keeps the model's own.
     """
     from PIL import Image
 
     from ..models import load_pipeline
 
     pipe = load_pipeline(str(model_path))
+    if scheduler is not None:
+        from ..sampling import use_scheduler
+
+        use_scheduler(pipe, scheduler)
+    pipe.set_progress_bar_config(disable=True)
     scenes = heldout_scenes(n_prompts)
     prompts = [world.caption(s) for s in scenes]
     seen = {world.caption(world.sample_scene(i)) for i in range(training_scene_count(model_path))}
