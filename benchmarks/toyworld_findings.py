@@ -1,0 +1,78 @@
+"""The study's findings on ToyWorld: run every experiment of the course in the ``cpu`` profile and score it.
+
+Trains (or reuses, from ``runs/``) the same arms as the notebooks, samples each from the same
+prompts and seeds, scores them with the ToyWorld evaluator and writes
+``benchmarks/results/toyworld_findings.{json,md}``. Runs made here are reused by the notebooks
+and the other way round.
+
+    python benchmarks/toyworld_findings.py                      # every experiment (about 40 min on 2 cores)
+    python benchmarks/toyworld_findings.py --only base prior_preservation --seeds 16
+    python benchmarks/toyworld_findings.py --rejudge              # tables and verdicts from the saved JSON
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def previous_sampling(out: str) -> dict | None:
+    """The sampling settings saved with an earlier run of this script, if any."""
+    path = Path(out).with_suffix(".json")
+    return json.loads(path.read_text()).get("sampling") if path.exists() else None
+
+
+def main(argv: list[str] | None = None) -> int:
+    from helpers.toyworld import findings
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", nargs="+", choices=list(findings.EXPERIMENTS), help="run only these experiments")
+    parser.add_argument("--seeds", type=int, default=8, help="images per prompt and arm (default 8)")
+    parser.add_argument("--out", default=str(RESULTS / "toyworld_findings"), help="output path without suffix")
+    parser.add_argument("--rejudge", action="store_true", help="recompute verdicts and tables from the saved JSON only")
+    args = parser.parse_args(argv)
+    os.environ["COURSE_PROFILE"] = "cpu"
+    sampling = findings.Sampling(seeds=tuple(range(args.seeds)))
+    if args.rejudge and previous_sampling(args.out):
+        sampling = findings.Sampling(**{**previous_sampling(args.out), "seeds": tuple(previous_sampling(args.out)["seeds"])})
+    out = Path(args.out)
+    previous = json.loads(out.with_suffix(".json").read_text()) if out.with_suffix(".json").exists() else {}
+    done = {f["key"]: f for f in previous.get("findings", [])}
+    keys = [] if args.rejudge else args.only or list(findings.EXPERIMENTS)
+    t0 = time.perf_counter()
+    for key in keys:
+        print(f"== {key}", flush=True)
+        finding = findings.run_experiment(key, sampling)
+        done[key] = dataclasses.asdict(finding)
+        print(findings.markdown([finding]), flush=True)
+    ordered = [findings.Finding(**done[k]) for k in findings.EXPERIMENTS if k in done]
+    for f in ordered:
+        f.verdict, f.notes = findings.judge(f.key, f.arms)
+    import torch
+
+    record = {
+        "what": "ToyWorld findings: the course's experiments in the cpu profile, scored by the ToyWorld evaluator",
+        "sampling": dataclasses.asdict(sampling),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "findings": [dataclasses.asdict(f) for f in ordered],
+    }
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".json").write_text(json.dumps(record, indent=2) + "\n")
+    header = (f"# ToyWorld findings\n\nSampling: seeds 0-{len(sampling.seeds) - 1} per prompt, {sampling.steps} steps, "
+              f"guidance {sampling.guidance}, the model's own scheduler unless the arm names one.\n\n")
+    out.with_suffix(".md").write_text(header + findings.markdown(ordered))
+    print(f"wrote {out.with_suffix('.md').name} and .json in {(time.perf_counter() - t0) / 60:.1f} min")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    sys.exit(main())

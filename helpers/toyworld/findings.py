@@ -1,0 +1,370 @@
+"""The study's experiments re-run on ToyWorld and measured: the findings table.
+
+Each experiment trains the same arms as its notebook (``study_config`` with the study's
+numbers, mapped through the ``cpu`` profile), so runs the notebooks already made are found
+and reused, and the other way round. Every arm is then sampled from fixed prompts and seeds
+and scored with :mod:`helpers.toyworld.metrics`. ``benchmarks/toyworld_findings.py`` runs it
+all and writes the table; the tests call :func:`score_pipeline` on short runs.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from . import metrics, world
+from .subjects import SUBJECTS
+
+OBJECT_SUBJECTS = ("dotted_star", "checked_cube", "striped_ball")
+FACE_SUBJECT = "patch_face"
+CONTEXTS = ("sand", "grass", "sky", "water", "brick")  # recontextualisation backgrounds
+
+
+@dataclass
+class Sampling:
+    """How every arm is sampled: the same prompts, seeds and sampler for all of them."""
+
+    seeds: tuple[int, ...] = tuple(range(8))
+    steps: int = 25
+    guidance: float = 7.5
+    scheduler: str | None = None  # a key of helpers.sampling.SCHEDULERS; None: the model's own (PNDM)
+    batch: int = 32
+
+
+def subject_prompts(name: str, identifier: str = "sks") -> dict[str, list[str]]:
+    """The prompts an arm is scored on, by role.
+
+    ``instance``: the training prompt; ``context``: the subject in each new place; ``attribute``:
+    the subject with something the photos never show (another colour, or glasses on a face);
+    ``class``: the plain class prompt, for language drift.
+    """
+    subject = SUBJECTS[name]
+    token = f"{identifier} {subject.cls}"
+    attribute = [p for p in subject.recontext_prompts() if not any(
+        p == f"a photo of sks {subject.cls} {world.BACKGROUND_PHRASES[bg]}" for bg in CONTEXTS)]
+    return {
+        "instance": [f"a photo of {token}"],
+        "context": [f"a photo of {token} {world.BACKGROUND_PHRASES[bg]}" for bg in CONTEXTS],
+        "attribute": [p.replace(f"sks {subject.cls}", token) for p in attribute],
+        "class": [subject.class_prompt],
+    }
+
+
+def sample(pipe, prompts: list[str], sampling: Sampling) -> dict[str, list]:
+    """``{prompt: images}``, one image per seed, from seeded CPU latents (identical across arms)."""
+    from ..sampling import generate
+
+    pairs = [(p, s) for p in prompts for s in sampling.seeds]
+    gen = generate(pipe, [p for p, _ in pairs], [s for _, s in pairs], num_inference_steps=sampling.steps,
+                   guidance_scale=sampling.guidance, scheduler=sampling.scheduler,
+                   resolution=world.IMAGE_SIZE, batch_size=sampling.batch, progress=False)
+    out: dict[str, list] = {p: [] for p in prompts}
+    for image, prompt in zip(gen.images, gen.prompts):
+        out[prompt].append(image)
+    return out
+
+
+def score_images(name: str, images: dict[str, list], prompts: dict[str, list[str]]) -> dict[str, float]:
+    """The DreamBooth paper's measures from images sampled with :func:`subject_prompts`."""
+    from .subjects import instance_images
+
+    def flat(role):
+        return [im for p in prompts[role] for im in images[p]], [p for p in prompts[role] for _ in images[p]]
+
+    own, _ = flat("instance")
+    ctx, ctx_prompts = flat("context")
+    attr, attr_prompts = flat("attribute")
+    cls, _ = flat("class")
+    references = instance_images(name)
+    return {
+        "subject_fidelity": metrics.subject_fidelity(own + ctx, name),
+        "subject_similarity": metrics.subject_similarity(own + ctx, references),
+        "context_fidelity": metrics.prompt_fidelity(ctx, ctx_prompts, keys=("background",)),
+        "attribute_fidelity": metrics.prompt_fidelity(attr, attr_prompts, keys=("colour", "glasses")),
+        "copying": metrics.copying(own + ctx, references),
+        "language_drift": metrics.language_drift(cls, name),
+        "class_fidelity": metrics.prompt_fidelity(cls, [prompts["class"][0]] * len(cls), keys=("cls",)),
+        "diversity": metrics.diversity(own),
+    }
+
+
+def score_pipeline(pipe, name: str, sampling: Sampling | None = None, identifier: str = "sks") -> dict[str, float]:
+    """Sample a pipeline (a base model or a finished run) on a subject's prompts and score it."""
+    sampling = sampling or Sampling()
+    prompts = subject_prompts(name, identifier)
+    t0 = time.perf_counter()
+    images = sample(pipe, [p for role in prompts.values() for p in role], sampling)
+    scores = score_images(name, images, prompts)
+    scores["sample_seconds"] = time.perf_counter() - t0
+    return scores
+
+
+def score_run(run: str | Path, name: str, sampling: Sampling | None = None, ema: bool = False,
+              identifier: str = "sks") -> dict[str, float]:
+    """Load a run folder (or a model id) on the CPU and score it; ``ema`` uses the run's EMA UNet."""
+    from ..experiments import release_memory
+    from ..training import load_trained_pipeline
+
+    pipe = load_trained_pipeline(run, ema=ema)
+    pipe.set_progress_bar_config(disable=True)
+    try:
+        return score_pipeline(pipe, name, sampling, identifier)
+    finally:
+        del pipe
+        release_memory()
+
+
+# ------------------------------------------------------------------------------------- experiments
+
+
+@dataclass
+class Finding:
+    """One row group of the table: what the study found, the arms, their measures, the verdict."""
+
+    key: str
+    study: str  # the study's finding, in one sentence
+    arms: dict[str, dict[str, float]] = field(default_factory=dict)
+    goal: str = ""
+    verdict: str = ""  # "met", "not met", or for report-only rows "agrees" / "disagrees" / "mixed"
+    notes: str = ""
+    seconds: float = 0.0
+
+
+def _toy_subject(name: str):
+    from ..course import prepare_subject
+
+    return prepare_subject(name)
+
+
+def _settings():
+    from ..course import default_settings
+
+    settings = default_settings("cpu")
+    if not settings.pretrained_model_name_or_path.startswith("kit:toyworld"):
+        raise RuntimeError("The ToyWorld model is not built: see data/toyworld/README.md.")
+    return settings
+
+
+def _train(subject, study_lr, study_steps, **changes):
+    from ..course import study_config
+    from ..training import train_dreambooth
+
+    config = study_config(subject, study_lr, study_steps, settings=_settings(), seed=0, **changes)
+    return train_dreambooth(config, progress=False).output_dir
+
+
+def base_model(sampling: Sampling, n_prompts: int = 64) -> Finding:
+    """The base model on held-out captions, and what it draws for every subject's prompts before training."""
+    from ..models import resolve_model
+
+    model = resolve_model(_settings().pretrained_model_name_or_path)
+    f = Finding("base", "Stable Diffusion draws the classes, colours and places its captions name.",
+                goal="held-out accuracy: class >= 0.9, colour >= 0.8, background >= 0.8")
+    report = metrics.evaluate_base_model(model, n_prompts=n_prompts, steps=sampling.steps,
+                                         guidance=sampling.guidance)
+    f.arms["held-out captions"] = {k: v for k, v in report["accuracy"].items()}
+    for name in (*OBJECT_SUBJECTS, FACE_SUBJECT):
+        f.arms[f"before training: {name}"] = score_run(model, name, sampling)
+    f.verdict, f.notes = judge(f.key, f.arms)
+    return f
+
+
+def learning_rate(sampling: Sampling, subjects: tuple[str, ...] = OBJECT_SUBJECTS) -> Finding:
+    """High (5e-6) vs low (2e-6) LR, 400 study steps, batch 4, no prior preservation, on every object subject."""
+    f = Finding("learning_rate", "Objects: at 400 steps a high LR (5e-6) overfits; a low LR (2e-6) learns the "
+                "subject and still follows new prompts.",
+                goal="low LR: subject fidelity >= 0.7 and context fidelity >= 0.6 on each object; "
+                     "high LR: lower context fidelity (or more copying) than low LR")
+    for name in subjects:
+        subject = _toy_subject(name)
+        for label, lr in (("high LR 5e-6", 5e-6), ("low LR 2e-6", 2e-6)):
+            f.arms[f"{name}: {label}"] = score_run(_train(subject, lr, 400), name, sampling)
+    f.verdict, f.notes = judge(f.key, f.arms)
+    return f
+
+
+def prior_preservation(sampling: Sampling) -> Finding:
+    """The face at 2e-6, 1200 study steps, batch 2, with and without prior preservation."""
+    subject = _toy_subject(FACE_SUBJECT)
+    f = Finding("prior_preservation", "Faces need prior preservation: without it the class word drifts towards "
+                "the subject (language drift) and the model overfits.",
+                goal="language drift without prior >= with prior + 0.2")
+    for label, prior in (("without prior", False), ("with prior", True)):
+        f.arms[label] = score_run(_train(subject, 2e-6, 1200, with_prior_preservation=prior, face=True),
+                                  FACE_SUBJECT, sampling)
+    f.verdict, f.notes = judge(f.key, f.arms)
+    return f
+
+
+def schedulers(sampling: Sampling, name: str = OBJECT_SUBJECTS[0]) -> Finding:
+    """The overfit (high-LR) object run sampled with each scheduler at the study's 50 and 100 steps (halved)."""
+    subject = _toy_subject(name)
+    run = _train(subject, 5e-6, 400)
+    f = Finding("schedulers", "On an overfit model DDIM gives cleaner images than PNDM and LMSDiscrete.",
+                goal="report only")
+    for key in ("pndm", "lms", "ddim", "dpm++", "euler", "unipc"):
+        for steps in (25, 50):
+            s = Sampling(sampling.seeds, steps, sampling.guidance, key, sampling.batch)
+            f.arms[f"{key}, {steps} steps"] = score_run(run, name, s)
+    f.verdict, f.notes = judge(f.key, f.arms)
+    return f
+
+
+def text_encoder(sampling: Sampling) -> Finding:
+    """The face with prior preservation, text encoder frozen vs trained (notebook 04's arms)."""
+    subject = _toy_subject(FACE_SUBJECT)
+    f = Finding("text_encoder", "Training the text encoder as well gives the best faces and follows complex "
+                "prompts better, at a higher memory cost.", goal="report only")
+    for label, te in (("frozen text encoder", False), ("text encoder trained", True)):
+        f.arms[label] = score_run(_train(subject, 2e-6, 1200, with_prior_preservation=True, face=True,
+                                         train_text_encoder=te), FACE_SUBJECT, sampling)
+    f.verdict, f.notes = judge(f.key, f.arms)
+    return f
+
+
+def textual_inversion_dreambooth(sampling: Sampling) -> Finding:
+    """Textual inversion (2000 steps), then DreamBooth from it (500 steps, 1e-6), vs notebook 04's two runs."""
+    from ..course import study_config
+    from ..profiles import get_profile
+    from ..textual_inversion import (
+        TextualInversionConfig,
+        dreambooth_after_textual_inversion,
+        train_textual_inversion,
+    )
+
+    settings, profile = _settings(), get_profile("cpu")
+    subject = _toy_subject(FACE_SUBJECT)
+    ti = train_textual_inversion(TextualInversionConfig(
+        pretrained_model_name_or_path=settings.pretrained_model_name_or_path, train_data_dir=subject.folder,
+        placeholder_token="<sks>", initializer_token=subject.class_noun, resolution=profile.resolution,
+        train_batch_size=profile.train_batch_size_faces, max_train_steps=profile.steps(2000),
+        learning_rate=5e-4, mixed_precision=profile.mixed_precision, seed=0), progress=False)
+    after = study_config(subject, 1e-6, 500, with_prior_preservation=True, face=True, settings=settings, seed=0,
+                         instance_prompt=f"a photo of {{token}} {subject.class_noun}")
+    ti_db = dreambooth_after_textual_inversion(ti, after)
+    f = Finding("textual_inversion", "Textual inversion followed by DreamBooth gave the study's best faces, "
+                "better than DreamBooth alone or with the text encoder.", goal="report only")
+    f.arms["textual inversion only"] = score_run(ti.output_dir, FACE_SUBJECT, sampling, identifier="<sks>")
+    f.arms["TI + DreamBooth"] = score_run(ti_db.output_dir, FACE_SUBJECT, sampling, identifier="<sks>")
+    f.arms["DreamBooth"] = score_run(_train(subject, 2e-6, 1200, with_prior_preservation=True, face=True),
+                                     FACE_SUBJECT, sampling)
+    f.arms["DreamBooth + text encoder"] = score_run(
+        _train(subject, 2e-6, 1200, with_prior_preservation=True, face=True, train_text_encoder=True),
+        FACE_SUBJECT, sampling)
+    f.verdict, f.notes = judge(f.key, f.arms)
+    return f
+
+
+def ema(sampling: Sampling, name: str = OBJECT_SUBJECTS[0]) -> Finding:
+    """The low-LR object run with EMA: its raw weights against their moving average."""
+    subject = _toy_subject(name)
+    run = _train(subject, 2e-6, 400, use_ema=True)
+    f = Finding("ema", "EMA made little difference over a few hundred steps.", goal="report only")
+    f.arms["raw weights"] = score_run(run, name, sampling)
+    f.arms["EMA weights"] = score_run(run, name, sampling, ema=True)
+    f.verdict, f.notes = judge(f.key, f.arms)
+    return f
+
+
+# ------------------------------------------------------------------------------------- verdicts
+
+
+def _fidelity(row: dict) -> float:
+    """Subject, context and attribute fidelity together (0 to 3): how well an arm does what it is asked."""
+    return row["subject_fidelity"] + row["context_fidelity"] + row["attribute_fidelity"]
+
+
+def judge(key: str, arms: dict[str, dict[str, float]]) -> tuple[str, str]:
+    """The verdict of one experiment from its measured arms: ``(verdict, notes)``.
+
+    Goals of the course ("met" / "not met") for the base model, learning rate and prior
+    preservation; for the other experiments whether ToyWorld agrees with the study.
+    """
+    if key == "base":
+        acc = arms["held-out captions"]
+        met = acc["cls"] >= 0.9 and acc["colour"] >= 0.8 and acc["background"] >= 0.8
+        return ("met" if met else "not met"), (f"class {acc['cls']:.2f}, colour {acc['colour']:.2f}, "
+                                                f"background {acc['background']:.2f}")
+    if key == "learning_rate":
+        names = sorted({label.split(":")[0] for label in arms})
+        low = {n: arms[f"{n}: low LR 2e-6"] for n in names}
+        high = {n: arms[f"{n}: high LR 5e-6"] for n in names}
+        met = all(low[n]["subject_fidelity"] >= 0.7 and low[n]["context_fidelity"] >= 0.6 for n in names)
+        worse = [n for n in names if high[n]["context_fidelity"] < low[n]["context_fidelity"]
+                 or high[n]["copying"] > low[n]["copying"]]
+        return ("met" if met and len(worse) == len(names) else "not met"), (
+            f"high LR follows new prompts less (or copies more) on {len(worse)} of {len(names)} objects; "
+            f"low LR subject fidelity {min(r['subject_fidelity'] for r in low.values()):.2f}-"
+            f"{max(r['subject_fidelity'] for r in low.values()):.2f} (goal 0.7)")
+    if key == "prior_preservation":
+        gap = arms["without prior"]["language_drift"] - arms["with prior"]["language_drift"]
+        return ("met" if gap >= 0.2 else "not met"), f"drift {gap:+.2f} without prior"
+    if key == "schedulers":
+        mean = {k: sum(_fidelity(arms[f"{k}, {n} steps"]) for n in (25, 50)) / 2 for k in ("pndm", "lms", "ddim")}
+        agrees = mean["ddim"] > max(mean["pndm"], mean["lms"])
+        return ("agrees" if agrees else "disagrees"), (
+            "subject + context + attribute fidelity, mean of 25 and 50 steps: "
+            + ", ".join(f"{k.upper()} {v:.2f}" for k, v in mean.items()))
+    if key == "text_encoder":
+        a, b = arms["frozen text encoder"], arms["text encoder trained"]
+        better = sum(b[k] >= a[k] for k in ("subject_fidelity", "attribute_fidelity"))
+        return {2: "agrees", 1: "mixed", 0: "disagrees"}[better], (
+            f"subject {a['subject_fidelity']:.2f} frozen vs {b['subject_fidelity']:.2f} trained; "
+            f"complex prompt {a['attribute_fidelity']:.2f} vs {b['attribute_fidelity']:.2f}")
+    if key == "textual_inversion":
+        best = max(arms, key=lambda k: _fidelity(arms[k]))
+        return ("agrees" if best == "TI + DreamBooth" else "disagrees"), f"best overall fidelity: {best}"
+    if key == "ema":
+        gap = max(abs(arms["raw weights"][k] - arms["EMA weights"][k]) for k in ("subject_fidelity", "context_fidelity"))
+        return ("agrees" if gap <= 0.15 else "disagrees"), f"largest difference in subject or context fidelity {gap:.2f}"
+    raise KeyError(key)
+
+
+EXPERIMENTS = {
+    "base": base_model,
+    "learning_rate": learning_rate,
+    "prior_preservation": prior_preservation,
+    "schedulers": schedulers,
+    "text_encoder": text_encoder,
+    "textual_inversion": textual_inversion_dreambooth,
+    "ema": ema,
+}
+
+
+def run_experiment(key: str, sampling: Sampling | None = None) -> Finding:
+    """Run (or reuse) one experiment's arms and score them; times the whole experiment."""
+    t0 = time.perf_counter()
+    torch.manual_seed(0)
+    finding = EXPERIMENTS[key](sampling or Sampling())
+    finding.seconds = time.perf_counter() - t0
+    return finding
+
+
+# -------------------------------------------------------------------------------------- the table
+
+COLUMNS = ("subject_fidelity", "subject_similarity", "context_fidelity", "attribute_fidelity", "copying",
+           "language_drift", "class_fidelity", "diversity")
+SHORT = {"cls": "class acc.", "colour": "colour acc.", "background": "background acc.", "all": "all three",
+         "subject_fidelity": "subject", "subject_similarity": "similarity", "context_fidelity": "context",
+         "attribute_fidelity": "attribute", "copying": "copying", "language_drift": "drift",
+         "class_fidelity": "class", "diversity": "diversity"}
+
+
+def markdown(findings: list[Finding]) -> str:
+    """The findings as markdown: one table per experiment, the study's finding and the verdict above it."""
+    out = []
+    for f in findings:
+        out.append(f"### {f.key.replace('_', ' ')}\n")
+        out.append(f"*Study:* {f.study}  \n*Goal:* {f.goal}  \n*Verdict:* **{f.verdict}**"
+                   + (f" ({f.notes})" if f.notes else "") + f"  \n*Time:* {f.seconds / 60:.1f} min\n")
+        keys = [k for row in f.arms.values() for k in row if k != "sample_seconds"]
+        cols = [c for c in COLUMNS if c in keys] + list(dict.fromkeys(k for k in keys if k not in COLUMNS))
+        out.append("| arm | " + " | ".join(SHORT.get(c, c) for c in cols) + " |")
+        out.append("|---|" + "---:|" * len(cols))
+        for label, row in f.arms.items():
+            out.append(f"| {label} | " + " | ".join(f"{row[c]:.2f}" if c in row else "" for c in cols) + " |")
+        out.append("")
+    return "\n".join(out)
