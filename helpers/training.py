@@ -565,14 +565,18 @@ def train_dreambooth(
     else:
         unet, optimizer, lr_scheduler = accelerator.prepare(unet, optimizer, lr_scheduler)
     trained = [unet] + ([text_encoder] if config.train_text_encoder else [])  # the wrapped (DDP) models
-    ema_unet = None
-    if config.use_ema:
+    ema_unet = ema_text_encoder = None
+    if config.use_ema:  # an average of every trained model, checkpointed with the run
         raw = accelerator.unwrap_model(unet)
         ema_unet = EMAModel(
             raw.parameters(), decay=config.ema_decay, model_cls=type(raw), model_config=raw.config
         )
         ema_unet.to(accelerator.device)
         accelerator.register_for_checkpointing(ema_unet)
+        if config.train_text_encoder:
+            ema_text_encoder = EMAModel(accelerator.unwrap_model(text_encoder).parameters(), decay=config.ema_decay)
+            ema_text_encoder.to(accelerator.device)
+            accelerator.register_for_checkpointing(ema_text_encoder)
 
     first_step, logger_path = resume_state(accelerator, output_dir, config.resume_from_checkpoint), output_dir / LOG_FILE
     checkpoint = find_checkpoint(output_dir, config.resume_from_checkpoint) if first_step else None
@@ -603,6 +607,8 @@ def train_dreambooth(
             totals += parts.stacked()
         if ema_unet is not None:
             ema_unet.step(accelerator.unwrap_model(unet).parameters())
+        if ema_text_encoder is not None:
+            ema_text_encoder.step(accelerator.unwrap_model(text_encoder).parameters())
         values = (accelerator.reduce(totals, "mean") if world > 1 else totals) / accum  # mean over GPUs
         loss, instance_loss, prior_loss = values.tolist()  # one device sync per step, for the log
         if not math.isfinite(loss):  # every rank sees the same reduced value, so all stop together
@@ -643,7 +649,7 @@ def train_dreambooth(
     if accelerator.is_main_process:
         if config.validation_prompts:
             save_validation(config, output_dir, "final", accelerator, unet, text_encoder, models)
-        save_pipeline_outputs(config, output_dir, accelerator, unet, text_encoder, ema_unet, models)
+        save_pipeline_outputs(config, output_dir, accelerator, unet, text_encoder, ema_unet, models, ema_text_encoder)
         record = {
             "hash": run_hash,
             "seed": config.seed,
@@ -664,6 +670,7 @@ def train_dreambooth(
             "unet": accelerator.unwrap_model(unet),
             "text_encoder": accelerator.unwrap_model(text_encoder),
             "ema_unet": ema_unet,
+            "ema_text_encoder": ema_text_encoder,
         }
         if keep_models
         else None
@@ -707,9 +714,20 @@ def save_validation(
 
 
 def save_pipeline_outputs(
-    config: TrainConfig, output_dir: Path, accelerator, unet, text_encoder, ema_unet, models: dict
+    config: TrainConfig,
+    output_dir: Path,
+    accelerator,
+    unet,
+    text_encoder,
+    ema_unet,
+    models: dict,
+    ema_text_encoder=None,
 ) -> None:
-    """Save the trained pipeline (safetensors, float32; optional fp16 variant) and the EMA UNet beside it."""
+    """Save the trained pipeline (safetensors, float32; optional fp16 variant) and the EMA weights beside it.
+
+    ``unet_ema/`` holds the averaged UNet and, when the text encoder was trained,
+    ``text_encoder_ema/`` the averaged text encoder.
+    """
     from diffusers import StableDiffusionPipeline
 
     from .models import resolve_model
@@ -729,11 +747,18 @@ def save_pipeline_outputs(
     pipe.save_pretrained(output_dir, safe_serialization=True)
     if ema_unet is not None:
         ema_unet.save_pretrained(str(output_dir / "unet_ema"))
+        averaged = [(ema_unet, unet)]
+        if ema_text_encoder is not None:
+            averaged.append((ema_text_encoder, extra["text_encoder"]))
+        for ema, model in averaged:  # swap the averages in ...
+            ema.store(model.parameters())
+            ema.copy_to(model.parameters())
+        if ema_text_encoder is not None:
+            extra["text_encoder"].save_pretrained(output_dir / "text_encoder_ema", safe_serialization=True)
         if config.validation_prompts:  # the same prompts and seeds, sampled with the EMA weights
-            ema_unet.store(unet.parameters())
-            ema_unet.copy_to(unet.parameters())
             save_validation(config, output_dir, "final-ema", accelerator, unet, text_encoder, models)
-            ema_unet.restore(unet.parameters())
+        for ema, model in averaged:  # ... and the trained weights back
+            ema.restore(model.parameters())
     if config.save_fp16:
         pipe.to(torch.float16).save_pretrained(output_dir, safe_serialization=True, variant="fp16")
 
@@ -744,8 +769,9 @@ def load_trained_pipeline(
     torch_dtype: torch.dtype | None = None,
     device: str | None = None,
 ):
-    """Load a finished run's pipeline; ``ema=True`` swaps in the EMA UNet saved beside the raw one."""
+    """Load a finished run's pipeline; ``ema=True`` swaps in the EMA weights saved beside the raw ones."""
     from diffusers import UNet2DConditionModel
+    from transformers import CLIPTextModel
 
     from .models import dtype_kwargs, load_pipeline
 
@@ -757,6 +783,10 @@ def load_trained_pipeline(
                 f"{output_dir} has no unet_ema/: train with use_ema: true to get EMA weights."
             )
         pipe.unet = UNet2DConditionModel.from_pretrained(output_dir / "unet_ema", **dtype_kwargs(torch_dtype))
+        if (output_dir / "text_encoder_ema").is_dir():  # the text encoder was trained, and averaged too
+            pipe.text_encoder = CLIPTextModel.from_pretrained(
+                output_dir / "text_encoder_ema", **dtype_kwargs(torch_dtype)
+            )
     return pipe.to(device) if device else pipe
 
 

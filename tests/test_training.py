@@ -137,6 +137,21 @@ def test_resume_equals_uninterrupted(full_run, make_config):  # noqa: F811
     assert all(torch.equal(a, b) for a, b in zip(ema, full_run.models["ema_unet"].shadow_params))
 
 
+def test_ema_covers_a_trained_text_encoder(make_config):  # noqa: F811
+    from helpers.training import load_trained_pipeline, train_dreambooth
+
+    config = make_config("ema-te", use_ema=True, ema_decay=0.5, train_text_encoder=True,
+                         with_prior_preservation=False, max_train_steps=3, learning_rate=1e-3)
+    result = train_dreambooth(config, progress=False, keep_models=True)
+    out = result.output_dir
+    raw, averaged = load_trained_pipeline(out), load_trained_pipeline(out, ema=True)
+    assert (out / "text_encoder_ema").is_dir()
+    shadow = result.models["ema_text_encoder"].shadow_params
+    assert all(torch.equal(a, b.cpu()) for a, b in zip(averaged.text_encoder.parameters(), shadow))
+    assert not same_tensors(tensors_of(raw.text_encoder), tensors_of(averaged.text_encoder))
+    assert same_tensors(tensors_of(raw.text_encoder), tensors_of(result.models["text_encoder"]))
+
+
 def test_trained_text_encoder_changes(make_config, tiny_model_dir):  # noqa: F811
     from transformers import CLIPTextModel
 

@@ -99,7 +99,8 @@ for t in sorted({10, 100, profile.steps(STUDY_STEPS), 10_000}):
 
 # %% [markdown]
 # The EMA copy never feeds back into training, so one run gives both answers: its raw
-# weights are exactly what a run without EMA ends with, and `unet_ema/` holds the average.
+# weights are exactly what a run without EMA ends with, and `unet_ema/` holds the average
+# (with `train_text_encoder`, `text_encoder_ema/` holds the text encoder's).
 
 # %%
 config = study_config(subject, STUDY_LR, STUDY_STEPS, settings=settings, seed=SEED, use_ema=True)
