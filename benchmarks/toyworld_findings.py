@@ -67,7 +67,9 @@ def main(argv: list[str] | None = None) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps(record, indent=2) + "\n")
     header = (f"# ToyWorld findings\n\nSampling: seeds 0-{len(sampling.seeds) - 1} per prompt, {sampling.steps} steps, "
-              f"guidance {sampling.guidance}, the model's own scheduler unless the arm names one.\n\n")
+              f"guidance {sampling.guidance}, the model's own scheduler unless the arm names one. Arms are "
+              "named by the study's learning rates and steps; the cpu profile trains them at 100x the learning "
+              "rate for half the steps (helpers/profiles.py).\n\n")
     out.with_suffix(".md").write_text(header + findings.markdown(ordered))
     print(f"wrote {out.with_suffix('.md').name} and .json in {(time.perf_counter() - t0) / 60:.1f} min")
     return 0
