@@ -191,6 +191,18 @@ def learning_rate(sampling: Sampling, subjects: tuple[str, ...] = OBJECT_SUBJECT
     return f
 
 
+def steps_sweet_spot(sampling: Sampling, subjects: tuple[str, ...] = ("dotted_star", "striped_ball")) -> Finding:
+    """The low LR (2e-6) for 400, 800 and 1600 study steps: likeness against following new prompts."""
+    f = Finding("steps", "Find the sweet spot: with a low LR, add steps until the subject appears; past it the "
+                "model overfits and stops following prompts.", goal="report only")
+    for name in subjects:
+        subject = _toy_subject(name)
+        for steps in (400, 800, 1600):
+            f.arms[f"{name}: {steps} steps"] = score_run(_train(subject, 2e-6, steps), name, sampling)
+    f.verdict, f.notes = judge(f.key, f.arms)
+    return f
+
+
 def prior_preservation(sampling: Sampling) -> Finding:
     """The face at 2e-6, 1200 study steps, batch 2, with and without prior preservation."""
     subject = _toy_subject(FACE_SUBJECT)
@@ -304,6 +316,18 @@ def judge(key: str, arms: dict[str, dict[str, float]]) -> tuple[str, str]:
             f"high LR follows new prompts less (or copies more) on {len(worse)} of {len(names)} objects; "
             f"low LR subject fidelity {min(r['subject_fidelity'] for r in low.values()):.2f}-"
             f"{max(r['subject_fidelity'] for r in low.values()):.2f} (goal 0.7)")
+    if key == "steps":
+        names = sorted({label.split(":")[0] for label in arms})
+        seen = []
+        for n in names:
+            rows = [arms[f"{n}: {k} steps"] for k in (400, 800, 1600)]
+            likeness_first = max(r["subject_fidelity"] for r in rows[1:]) > rows[0]["subject_fidelity"]
+            seen.append(likeness_first and rows[-1]["context_fidelity"] < max(r["context_fidelity"] for r in rows))
+        notes = "; ".join(
+            f"{n}: subject " + "/".join(f"{arms[f'{n}: {k} steps']['subject_fidelity']:.2f}" for k in (400, 800, 1600))
+            + ", context " + "/".join(f"{arms[f'{n}: {k} steps']['context_fidelity']:.2f}" for k in (400, 800, 1600))
+            for n in names)
+        return ("agrees" if all(seen) else "mixed" if any(seen) else "disagrees"), notes
     if key == "prior_preservation":
         gap = arms["without prior"]["language_drift"] - arms["with prior"]["language_drift"]
         return ("met" if gap >= 0.2 else "not met"), f"drift {gap:+.2f} without prior"
@@ -333,6 +357,7 @@ def judge(key: str, arms: dict[str, dict[str, float]]) -> tuple[str, str]:
 EXPERIMENTS = {
     "base": base_model,
     "learning_rate": learning_rate,
+    "steps": steps_sweet_spot,
     "prior_preservation": prior_preservation,
     "schedulers": schedulers,
     "text_encoder": text_encoder,
