@@ -5,7 +5,7 @@ prompts and seeds, scores them with the ToyWorld evaluator and writes
 ``benchmarks/results/toyworld_findings.{json,md}``. Runs made here are reused by the notebooks
 and the other way round.
 
-    python benchmarks/toyworld_findings.py                      # every experiment (about 35 min on 2 cores)
+    python benchmarks/toyworld_findings.py                      # every experiment (26 min on 2 cores without the steps sweep)
     python benchmarks/toyworld_findings.py --only base prior_preservation --seeds 16
     python benchmarks/toyworld_findings.py --rejudge              # tables and verdicts from the saved JSON
 """
