@@ -34,7 +34,7 @@ class Sampling:
     batch: int = 32
 
 
-def subject_prompts(name: str, identifier: str = "sks") -> dict[str, list[str]]:
+def scoring_prompts(name: str, identifier: str = "sks") -> dict[str, list[str]]:
     """The prompts an arm is scored on, by role.
 
     ``instance``: the training prompt; ``context``: the subject in each new place; ``attribute``:
@@ -42,15 +42,12 @@ def subject_prompts(name: str, identifier: str = "sks") -> dict[str, list[str]]:
     ``class``: the plain class prompt, for language drift.
     """
     subject = SUBJECTS[name]
-    token = f"{identifier} {subject.cls}"
-    attribute = [p for p in subject.recontext_prompts() if not any(
-        p == f"a photo of sks {subject.cls} {world.BACKGROUND_PHRASES[bg]}" for bg in CONTEXTS)]
-    return {
-        "instance": [f"a photo of {token}"],
-        "context": [f"a photo of {token} {world.BACKGROUND_PHRASES[bg]}" for bg in CONTEXTS],
-        "attribute": [p.replace(f"sks {subject.cls}", token) for p in attribute],
-        "class": [subject.class_prompt],
-    }
+    context = [f"a photo of sks {subject.cls} {world.BACKGROUND_PHRASES[bg]}" for bg in CONTEXTS]
+    attribute = [p for p in subject.recontext_prompts() if p not in context]
+    roles = {"instance": [f"a photo of sks {subject.cls}"], "context": context, "attribute": attribute}
+    named = {role: [p.replace(f"sks {subject.cls}", f"{identifier} {subject.cls}") for p in ps]
+             for role, ps in roles.items()}
+    return {**named, "class": [subject.class_prompt]}
 
 
 def sample(pipe, prompts: list[str], sampling: Sampling) -> dict[str, list]:
@@ -68,7 +65,7 @@ def sample(pipe, prompts: list[str], sampling: Sampling) -> dict[str, list]:
 
 
 def score_images(name: str, images: dict[str, list], prompts: dict[str, list[str]]) -> dict[str, float]:
-    """The DreamBooth paper's measures from images sampled with :func:`subject_prompts`."""
+    """The DreamBooth paper's measures from images sampled with :func:`scoring_prompts`."""
     from .subjects import instance_images
 
     def flat(role):
@@ -94,7 +91,7 @@ def score_images(name: str, images: dict[str, list], prompts: dict[str, list[str
 def score_pipeline(pipe, name: str, sampling: Sampling | None = None, identifier: str = "sks") -> dict[str, float]:
     """Sample a pipeline (a base model or a finished run) on a subject's prompts and score it."""
     sampling = sampling or Sampling()
-    prompts = subject_prompts(name, identifier)
+    prompts = scoring_prompts(name, identifier)
     t0 = time.perf_counter()
     images = sample(pipe, [p for role in prompts.values() for p in role], sampling)
     scores = score_images(name, images, prompts)
@@ -151,12 +148,12 @@ def _settings():
 def _train(subject, study_lr, study_steps, **changes):
     """Train (or reuse) one arm, with notebook 01's sample grids so that its progress table finds them."""
     from ..course import study_config
-    from ..experiments import subject_prompts as course_prompts
+    from ..experiments import subject_prompts
     from ..profiles import get_profile
     from ..training import train_dreambooth
 
-    grids = dict(validation_prompts=course_prompts(subject, 3)[:2], validation_seeds=[0, 1],
-                 validation_steps=max(1, get_profile("cpu").steps(study_steps) // 4))
+    grids = {"validation_prompts": subject_prompts(subject, 3)[:2], "validation_seeds": [0, 1],
+             "validation_steps": max(1, get_profile("cpu").steps(study_steps) // 4)}
     config = study_config(subject, study_lr, study_steps, settings=_settings(), seed=0, **{**grids, **changes})
     return train_dreambooth(config, progress=False).output_dir
 
