@@ -244,7 +244,7 @@ def train_textual_inversion(
         num_training_steps=config.max_train_steps * accelerator.num_processes,
     )
     text_encoder, optimizer, lr_scheduler = accelerator.prepare(text_encoder, optimizer, lr_scheduler)
-    first_step = resume_state(accelerator, output_dir, config.resume_from_checkpoint)
+    first_step, _ = resume_state(accelerator, output_dir, config.resume_from_checkpoint)
     logger = LossLogger(output_dir, accelerator.is_main_process)
     world, rank = accelerator.num_processes, accelerator.process_index
     last_step = min(config.max_train_steps, stop_after_steps or config.max_train_steps)

@@ -251,8 +251,10 @@ def save_checkpoint(accelerator, output_dir: Path, step: int, total_limit: int) 
     return path
 
 
-def resume_state(accelerator, output_dir: Path, resume: str) -> int:
-    """Load the checkpoint ``resume`` names (``"latest"``, ``"checkpoint-N"`` or ``""``); returns the step to start at.
+def resume_state(accelerator, output_dir: Path, resume: str) -> tuple[int, Path | None]:
+    """Load the checkpoint ``resume`` names (``"latest"``, ``"checkpoint-N"`` or ``""``).
+
+    Returns the step to start at and the checkpoint loaded (None when starting from step 0).
 
     The checkpoint restores weights, optimizer, LR schedule, EMA and RNG; the CSV log is cut to match.
     """
@@ -271,7 +273,7 @@ def resume_state(accelerator, output_dir: Path, resume: str) -> int:
         accelerator.print(f"No checkpoint in {display_path(output_dir / 'checkpoints')} yet; starting from step 0.")
     if accelerator.is_main_process:
         trim_log(output_dir / LOG_FILE, first_step)
-    return first_step
+    return first_step, checkpoint
 
 
 def make_accelerator(config: TrainConfig, output_dir: Path):
@@ -578,8 +580,8 @@ def train_dreambooth(
             ema_text_encoder.to(accelerator.device)
             accelerator.register_for_checkpointing(ema_text_encoder)
 
-    first_step, logger_path = resume_state(accelerator, output_dir, config.resume_from_checkpoint), output_dir / LOG_FILE
-    checkpoint = find_checkpoint(output_dir, config.resume_from_checkpoint) if first_step else None
+    first_step, checkpoint = resume_state(accelerator, output_dir, config.resume_from_checkpoint)
+    logger_path = output_dir / LOG_FILE
     logger = LossLogger(output_dir, accelerator.is_main_process)
     last_step = min(config.max_train_steps, stop_after_steps or config.max_train_steps)
     bar = tqdm(
