@@ -193,6 +193,8 @@ def worker(job: dict) -> dict:
         "steps_timed": len(warm),
         "peak_bytes": peak_memory(device),
         "device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
+        # what the caching allocator held at most: closer to what the card must have free
+        **({"peak_reserved_bytes": torch.cuda.max_memory_reserved()} if device.type == "cuda" else {}),
     }
 
 
@@ -206,26 +208,25 @@ def run_job(job: dict) -> dict:
         env={**os.environ, "HF_HUB_OFFLINE": "1"},
     )
     if done.returncode != 0:
+        print(done.stderr[-4000:], file=sys.stderr, flush=True)  # the whole traceback, for the log
         return {"error": done.stderr.strip().splitlines()[-1] if done.stderr.strip() else "failed"}
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def prepare(work: Path, full_sd: bool, resolution: int) -> dict:
     """Model, subject photos and class images shared by every job."""
-    from helpers.class_images import ClassImageSpec, generate_class_images
+    from helpers.class_images import generate_class_images
+    from helpers.config import TrainConfig
     from helpers.data import make_synthetic_subject
     from helpers.models import TinySpec, build_tiny_model
+    from helpers.training import class_image_spec
 
     if full_sd:
         model = build_sd15_random(work / "sd15")
     else:
         model = build_tiny_model(work / "tiny", TinySpec(sample_size=resolution))
     subject = make_synthetic_subject(work / "subject", n=4, size=resolution)
-    spec = ClassImageSpec(
-        model=str(model), prompt="a photo of dog", num_inference_steps=2, resolution=resolution
-    )
-    generate_class_images(work / "class", spec, 4, batch_size=4, progress=False)
-    return {
+    base = {
         "model": str(model),
         "instance_data_dir": str(subject),
         "class_data_dir": str(work / "class"),
@@ -240,21 +241,30 @@ def prepare(work: Path, full_sd: bool, resolution: int) -> dict:
         "cache_latents": False,
         "cache_text_embeddings": False,
     }
+    # the spec the training itself will ask for, so that every job finds the folder complete and valid
+    fields = {k: v for k, v in base.items() if k != "model"}
+    spec = class_image_spec(TrainConfig.from_dict({**fields, "pretrained_model_name_or_path": str(model)}))
+    generate_class_images(work / "class", spec, 4, batch_size=4, progress=False)
+    return base
 
 
 def markdown(rows: list[dict], title: str) -> str:
-    """The results as a markdown table."""
+    """The results as a markdown table (with the allocator's reserved peak on a GPU)."""
+    reserved = any("peak_reserved_bytes" in r for r in rows)
     lines = [
         f"### {title}",
         "",
-        "| configuration | s / step (median) | peak memory (GiB) |",
-        "|---|---:|---:|",
+        "| configuration | s / step (median) | peak memory (GiB) |" + (" peak reserved (GiB) |" if reserved else ""),
+        "|---|---:|---:|" + ("---:|" if reserved else ""),
     ]
     for r in rows:
         if "error" in r:
-            lines.append(f"| {r['name']} | failed: {r['error'][:60]} | |")
+            lines.append(f"| {r['name']} | failed: {r['error'][:60]} | |" + (" |" if reserved else ""))
         else:
-            lines.append(f"| {r['name']} | {r['median_s']:.3f} | {r['peak_bytes'] / GIB:.2f} |")
+            line = f"| {r['name']} | {r['median_s']:.3f} | {r['peak_bytes'] / GIB:.2f} |"
+            if reserved:
+                line += f" {r.get('peak_reserved_bytes', 0) / GIB:.2f} |"
+            lines.append(line)
     return "\n".join(lines) + "\n"
 
 

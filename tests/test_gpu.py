@@ -67,7 +67,8 @@ def test_two_gpus_end_with_identical_weights(make_config, tmp_path):  # noqa: F8
                          with_prior_preservation=True, max_train_steps=4, class_data_dir=str(tmp_path / "class"))
     config_path = save_config(config, tmp_path / "two-gpus.yaml")
     worker = Path(__file__).with_name("test_multiprocess.py")
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent)}
+    path = os.pathsep.join([str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")])
+    env = {**os.environ, "PYTHONPATH": path}
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29518",
                str(worker), str(config_path), str(tmp_path)]
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600, check=False)

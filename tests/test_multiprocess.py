@@ -52,7 +52,8 @@ def test_two_processes_end_identical(make_config, tmp_path, tiny_model_dir):  # 
         class_data_dir=str(tmp_path / "class"),
     )
     config_path = save_config(config, tmp_path / "ddp.yaml")
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).parent)}
+    path = os.pathsep.join([str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")])
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": path}
     command = [
         sys.executable,
         "-m",
