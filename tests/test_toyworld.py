@@ -122,6 +122,41 @@ def test_pretraining_stops_and_resumes(tmp_path):
     assert pipe.vae.config.scaling_factor == pytest.approx(facts["scaling_factor"])
 
 
+def test_pretraining_lr_warms_up_and_decays_to_zero_at_the_end():
+    from helpers.toyworld.pretrain import PretrainConfig, _lr_at
+
+    constant = PretrainConfig(unet_steps=100, lr=1e-3, warmup=10)
+    assert _lr_at(0, constant) == pytest.approx(1e-4) and _lr_at(99, constant) == pytest.approx(1e-3)
+    decayed = PretrainConfig(unet_steps=100, lr=1e-3, warmup=10, lr_decay_steps=40)
+    assert _lr_at(59, decayed) == pytest.approx(1e-3)  # before the decay window: as constant
+    assert _lr_at(80, decayed) == pytest.approx(0.5e-3)
+    assert 0 < _lr_at(99, decayed) < 0.03e-3  # the last step at a fortieth of the rate
+
+
+@pytest.mark.slow
+def test_warm_start_continues_from_a_saved_model(tmp_path):
+    import torch
+
+    from helpers.models import TinySpec, load_components
+    from helpers.toyworld.pretrain import PretrainConfig, Pretrainer
+
+    spec = TinySpec(unet_channels=(32, 64), vae_channels=(32, 64), sample_size=64)
+    cfg = PretrainConfig(spec=spec, n_images=8, vae_steps=2, vae_batch=2, unet_steps=2, batch=2, warmup=1)
+    assert Pretrainer(tmp_path / "first", cfg).run()
+    first = load_components(str(tmp_path / "first"))
+    more = PretrainConfig(**{**cfg.__dict__, "unet_steps": 4, "lr_decay_steps": 2})
+    trainer = Pretrainer(tmp_path / "more", more)
+    trainer.warm_start(tmp_path / "first", steps_done=2)
+    assert trainer.run()
+    facts = json.loads((tmp_path / "more" / "kit_model.json").read_text())
+    assert facts["unet_steps_done"] == 4 and facts["config"]["lr_decay_steps"] == 2
+    after = load_components(str(tmp_path / "more"))
+    assert torch.equal(first["vae"].encoder.conv_in.weight, after["vae"].encoder.conv_in.weight)  # VAE kept
+    unet_before, unet_after = first["unet"].conv_in.weight, after["unet"].conv_in.weight
+    assert not torch.equal(unet_before, unet_after)  # two more steps moved the EMA weights
+    assert (unet_before - unet_after).abs().max() < 0.05  # ... a little, from where the first run ended
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(
     not (TOY / "model" / "model_index.json").exists(), reason="the ToyWorld model is not built"

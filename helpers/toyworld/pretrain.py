@@ -58,6 +58,7 @@ class PretrainConfig:
     lr: float = 8e-4
     min_snr_gamma: float = 5.0  # Min-SNR loss weighting: faster convergence on a small budget
     warmup: int = 200
+    lr_decay_steps: int = 0  # the LR falls linearly to 0 over the last N UNet steps (0: constant to the end)
     caption_dropout: float = 0.1
     ema_decay: float = 0.999
     checkpoint_minutes: float = 5.0
@@ -126,8 +127,11 @@ def _ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> N
 
 
 def _lr_at(step: int, cfg: PretrainConfig) -> float:
-    """Linear warmup, then constant: stopping early leaves a usable model."""
-    return cfg.lr * min(1.0, (step + 1) / cfg.warmup)
+    """Linear warmup, then constant (stopping early leaves a usable model), then an optional linear decay."""
+    lr = cfg.lr * min(1.0, (step + 1) / cfg.warmup)
+    if cfg.lr_decay_steps:
+        lr *= min(1.0, (cfg.unet_steps - step) / cfg.lr_decay_steps)
+    return lr
 
 
 class Pretrainer:
@@ -143,6 +147,19 @@ class Pretrainer:
         self.ema: dict[str, torch.nn.Module] = {}
         self.opt: torch.optim.Optimizer | None = None
         self._last_save = time.monotonic()
+
+    def warm_start(self, model_dir: str | Path, steps_done: int) -> None:
+        """Start the UNet phase from a finished model's weights, as if ``steps_done`` steps had run.
+
+        For experiments on the end of the recipe (e.g. an LR decay) without repeating its start;
+        the optimiser starts afresh and the EMA from the model's weights.
+        """
+        from ..models import load_components
+
+        loaded = load_components(str(model_dir))
+        for k in ("vae", "unet", "text_encoder"):
+            self.parts[k].load_state_dict(loaded[k].state_dict())
+        self.state.update(phase="unet", step=steps_done)
 
     # ---- checkpoints ----------------------------------------------------------------------
 
