@@ -162,23 +162,23 @@ def study_config(
 
     settings = settings or load_settings()
     profile = get_profile(settings.profile)
-    fields = dict(
-        pretrained_model_name_or_path=settings.pretrained_model_name_or_path,
-        instance_data_dir=subject.folder,
-        instance_prompt=subject.instance_prompt,
-        class_prompt=subject.class_prompt,
-        with_prior_preservation=with_prior_preservation,
-        num_class_images=profile.num_class_images,
-        sample_batch_size=profile.sample_batch_size,
-        class_inference_steps=profile.num_inference_steps,
-        resolution=profile.resolution,
-        train_batch_size=profile.train_batch_size_faces if face else profile.train_batch_size_objects,
-        max_train_steps=profile.steps(study_steps),
-        learning_rate=profile.lr(study_lr),
-        mixed_precision=profile.mixed_precision,
-        use_8bit_adam=profile.use_8bit_adam,
-        gradient_checkpointing=profile.gradient_checkpointing,
-        validation_inference_steps=profile.num_inference_steps,
-        seed=0,
-    )
+    fields = {
+        "pretrained_model_name_or_path": settings.pretrained_model_name_or_path,
+        "instance_data_dir": subject.folder,
+        "instance_prompt": subject.instance_prompt,
+        "class_prompt": subject.class_prompt,
+        "with_prior_preservation": with_prior_preservation,
+        "num_class_images": profile.num_class_images,
+        "sample_batch_size": profile.sample_batch_size,
+        "class_inference_steps": profile.num_inference_steps,
+        "resolution": profile.resolution,
+        "train_batch_size": profile.train_batch_size_faces if face else profile.train_batch_size_objects,
+        "max_train_steps": profile.steps(study_steps),
+        "learning_rate": profile.lr(study_lr),
+        "mixed_precision": profile.mixed_precision,
+        "use_8bit_adam": profile.use_8bit_adam,
+        "gradient_checkpointing": profile.gradient_checkpointing,
+        "validation_inference_steps": profile.num_inference_steps,
+        "seed": 0,
+    }
     return TrainConfig(**{**fields, **changes})

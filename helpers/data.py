@@ -160,7 +160,7 @@ def save_uploads(uploads, folder: str | Path) -> list[Path]:
         name, content = Path(item["name"]).name, bytes(item["content"])
         try:
             Image.open(io.BytesIO(content)).verify()
-        except Exception as err:
+        except Exception as err:  # noqa: BLE001 (PIL raises many kinds of errors on a broken file)
             raise SubjectDataError(f"Upload {name!r} is not an image this kit can read ({err}); use JPEG or PNG.")
         (folder / name).write_bytes(content)
         saved.append(folder / name)

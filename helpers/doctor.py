@@ -28,7 +28,7 @@ def package_version(name: str) -> str | None:
     """The installed version of ``name``, or None if it cannot be imported."""
     try:
         return getattr(importlib.import_module(name), "__version__", "installed")
-    except Exception:
+    except Exception:  # noqa: BLE001 (a package that fails to import for any reason is reported missing)
         return None
 
 
@@ -46,7 +46,7 @@ def adam8bit_works(device: str) -> tuple[bool, str]:
         p.grad = torch.ones_like(p)
         opt.step()
         return bool(torch.all(p < 1).item()), ""
-    except Exception as err:  # bitsandbytes raises many kinds of errors on unsupported set-ups
+    except Exception as err:  # noqa: BLE001 (bitsandbytes raises many kinds of errors on unsupported set-ups)
         return False, f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
 
 

@@ -103,7 +103,7 @@ def build_tiny_components(spec: TinySpec = TinySpec(), seed: int = 0) -> dict:
         set_alpha_to_one=False,
         steps_offset=1,
     )
-    return dict(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet, scheduler=scheduler)
+    return {"vae": vae, "text_encoder": text_encoder, "tokenizer": tokenizer, "unet": unet, "scheduler": scheduler}
 
 
 def save_pipeline(components: dict, out_dir: str | Path, extra: dict | None = None):
@@ -234,7 +234,7 @@ def load_pipeline(name_or_path: str, torch_dtype: torch.dtype | None = None, dev
             feature_extractor=None,
             requires_safety_checker=False,
         )
-    except (OSError, ValueError, EnvironmentError) as err:
+    except (OSError, ValueError) as err:
         raise _unavailable(name_or_path, err) from err
     pipe.set_progress_bar_config(disable=True)
     return pipe.to(device) if device else pipe
@@ -252,12 +252,12 @@ def load_components(name_or_path: str) -> dict:
 
     source = resolve_model(name_or_path)
     try:
-        return dict(
-            tokenizer=CLIPTokenizer.from_pretrained(source, subfolder="tokenizer"),
-            text_encoder=CLIPTextModel.from_pretrained(source, subfolder="text_encoder", use_safetensors=True),
-            vae=AutoencoderKL.from_pretrained(source, subfolder="vae", use_safetensors=True),
-            unet=UNet2DConditionModel.from_pretrained(source, subfolder="unet", use_safetensors=True),
-            noise_scheduler=DDPMScheduler.from_pretrained(source, subfolder="scheduler"),
-        )
+        return {
+            "tokenizer": CLIPTokenizer.from_pretrained(source, subfolder="tokenizer"),
+            "text_encoder": CLIPTextModel.from_pretrained(source, subfolder="text_encoder", use_safetensors=True),
+            "vae": AutoencoderKL.from_pretrained(source, subfolder="vae", use_safetensors=True),
+            "unet": UNet2DConditionModel.from_pretrained(source, subfolder="unet", use_safetensors=True),
+            "noise_scheduler": DDPMScheduler.from_pretrained(source, subfolder="scheduler"),
+        }
     except (OSError, ValueError) as err:
         raise _unavailable(name_or_path, err) from err

@@ -52,7 +52,7 @@ class Profile:
         """The number of steps that plays the role of ``study_steps`` in this profile."""
         return max(self.min_steps, round(study_steps * self.step_scale))
 
-    def override(self, **changes) -> "Profile":
+    def override(self, **changes) -> Profile:
         """A copy with some fields changed; an unknown field is an error that lists the valid ones."""
         valid = {f.name for f in dataclasses.fields(self)}
         unknown = sorted(set(changes) - valid)

@@ -28,7 +28,8 @@ def byte_alphabet() -> list[str]:
 
 
 def build(gz_path: Path, out_dir: Path) -> None:
-    lines = gzip.open(gz_path, "rt", encoding="utf-8").read().split("\n")
+    with gzip.open(gz_path, "rt", encoding="utf-8") as f:
+        lines = f.read().split("\n")
     merges = [tuple(line.split()) for line in lines[1 : N_MERGES + 1]]
     alphabet = byte_alphabet()
     tokens = alphabet + [a + "</w>" for a in alphabet] + ["".join(m) for m in merges]

@@ -20,7 +20,7 @@ def main() -> int:
         return 1
     import torch
 
-    has_nvidia = shutil.which("nvidia-smi") and subprocess.run(["nvidia-smi", "-L"], capture_output=True).returncode == 0
+    has_nvidia = shutil.which("nvidia-smi") and subprocess.run(["nvidia-smi", "-L"], capture_output=True, check=False).returncode == 0
     if not has_nvidia and torch.version.cuda is not None:
         print(f"torch {torch.__version__} is a CUDA build on a machine without an NVIDIA GPU (several GB for nothing).")
         print("Reinstall the CPU build: `pip uninstall torch && bash scripts/install_torch.sh`.")

@@ -55,5 +55,5 @@ def test_notebooks_match_their_sources():
     import subprocess
     import sys
 
-    result = subprocess.run([sys.executable, "scripts/build_notebooks.py", "--check"], cwd=REPO_ROOT, capture_output=True, text=True)
+    result = subprocess.run([sys.executable, "scripts/build_notebooks.py", "--check"], cwd=REPO_ROOT, capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stdout

@@ -8,17 +8,17 @@ from fixtures_training import make_config, train_subject  # noqa: F401 (fixtures
 def ti_config(tiny_model_dir, train_subject, output_dir, **changes):  # noqa: F811
     from helpers.textual_inversion import TextualInversionConfig
 
-    fields = dict(
-        pretrained_model_name_or_path=str(tiny_model_dir),
-        train_data_dir=str(train_subject),
-        placeholder_token="<sks-ball>",
-        initializer_token="ball",
-        resolution=32,
-        train_batch_size=2,
-        max_train_steps=3,
-        learning_rate=5e-2,
-        output_dir=str(output_dir),
-    )
+    fields = {
+        "pretrained_model_name_or_path": str(tiny_model_dir),
+        "train_data_dir": str(train_subject),
+        "placeholder_token": "<sks-ball>",
+        "initializer_token": "ball",
+        "resolution": 32,
+        "train_batch_size": 2,
+        "max_train_steps": 3,
+        "learning_rate": 5e-2,
+        "output_dir": str(output_dir),
+    }
     return TextualInversionConfig(**{**fields, **changes})
 
 

@@ -28,24 +28,24 @@ def toy_config(tmp_path, subject: str, **changes):
     from helpers.toyworld.subjects import SUBJECTS
 
     cls = SUBJECTS[subject].cls
-    fields = dict(
-        pretrained_model_name_or_path=str(TOY / "model"),
-        instance_data_dir=str(TOY / "subjects" / subject),
-        instance_prompt=f"a photo of sks {cls}",
-        class_prompt=f"a photo of a {cls}",
-        with_prior_preservation=False,
-        class_data_dir=str(tmp_path / "class"),
-        num_class_images=16,
-        sample_batch_size=16,
-        class_inference_steps=25,
-        resolution=64,
-        train_batch_size=2,
-        max_train_steps=150,
-        learning_rate=4e-4,
-        lr_scheduler="constant",
-        seed=0,
-        output_dir=str(tmp_path / "run"),
-    )
+    fields = {
+        "pretrained_model_name_or_path": str(TOY / "model"),
+        "instance_data_dir": str(TOY / "subjects" / subject),
+        "instance_prompt": f"a photo of sks {cls}",
+        "class_prompt": f"a photo of a {cls}",
+        "with_prior_preservation": False,
+        "class_data_dir": str(tmp_path / "class"),
+        "num_class_images": 16,
+        "sample_batch_size": 16,
+        "class_inference_steps": 25,
+        "resolution": 64,
+        "train_batch_size": 2,
+        "max_train_steps": 150,
+        "learning_rate": 4e-4,
+        "lr_scheduler": "constant",
+        "seed": 0,
+        "output_dir": str(tmp_path / "run"),
+    }
     fields.update(changes)
     return TrainConfig(**fields)
 
