@@ -133,6 +133,24 @@ def test_pretraining_lr_warms_up_and_decays_to_zero_at_the_end():
     assert 0 < _lr_at(99, decayed) < 0.03e-3  # the last step at a fortieth of the rate
 
 
+def test_centering_the_vae_shifts_latents_but_not_images():
+    import torch
+
+    from helpers.models import TinySpec, build_tiny_components
+    from helpers.toyworld.pretrain import center_vae
+
+    vae = build_tiny_components(TinySpec(vae_channels=(32, 64), sample_size=32))["vae"].eval()
+    x = torch.rand(4, 3, 32, 32, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    with torch.no_grad():
+        before = vae.encode(x).latent_dist.mean
+        decoded = vae.decode(before).sample
+        shift = center_vae(vae, before.mean(dim=(0, 2, 3)))
+        after = vae.encode(x).latent_dist.mean
+        assert torch.allclose(after, before - shift, atol=1e-5)
+        assert after.mean(dim=(0, 2, 3)).abs().max() < 1e-5 < before.mean(dim=(0, 2, 3)).abs().max()
+        assert torch.allclose(vae.decode(after).sample, decoded, atol=1e-4)
+
+
 @pytest.mark.slow
 def test_warm_start_continues_from_a_saved_model(tmp_path):
     import torch
@@ -144,7 +162,9 @@ def test_warm_start_continues_from_a_saved_model(tmp_path):
     cfg = PretrainConfig(spec=spec, n_images=8, vae_steps=2, vae_batch=2, unet_steps=2, batch=2, warmup=1)
     assert Pretrainer(tmp_path / "first", cfg).run()
     first = load_components(str(tmp_path / "first"))
-    more = PretrainConfig(**{**cfg.__dict__, "unet_steps": 4, "lr_decay_steps": 2})
+    more = PretrainConfig(
+        **{**cfg.__dict__, "unet_steps": 4, "lr_decay_steps": 2, "noise_offset": 0.1, "center_latents": True}
+    )
     trainer = Pretrainer(tmp_path / "more", more)
     trainer.warm_start(tmp_path / "first", steps_done=2)
     assert trainer.run()
@@ -152,6 +172,7 @@ def test_warm_start_continues_from_a_saved_model(tmp_path):
     assert facts["unet_steps_done"] == 4 and facts["config"]["lr_decay_steps"] == 2
     after = load_components(str(tmp_path / "more"))
     assert torch.equal(first["vae"].encoder.conv_in.weight, after["vae"].encoder.conv_in.weight)  # VAE kept
+    assert not torch.equal(first["vae"].quant_conv.bias, after["vae"].quant_conv.bias)  # ... but centred
     unet_before, unet_after = first["unet"].conv_in.weight, after["unet"].conv_in.weight
     assert not torch.equal(unet_before, unet_after)  # two more steps moved the EMA weights
     assert (unet_before - unet_after).abs().max() < 0.05  # ... a little, from where the first run ended

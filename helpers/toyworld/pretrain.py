@@ -60,6 +60,8 @@ class PretrainConfig:
     warmup: int = 200
     lr_decay_steps: int = 0  # the LR falls linearly to 0 over the last N UNet steps (0: constant to the end)
     caption_dropout: float = 0.1
+    noise_offset: float = 0.0  # std of a per-image, per-channel constant added to the training noise
+    center_latents: bool = False  # fold the latents' per-channel mean into the VAE so that they are zero-mean
     ema_decay: float = 0.999
     checkpoint_minutes: float = 5.0
 
@@ -78,6 +80,20 @@ def sampler_for(scheduler):
     from ..sampling import make_scheduler
 
     return make_scheduler(SAMPLER, scheduler.config)
+
+
+def center_vae(vae, mean: torch.Tensor) -> torch.Tensor:
+    """Shift the VAE's latent space by ``-mean`` (per channel) without changing what it decodes.
+
+    The encoder's last 1x1 convolution gives ``mean`` less; the decoder's first adds it back.
+    Returns ``mean`` as a ``(C, 1, 1)`` tensor to subtract from latents already encoded.
+    """
+    c = mean.numel()
+    with torch.no_grad():
+        vae.quant_conv.bias[:c] -= mean
+        weight = vae.post_quant_conv.weight[:, :, 0, 0]
+        vae.post_quant_conv.bias += weight @ mean
+    return mean.view(c, 1, 1)
 
 
 def _seed_all(seed: int) -> None:
@@ -254,6 +270,8 @@ class Pretrainer:
             for i in range(0, len(images), 256):
                 chunks.append(vae.encode(to_tensor(images[i : i + 256])).latent_dist.mean)
         latents = torch.cat(chunks)
+        if self.cfg.center_latents:
+            latents = latents - center_vae(vae, latents.mean(dim=(0, 2, 3)))
         scale = float(1.0 / latents.std())
         vae.register_to_config(scaling_factor=scale)  # the UNet sees unit-variance latents, as in SD
         return latents
@@ -297,6 +315,8 @@ class Pretrainer:
             gen = torch.Generator().manual_seed(cfg.seed * 7919 + step)
             x0 = latents[idx].float() * scale
             noise = torch.randn(x0.shape, generator=gen)
+            if cfg.noise_offset:  # the model must not read an image's mean colour off the starting noise
+                noise += cfg.noise_offset * torch.randn(x0.shape[:2] + (1, 1), generator=gen)
             t = torch.randint(0, 1000, (len(idx),), generator=gen)
             tok = ids[idx].clone()
             tok[torch.rand(len(idx), generator=gen) < cfg.caption_dropout] = empty  # unconditional examples
