@@ -4,9 +4,12 @@ The recipe follows Stable Diffusion's at toy scale: (1) a VAE phase (reconstruct
 small KL term); (2) every training image encoded once and cached, with the VAE's scaling
 factor set to 1/std of the latents; (3) UNet and text encoder trained jointly with the
 epsilon-prediction MSE on SD's DDPM schedule, dropping 10 % of captions so that
-classifier-free guidance works. An exponential moving average of the weights is what is
-saved, with DPM-Solver++ as its sampler (:func:`sampler_for`). The run checkpoints every few
-minutes and resumes from its checkpoint by itself.
+classifier-free guidance works; (4) a short polish: the averaged weights trained on with a
+fresh optimiser, the LR falling to zero and offset noise (a random constant per image and
+channel added to the noise), which stops the model from taking an image's mean colour from
+the starting noise. An exponential moving average of the weights is what is saved, with
+DPM-Solver++ as its sampler (:func:`sampler_for`). The run checkpoints every few minutes and
+resumes from its checkpoint by itself.
 """
 
 from __future__ import annotations
@@ -58,10 +61,10 @@ class PretrainConfig:
     lr: float = 8e-4
     min_snr_gamma: float = 5.0  # Min-SNR loss weighting: faster convergence on a small budget
     warmup: int = 200
-    lr_decay_steps: int = 0  # the LR falls linearly to 0 over the last N UNet steps (0: constant to the end)
     caption_dropout: float = 0.1
-    noise_offset: float = 0.0  # std of a per-image, per-channel constant added to the training noise
-    center_latents: bool = False  # fold the latents' per-channel mean into the VAE so that they are zero-mean
+    center_latents: bool = False  # fold the latents' per-channel mean into the VAE (tried: no gain)
+    polish_steps: int = 1500  # phase 4: from the EMA weights, offset noise, LR falling linearly to 0
+    polish_noise_offset: float = 0.1  # std of a per-image, per-channel constant added to the noise in phase 4
     ema_decay: float = 0.999
     checkpoint_minutes: float = 5.0
 
@@ -143,11 +146,10 @@ def _ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> N
 
 
 def _lr_at(step: int, cfg: PretrainConfig) -> float:
-    """Linear warmup, then constant (stopping early leaves a usable model), then an optional linear decay."""
-    lr = cfg.lr * min(1.0, (step + 1) / cfg.warmup)
-    if cfg.lr_decay_steps:
-        lr *= min(1.0, (cfg.unet_steps - step) / cfg.lr_decay_steps)
-    return lr
+    """Linear warmup, then constant (stopping early leaves a usable model); in the polish phase, down to 0."""
+    if step >= cfg.unet_steps:
+        return cfg.lr * (cfg.unet_steps + cfg.polish_steps - step) / cfg.polish_steps
+    return cfg.lr * min(1.0, (step + 1) / cfg.warmup)
 
 
 class Pretrainer:
@@ -164,18 +166,18 @@ class Pretrainer:
         self.opt: torch.optim.Optimizer | None = None
         self._last_save = time.monotonic()
 
-    def warm_start(self, model_dir: str | Path, steps_done: int) -> None:
-        """Start the UNet phase from a finished model's weights, as if ``steps_done`` steps had run.
+    def warm_start(self, model_dir: str | Path) -> None:
+        """Start at the polish phase from a model saved after the main UNet phase (its EMA weights).
 
-        For experiments on the end of the recipe (e.g. an LR decay) without repeating its start;
-        the optimiser starts afresh and the EMA from the model's weights.
+        For experiments on the end of the recipe without repeating its first hour: the result is
+        what the whole recipe gives when ``model_dir`` is its model after ``cfg.unet_steps`` steps.
         """
         from ..models import load_components
 
         loaded = load_components(str(model_dir))
         for k in ("vae", "unet", "text_encoder"):
             self.parts[k].load_state_dict(loaded[k].state_dict())
-        self.state.update(phase="unet", step=steps_done)
+        self.state.update(phase="unet", step=self.cfg.unet_steps)
 
     # ---- checkpoints ----------------------------------------------------------------------
 
@@ -298,7 +300,7 @@ class Pretrainer:
         params = list(unet.parameters()) + list(te.parameters())
         self.opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=1e-2)
         blob = getattr(self, "_resume_blob", None)
-        if blob is not None and blob["opt"] is not None and self.state["phase"] == "unet":
+        if blob is not None and blob["opt"] is not None and self.state["phase"] in ("unet", "polish"):
             self.opt.load_state_dict(blob["opt"])
             blob["opt"] = None
         self._init_ema()
@@ -306,17 +308,24 @@ class Pretrainer:
         snr = sched.alphas_cumprod / (1 - sched.alphas_cumprod)
         weight = snr.clamp(max=cfg.min_snr_gamma) / snr  # Min-SNR-gamma for epsilon prediction
         scale = self.parts["vae"].config.scaling_factor
-        bar = tqdm(total=cfg.unet_steps, initial=self.state["step"], desc="UNet", mininterval=20)
-        while self.state["step"] < cfg.unet_steps:
+        total = cfg.unet_steps + cfg.polish_steps
+        bar = tqdm(total=total, initial=self.state["step"], desc="UNet", mininterval=20)
+        while self.state["step"] < total:
             if time.time() > deadline:
                 return False
+            if self.state["step"] >= cfg.unet_steps and self.state["phase"] == "unet":
+                # phase 4, polish: go on from the averaged weights with a fresh optimiser and a falling LR
+                for k, model in (("unet", unet), ("text_encoder", te)):
+                    model.load_state_dict(self.ema[k].state_dict())
+                self.opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=1e-2)
+                self.state["phase"] = "polish"
             step, t0 = self.state["step"], time.time()
             idx = _batch_index(len(latents), cfg.batch, cfg.seed + 1, step)
             gen = torch.Generator().manual_seed(cfg.seed * 7919 + step)
             x0 = latents[idx].float() * scale
             noise = torch.randn(x0.shape, generator=gen)
-            if cfg.noise_offset:  # the model must not read an image's mean colour off the starting noise
-                noise += cfg.noise_offset * torch.randn(x0.shape[:2] + (1, 1), generator=gen)
+            if self.state["phase"] == "polish":  # so that the model stops reading an image's mean off the noise
+                noise += cfg.polish_noise_offset * torch.randn(x0.shape[:2] + (1, 1), generator=gen)
             t = torch.randint(0, 1000, (len(idx),), generator=gen)
             tok = ids[idx].clone()
             tok[torch.rand(len(idx), generator=gen) < cfg.caption_dropout] = empty  # unconditional examples
@@ -360,7 +369,7 @@ class Pretrainer:
             "licence": "Apache-2.0",
             "command": f"python -m helpers toyworld pretrain {self.out_dir}",
             "phase": self.state["phase"],
-            "unet_steps_done": self.state["step"] if self.state["phase"] in ("unet", "done") else 0,
+            "unet_steps_done": self.state["step"] if self.state["phase"] in ("unet", "polish", "done") else 0,
             "train_seconds": round(self.state["seconds"], 1),
             "losses": self.state["losses"],
             "scaling_factor": self.parts["vae"].config.scaling_factor,
@@ -378,7 +387,7 @@ class Pretrainer:
         deadline = start + 60 * minutes if minutes else float("inf")
         self.try_resume()
         cache = self.ckpt_dir / "latents.pt"
-        if self.state["phase"] in ("unet", "done") and cache.exists():
+        if self.state["phase"] in ("unet", "polish", "done") and cache.exists():
             latents, ids = torch.load(cache).values()  # encoded once, cached for resuming
             latents = latents.float()
         else:
