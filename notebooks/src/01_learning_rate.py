@@ -232,9 +232,9 @@ elif EXTRA_ARM:
 #   with a low learning rate and increase the steps progressively until the subject appears.
 # - On ToyWorld (`cpu`) the kit's findings table (`benchmarks/results/toyworld_findings.md`)
 #   measures the same trade-off on all three objects: the high rate follows "on the beach",
-#   "in the sky" ... less often (0.40 / 0.47 / 0.55 of the images against 0.42 / 0.57 / 0.80).
-#   The miniature model learns each object only partly in 200 steps (0.4 to 0.6 of the
-#   images are recognised as the subject, against 0.0 to 0.17 before training).
+#   "in the sky" ... less often (0.53 / 0.65 / 0.65 of the images against 0.57 / 0.68 / 0.82).
+#   The miniature model learns each object only partly in 200 steps (0.50 to 0.71 of the
+#   images are recognised as the subject, against 0.00 to 0.19 before training).
 #
 # ## Exercises
 # 1. Set `EXTRA_ARM = (1e-6, 800)`. Is half the learning rate for twice the steps the same

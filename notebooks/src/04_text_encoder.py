@@ -174,7 +174,7 @@ print(format_scores(toyworld_scores(subject, comparison)))
 # images that show the subject, *prompt fidelity* the share that show what the prompt asked.
 # On ToyWorld (`cpu`) the result goes the other way: in the kit's findings table
 # (`benchmarks/results/toyworld_findings.md`, 8 seeds per prompt) the frozen encoder scores
-# 0.54 subject fidelity and the trained one 0.42. The miniature text encoder is small and
+# 0.56 subject fidelity and the trained one 0.40. The miniature text encoder is small and
 # learned its few words from short captions; five photos pull it further from them than they
 # teach it. The study's effect needs a text encoder that knows a lot of language.
 # (In `smoke` the tiny random model draws noise; only the code path is tested.)
