@@ -169,16 +169,20 @@ def bare_loop(job: dict) -> list[float]:
     return times
 
 
-def kit_loop(job: dict) -> list[float]:
-    """The kit's own ``train_dreambooth`` (logging included), timed per step."""
+def job_config(job: dict):
+    """The ``TrainConfig`` of a benchmark job (its model, and its steps where it names them)."""
     from helpers.config import TrainConfig
-    from helpers.training import train_dreambooth
 
     fields = {k: v for k, v in job.items() if k not in ("kind", "model", "steps")}
-    config = TrainConfig.from_dict(
-        {**fields, "pretrained_model_name_or_path": job["model"], "max_train_steps": job["steps"]}
-    )
-    return train_dreambooth(config, progress=False).step_seconds
+    steps = {"max_train_steps": job["steps"]} if "steps" in job else {}
+    return TrainConfig.from_dict({**fields, "pretrained_model_name_or_path": job["model"], **steps})
+
+
+def kit_loop(job: dict) -> list[float]:
+    """The kit's own ``train_dreambooth`` (logging included), timed per step."""
+    from helpers.training import train_dreambooth
+
+    return train_dreambooth(job_config(job), progress=False).step_seconds
 
 
 def worker(job: dict) -> dict:
@@ -216,7 +220,6 @@ def run_job(job: dict) -> dict:
 def prepare(work: Path, full_sd: bool, resolution: int) -> dict:
     """Model, subject photos and class images shared by every job."""
     from helpers.class_images import generate_class_images
-    from helpers.config import TrainConfig
     from helpers.data import make_synthetic_subject
     from helpers.models import TinySpec, build_tiny_model
     from helpers.training import class_image_spec
@@ -242,9 +245,7 @@ def prepare(work: Path, full_sd: bool, resolution: int) -> dict:
         "cache_text_embeddings": False,
     }
     # the spec the training itself will ask for, so that every job finds the folder complete and valid
-    fields = {k: v for k, v in base.items() if k != "model"}
-    spec = class_image_spec(TrainConfig.from_dict({**fields, "pretrained_model_name_or_path": str(model)}))
-    generate_class_images(work / "class", spec, 4, batch_size=4, progress=False)
+    generate_class_images(work / "class", class_image_spec(job_config(base)), 4, batch_size=4, progress=False)
     return base
 
 

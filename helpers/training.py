@@ -581,7 +581,6 @@ def train_dreambooth(
             accelerator.register_for_checkpointing(ema_text_encoder)
 
     first_step, checkpoint = resume_state(accelerator, output_dir, config.resume_from_checkpoint)
-    logger_path = output_dir / LOG_FILE
     logger = LossLogger(output_dir, accelerator.is_main_process)
     last_step = min(config.max_train_steps, stop_after_steps or config.max_train_steps)
     bar = tqdm(
@@ -643,7 +642,7 @@ def train_dreambooth(
     logger.close()
     if last_step < config.max_train_steps:  # stopped early on purpose: the checkpoints let it resume
         accelerator.print(f"Stopped after step {last_step} of {config.max_train_steps} (stop_after_steps).")
-        return RunResult(output_dir, read_log(logger_path), False, config, step_seconds=step_seconds)
+        return RunResult(output_dir, read_log(logger.path), False, config, step_seconds=step_seconds)
 
     # Outputs: the pipeline (and EMA UNet), samples, and a record of how the run went.
     accelerator.wait_for_everyone()
@@ -677,7 +676,7 @@ def train_dreambooth(
         if keep_models
         else None
     )
-    return RunResult(output_dir, read_log(logger_path), False, config, record, kept, step_seconds)
+    return RunResult(output_dir, read_log(logger.path), False, config, record, kept, step_seconds)
 
 
 # ---------------------------------------------------------------------------------------------- outputs

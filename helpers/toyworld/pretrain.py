@@ -70,6 +70,7 @@ class PretrainConfig:
 
 
 SAMPLER = "dpm++"  # the model's own sampler (see sampler_for)
+UNET_PHASES = ("unet", "polish")  # the phases that train the UNet and text encoder, on cached latents
 
 
 def sampler_for(scheduler):
@@ -300,7 +301,7 @@ class Pretrainer:
         params = list(unet.parameters()) + list(te.parameters())
         self.opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=1e-2)
         blob = getattr(self, "_resume_blob", None)
-        if blob is not None and blob["opt"] is not None and self.state["phase"] in ("unet", "polish"):
+        if blob is not None and blob["opt"] is not None and self.state["phase"] in UNET_PHASES:
             self.opt.load_state_dict(blob["opt"])
             blob["opt"] = None
         self._init_ema()
@@ -369,7 +370,7 @@ class Pretrainer:
             "licence": "Apache-2.0",
             "command": f"python -m helpers toyworld pretrain {self.out_dir}",
             "phase": self.state["phase"],
-            "unet_steps_done": self.state["step"] if self.state["phase"] in ("unet", "polish", "done") else 0,
+            "unet_steps_done": self.state["step"] if self.state["phase"] in (*UNET_PHASES, "done") else 0,
             "train_seconds": round(self.state["seconds"], 1),
             "losses": self.state["losses"],
             "scaling_factor": self.parts["vae"].config.scaling_factor,
@@ -387,7 +388,7 @@ class Pretrainer:
         deadline = start + 60 * minutes if minutes else float("inf")
         self.try_resume()
         cache = self.ckpt_dir / "latents.pt"
-        if self.state["phase"] in ("unet", "polish", "done") and cache.exists():
+        if self.state["phase"] in (*UNET_PHASES, "done") and cache.exists():
             latents, ids = torch.load(cache).values()  # encoded once, cached for resuming
             latents = latents.float()
         else:
