@@ -49,11 +49,26 @@ def use_scheduler(pipe, name: str):
     return pipe
 
 
-def initial_latents(pipe, seeds: list[int], height: int, width: int) -> torch.Tensor:
-    """Starting noise for each seed, drawn on the CPU so it is the same on every device."""
+def initial_latents(pipe, seeds: list[int], height: int, width: int, data_mean: bool = True) -> torch.Tensor:
+    """Starting noise for each seed, drawn on the CPU so it is the same on every device.
+
+    Stable Diffusion's noise schedule never reaches pure noise: at its last timestep an image
+    still shows through with weight ``sqrt(alphas_cumprod[-1])`` (0.068). A model learns to read
+    an image's mean colour there, and at sampling time it reads it from the noise instead. At
+    SD's 64x64 latents the noise's mean is too small to matter; on a 16x16 grid it is as large
+    as the image's own share. So where the VAE records the mean of its training latents
+    (``vae.config.latents_mean``, as the ToyWorld model's does) and ``data_mean`` is True, each
+    starting noise gets its per-channel mean replaced by what the model saw at that timestep:
+    the data's mean times that weight. Other models get plain Gaussian noise.
+    """
     shape = (pipe.unet.config.in_channels, height // pipe.vae_scale_factor, width // pipe.vae_scale_factor)
-    noise = [torch.randn(shape, generator=torch.Generator("cpu").manual_seed(s)) for s in seeds]
-    return torch.stack(noise).to(pipe.device, pipe.unet.dtype)
+    noise = torch.stack([torch.randn(shape, generator=torch.Generator("cpu").manual_seed(s)) for s in seeds])
+    mean = getattr(pipe.vae.config, "latents_mean", None)
+    if data_mean and mean is not None:
+        weight = float(pipe.scheduler.alphas_cumprod[-1]) ** 0.5
+        target = weight * pipe.vae.config.scaling_factor * torch.tensor(mean, dtype=noise.dtype)
+        noise = noise - noise.mean(dim=(2, 3), keepdim=True) + target.view(1, -1, 1, 1)
+    return noise.to(pipe.device, pipe.unet.dtype)
 
 
 @dataclass
@@ -81,6 +96,7 @@ def generate(
     batch_size: int = 4,
     negative_prompt: str | None = None,
     progress: bool = True,
+    data_mean: bool = True,
 ) -> Generation:
     """Generate one image per (prompt, seed) pair, in batches, from seeded latents.
 
@@ -90,6 +106,8 @@ def generate(
         seeds: one seed per image; an int ``s`` with several prompts means seeds s, s+1, ...
         scheduler: a key of ``SCHEDULERS`` to switch to first; None keeps the pipeline's.
         resolution: image size; None uses the model's native size.
+        data_mean: start from noise with the training data's mean where the VAE records it
+            (see :func:`initial_latents`); False gives plain Gaussian noise.
     Returns:
         a :class:`Generation` with the images in the order of the prompts.
     """
@@ -109,7 +127,7 @@ def generate(
         chunk = slice(i, i + batch_size)
         out = pipe(
             prompts[chunk],
-            latents=initial_latents(pipe, seeds[chunk], size, size),
+            latents=initial_latents(pipe, seeds[chunk], size, size, data_mean),
             num_inference_steps=num_inference_steps,
             guidance_scale=guidance_scale,
             negative_prompt=[negative_prompt] * len(prompts[chunk]) if negative_prompt else None,

@@ -56,3 +56,24 @@ def test_schedulers_never_clip_latents(tiny_pipe):
     assert make_scheduler("ddim", tiny_pipe.scheduler.config).config.clip_sample is False
     explicit = make_scheduler("ddim", {**tiny_pipe.scheduler.config, "clip_sample": True})
     assert explicit.config.clip_sample is True  # a model that asks for clipping keeps it
+
+
+def test_start_noise_takes_the_data_mean_only_where_the_vae_records_one(tiny_pipe):
+    import torch
+
+    from helpers.sampling import initial_latents
+
+    plain = initial_latents(tiny_pipe, [5, 6], 32, 32)
+    assert torch.equal(plain[0], torch.randn(plain.shape[1:], generator=torch.Generator().manual_seed(5)))
+    mean = [0.5, -1.0, 0.0, 2.0]
+    tiny_pipe.vae.register_to_config(latents_mean=mean)
+    try:
+        start = initial_latents(tiny_pipe, [5, 6], 32, 32)
+        ignored = initial_latents(tiny_pipe, [5, 6], 32, 32, data_mean=False)
+    finally:
+        tiny_pipe.vae.register_to_config(latents_mean=None)
+    weight = float(tiny_pipe.scheduler.alphas_cumprod[-1]) ** 0.5 * tiny_pipe.vae.config.scaling_factor
+    expected = weight * torch.tensor(mean)
+    assert torch.allclose(start.mean(dim=(2, 3)), expected.expand(2, 4), atol=1e-6)  # every image, every channel
+    assert torch.allclose(start - start.mean(dim=(2, 3), keepdim=True), plain - plain.mean(dim=(2, 3), keepdim=True))
+    assert torch.equal(ignored, plain)

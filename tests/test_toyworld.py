@@ -108,7 +108,7 @@ def test_prompt_fidelity_and_diversity(model):
 @pytest.mark.slow
 def test_pretraining_stops_and_resumes(tmp_path):
     from helpers.models import TinySpec, load_pipeline
-    from helpers.toyworld.pretrain import PretrainConfig, Pretrainer
+    from helpers.toyworld.pretrain import PretrainConfig, Pretrainer, add_latent_mean
 
     spec = TinySpec(unet_channels=(32, 64), vae_channels=(32, 64), sample_size=64)
     cfg = PretrainConfig(
@@ -122,6 +122,9 @@ def test_pretraining_stops_and_resumes(tmp_path):
     assert facts["phase"] == "done" and facts["unet_steps_done"] == 3
     pipe = load_pipeline(str(tmp_path))
     assert pipe.vae.config.scaling_factor == pytest.approx(facts["scaling_factor"])
+    recorded = pipe.vae.config.latents_mean  # for sampling (helpers.sampling.initial_latents)
+    assert len(recorded) == 4
+    assert add_latent_mean(tmp_path) == pytest.approx(recorded, abs=1e-5)  # the after-the-fact path agrees
 
 
 def test_pretraining_lr_warms_up_then_falls_to_zero_in_the_polish_phase():

@@ -80,12 +80,21 @@ def _evaluate(args: argparse.Namespace) -> int:
         seed=args.seed,
         grid_path=args.grid,
         scheduler=args.scheduler,
+        data_mean=not args.plain_noise,
     )
     print(json.dumps(report, indent=2))
     if args.save:
         from .pretrain import write_facts
 
         write_facts(args.model, heldout_evaluation=report)
+    return 0
+
+
+def _latent_mean(args: argparse.Namespace) -> int:
+    """Record the training latents' mean in a saved model's VAE config."""
+    from .pretrain import add_latent_mean
+
+    print("latents_mean:", add_latent_mean(args.model, args.images))
     return 0
 
 
@@ -134,7 +143,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scheduler", default=None, help="a sampler name (pndm, ddim, dpm++ ...); default: the model's")
     p.add_argument("--grid", default=None, help="also save the generations as a grid PNG")
     p.add_argument("--save", action="store_true", help="record the result in the model's kit_model.json")
+    p.add_argument(
+        "--plain-noise", action="store_true", help="start from plain Gaussian noise, not from the data's mean"
+    )
     p.set_defaults(func=_evaluate)
+
+    p = sub.add_parser(
+        "latent-mean", help="record the training latents' mean in a model's VAE (the recipe does it itself)"
+    )
+    p.add_argument("model", nargs="?", default=str(TOY_DIR / "model"))
+    p.add_argument("--images", type=int, default=None, help="training scenes to encode (default: all)")
+    p.set_defaults(func=_latent_mean)
     return parser
 
 

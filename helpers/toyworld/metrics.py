@@ -198,6 +198,7 @@ def evaluate_base_model(
     grid_path: str | Path | None = None,
     batch: int = 16,
     scheduler: str | None = None,
+    data_mean: bool = True,
 ) -> dict:
     """Generate one image per held-out caption and score class, colour and background accuracy.
 
@@ -206,41 +207,34 @@ def evaluate_base_model(
         n_prompts: how many held-out scenes (their captions are the prompts).
         steps: sampling steps.
         guidance: classifier-free guidance scale.
-        seed: the generator seed.
+        seed: image i starts from the noise of seed ``seed + i``.
         grid_path: also save the generations there as a grid PNG.
         batch: prompts per pipeline call.
         scheduler: a key of ``helpers.sampling.SCHEDULERS``; None keeps the model's own.
+        data_mean: start from noise with the data's mean (``helpers.sampling.initial_latents``).
     """
     from PIL import Image
 
     from ..models import load_pipeline
+    from ..sampling import generate, use_scheduler
 
     pipe = load_pipeline(str(model_path))
     if scheduler is not None:
-        from ..sampling import use_scheduler
-
         use_scheduler(pipe, scheduler)
     pipe.set_progress_bar_config(disable=True)
     scenes = heldout_scenes(n_prompts)
     prompts = [world.caption(s) for s in scenes]
     seen = {world.caption(world.sample_scene(i)) for i in range(training_scene_count(model_path))}
-    gen = torch.Generator().manual_seed(seed)
-    images = []
-    for i in range(0, len(prompts), batch):
-        out = pipe(
-            prompts[i : i + batch],
-            num_inference_steps=steps,
-            guidance_scale=guidance,
-            generator=gen,
-            height=world.IMAGE_SIZE,
-            width=world.IMAGE_SIZE,
-        )
-        images.extend(out.images)
+    images = generate(
+        pipe, prompts, seeds=seed, num_inference_steps=steps, guidance_scale=guidance, batch_size=batch,
+        progress=False, data_mean=data_mean,
+    ).images
     report = {
         "prompts": n_prompts,
         "steps": steps,
         "guidance": guidance,
         "scheduler": type(pipe.scheduler).__name__,
+        "start": "data mean" if data_mean and pipe.vae.config.get("latents_mean") else "plain noise",
         "accuracy": attribute_accuracy(images, scenes),
         "reference_accuracy_on_renders": attribute_accuracy([world.render(s) for s in scenes], scenes),
         "diversity": diversity(images),

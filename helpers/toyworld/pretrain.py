@@ -100,6 +100,14 @@ def center_vae(vae, mean: torch.Tensor) -> torch.Tensor:
     return mean.view(c, 1, 1)
 
 
+def record_latent_mean(vae, latents: torch.Tensor) -> None:
+    """Write the per-channel mean of the training latents into the VAE's config (``latents_mean``).
+
+    Sampling reads it to start from noise with the data's mean (``helpers.sampling.initial_latents``).
+    """
+    vae.register_to_config(latents_mean=[round(float(v), 6) for v in latents.float().mean(dim=(0, 2, 3))])
+
+
 def _seed_all(seed: int) -> None:
     """Seed torch and numpy."""
     torch.manual_seed(seed)
@@ -407,6 +415,7 @@ class Pretrainer:
             torch.save({"latents": latents.half(), "ids": ids.int()}, cache)
             self.save_checkpoint()
         ids = ids.long()
+        record_latent_mean(self.parts["vae"], latents)
         if self.state["phase"] == "done":
             self._init_ema()  # finished earlier: only export again
         done = self.state["phase"] == "done" or self.train_unet(latents, ids, deadline)
@@ -435,6 +444,29 @@ def pretrain(
         keep_checkpoint: keep ``out_dir/checkpoint`` after finishing.
     """
     return Pretrainer(out_dir, cfg or PretrainConfig()).run(minutes, keep_checkpoint)
+
+
+def add_latent_mean(model_dir: str | Path, n_images: int | None = None) -> list[float]:
+    """Record ``latents_mean`` in a saved model's VAE, from its training scenes (for models made before the recipe did).
+
+    The scenes are the recipe's (seeds ``0 .. n_images-1``, default: the model's ``n_images``),
+    encoded as the recipe encodes them; the VAE folder is saved again with the mean in its config.
+    """
+    from diffusers import AutoencoderKL
+
+    vae_dir = Path(model_dir) / "vae"
+    vae = AutoencoderKL.from_pretrained(vae_dir)
+    if n_images is None:
+        facts = Path(model_dir) / "kit_model.json"
+        n_images = json.loads(facts.read_text())["config"]["n_images"] if facts.exists() else 4000
+    images, _ = render_dataset(n_images)
+    chunks = []
+    with torch.no_grad():
+        for i in range(0, len(images), 256):
+            chunks.append(vae.encode(to_tensor(images[i : i + 256])).latent_dist.mean)
+    record_latent_mean(vae, torch.cat(chunks))
+    vae.save_pretrained(vae_dir)
+    return list(vae.config.latents_mean)
 
 
 def write_facts(out_dir: str | Path, **facts) -> None:
