@@ -179,7 +179,7 @@ def learning_rate(sampling: Sampling, subjects: tuple[str, ...] = OBJECT_SUBJECT
     f = Finding("learning_rate", "Objects: at 400 steps a high LR (5e-6) overfits; a low LR (2e-6) learns the "
                 "subject and still follows new prompts.",
                 goal="low LR: subject fidelity >= 0.7 and context fidelity >= 0.6 on each object; "
-                     "high LR: lower context fidelity (or more copying) than low LR")
+                     "high LR: lower prompt fidelity (context and attribute) or more copying than low LR")
     for name in subjects:
         subject = _toy_subject(name)
         for label, lr in (("high LR 5e-6", 5e-6), ("low LR 2e-6", 2e-6)):
@@ -291,6 +291,11 @@ def _fidelity(row: dict) -> float:
     return row["subject_fidelity"] + row["context_fidelity"] + row["attribute_fidelity"]
 
 
+def _prompt_fidelity(row: dict[str, float]) -> float:
+    """Prompt fidelity as the paper means it: the new contexts and the new attribute, weighed alike."""
+    return (row["context_fidelity"] + row["attribute_fidelity"]) / 2
+
+
 def judge(key: str, arms: dict[str, dict[str, float]]) -> tuple[str, str]:
     """The verdict of one experiment from its measured arms: ``(verdict, notes)``.
 
@@ -307,10 +312,12 @@ def judge(key: str, arms: dict[str, dict[str, float]]) -> tuple[str, str]:
         low = {n: arms[f"{n}: low LR 2e-6"] for n in names}
         high = {n: arms[f"{n}: high LR 5e-6"] for n in names}
         met = all(low[n]["subject_fidelity"] >= 0.7 and low[n]["context_fidelity"] >= 0.6 for n in names)
-        worse = [n for n in names if high[n]["context_fidelity"] < low[n]["context_fidelity"]
+        worse = [n for n in names if _prompt_fidelity(high[n]) < _prompt_fidelity(low[n])
                  or high[n]["copying"] > low[n]["copying"]]
         return ("met" if met and len(worse) == len(names) else "not met"), (
             f"high LR follows new prompts less (or copies more) on {len(worse)} of {len(names)} objects; "
+            "prompt fidelity (context and attribute) high / low LR: "
+            + ", ".join(f"{n} {_prompt_fidelity(high[n]):.2f} / {_prompt_fidelity(low[n]):.2f}" for n in names) + "; "
             f"low LR subject fidelity {min(r['subject_fidelity'] for r in low.values()):.2f}-"
             f"{max(r['subject_fidelity'] for r in low.values()):.2f} (goal 0.7)")
     if key == "steps":
@@ -319,10 +326,10 @@ def judge(key: str, arms: dict[str, dict[str, float]]) -> tuple[str, str]:
         for n in names:
             rows = [arms[f"{n}: {k} steps"] for k in (400, 800, 1600)]
             likeness_first = max(r["subject_fidelity"] for r in rows[1:]) > rows[0]["subject_fidelity"]
-            seen.append(likeness_first and rows[-1]["context_fidelity"] < max(r["context_fidelity"] for r in rows))
+            seen.append(likeness_first and _prompt_fidelity(rows[-1]) < max(_prompt_fidelity(r) for r in rows))
         notes = "; ".join(
             f"{n}: subject " + "/".join(f"{arms[f'{n}: {k} steps']['subject_fidelity']:.2f}" for k in (400, 800, 1600))
-            + ", context " + "/".join(f"{arms[f'{n}: {k} steps']['context_fidelity']:.2f}" for k in (400, 800, 1600))
+            + ", prompt " + "/".join(f"{_prompt_fidelity(arms[f'{n}: {k} steps']):.2f}" for k in (400, 800, 1600))
             for n in names)
         return ("agrees" if all(seen) else "mixed" if any(seen) else "disagrees"), notes
     if key == "prior_preservation":

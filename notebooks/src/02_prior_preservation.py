@@ -232,9 +232,10 @@ elif MY_PROMPT:
 # - For faces the study's recipe, in the course's summary: more steps (800 to 1200 at batch
 #   size 2), a low learning rate (1e-6), prior preservation on.
 # - ToyWorld (`cpu`) shows language drift as a number: without prior preservation every
-#   without prior preservation 0.88 of the images of "a photo of a face" showed the eyepatch
-#   face; with it none did, and the subject was learned as well (subject fidelity 0.54
-#   without, 0.56 with; `benchmarks/results/toyworld_findings.md`).
+#   without prior preservation 0.38 of the images of "a photo of a face" showed the eyepatch
+#   face; with it 0.12, no more than before training. The price on ToyWorld: the subject was
+#   learned less often (subject fidelity 0.75 without, 0.33 with;
+#   `benchmarks/results/toyworld_findings.md`).
 # - Train only on faces of people who agreed to it.
 #
 # ## Exercises

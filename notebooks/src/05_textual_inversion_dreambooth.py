@@ -210,8 +210,8 @@ print(format_scores(toyworld_scores(subject, comparison)))
 # little more (a hint of overfitting), and full text-encoder fine-tuning stayed the best.
 # With a ToyWorld subject the table above gives subject and prompt fidelity per column.
 # ToyWorld (`cpu`) does not reproduce the study here: in the kit's findings table textual
-# inversion alone reaches 0.10 subject fidelity, DreamBooth after it 0.38 and plain
-# DreamBooth 0.56. One learned vector cannot describe an eyepatch in the words of a model
+# inversion alone reaches 0.02 subject fidelity, DreamBooth after it 0.29 and plain
+# DreamBooth 0.33. One learned vector cannot describe an eyepatch in the words of a model
 # that never saw one, and 250 steps at the lowest learning rate add little to it.
 # (In `smoke` the tiny random model draws noise; only the code path is tested.)
 
