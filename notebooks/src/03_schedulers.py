@@ -122,7 +122,9 @@ print(f"prompt '{prompt}', inference steps {inference_steps}, seeds {seeds}")
 # not). On an earlier ToyWorld model, trained with too little offset noise, this start alone
 # raised colour accuracy on held-out prompts from 0.60 to 0.80; on the shipped model, which
 # had enough, it adds a little (0.93 to 0.96). Details: `data/toyworld/README.md`.
-# Below, the same seeds are sampled both ways; the scheduler is the model's own.
+# Below, the same seeds are sampled both ways with the model's own scheduler. On the shipped
+# model expect the two rows to look much alike: it was trained not to listen to the noise's
+# average, and the start only nudges it.
 
 # %%
 if pipe.vae.config.get("latents_mean") is None:
