@@ -55,8 +55,8 @@ def initial_latents(pipe, seeds: list[int], height: int, width: int, data_mean: 
     Stable Diffusion's noise schedule never reaches pure noise: at its last timestep an image
     still shows through with weight ``sqrt(alphas_cumprod[-1])`` (0.068). A model learns to read
     an image's mean colour there, and at sampling time it reads it from the noise instead. At
-    SD's 64x64 latents the noise's mean is too small to matter; on a 16x16 grid it is as large
-    as the image's own share. So where the VAE records the mean of its training latents
+    SD's 64x64 latents the noise's mean is too small to matter; on a 16x16 grid it is about as
+    large as the image's own share. So where the VAE records the mean of its training latents
     (``vae.config.latents_mean``, as the ToyWorld model's does) and ``data_mean`` is True, each
     starting noise gets its per-channel mean replaced by what the model saw at that timestep:
     the data's mean times that weight. Other models get plain Gaussian noise.

@@ -136,6 +136,15 @@ def _batch_index(n: int, size: int, seed: int, step: int) -> torch.Tensor:
     return torch.randint(0, n, (size,), generator=gen)
 
 
+def encode_images(vae, images: np.ndarray, batch: int = 256) -> torch.Tensor:
+    """The posterior means of uint8 images, encoded in batches (the VAE is put in eval mode)."""
+    vae.eval()
+    with torch.no_grad():
+        return torch.cat(
+            [vae.encode(to_tensor(images[i : i + batch])).latent_dist.mean for i in range(0, len(images), batch)]
+        )
+
+
 def tokenize(tokenizer, captions: list[str]) -> torch.Tensor:
     """Token ids padded to CLIP's 77 positions, as the Stable Diffusion pipeline does."""
     return tokenizer(
@@ -275,12 +284,8 @@ class Pretrainer:
 
     def encode(self, images: np.ndarray) -> torch.Tensor:
         """Phase 2: encode all images once (posterior mean) and set the VAE scaling factor."""
-        vae = self.parts["vae"].eval()
-        chunks = []
-        with torch.no_grad():
-            for i in range(0, len(images), 256):
-                chunks.append(vae.encode(to_tensor(images[i : i + 256])).latent_dist.mean)
-        latents = torch.cat(chunks)
+        vae = self.parts["vae"]
+        latents = encode_images(vae, images)
         if self.cfg.center_latents:
             latents = latents - center_vae(vae, latents.mean(dim=(0, 2, 3)))
         scale = float(1.0 / latents.std())
@@ -458,13 +463,8 @@ def add_latent_mean(model_dir: str | Path, n_images: int | None = None) -> list[
     vae = AutoencoderKL.from_pretrained(vae_dir)
     if n_images is None:
         facts = Path(model_dir) / "kit_model.json"
-        n_images = json.loads(facts.read_text())["config"]["n_images"] if facts.exists() else 4000
-    images, _ = render_dataset(n_images)
-    chunks = []
-    with torch.no_grad():
-        for i in range(0, len(images), 256):
-            chunks.append(vae.encode(to_tensor(images[i : i + 256])).latent_dist.mean)
-    record_latent_mean(vae, torch.cat(chunks))
+        n_images = json.loads(facts.read_text())["config"]["n_images"] if facts.exists() else PretrainConfig.n_images
+    record_latent_mean(vae, encode_images(vae, render_dataset(n_images)[0]))
     vae.save_pretrained(vae_dir)
     return list(vae.config.latents_mean)
 
