@@ -63,12 +63,19 @@ def initial_latents(pipe, seeds: list[int], height: int, width: int, data_mean: 
     """
     shape = (pipe.unet.config.in_channels, height // pipe.vae_scale_factor, width // pipe.vae_scale_factor)
     noise = torch.stack([torch.randn(shape, generator=torch.Generator("cpu").manual_seed(s)) for s in seeds])
-    mean = getattr(pipe.vae.config, "latents_mean", None)
-    if data_mean and mean is not None:
-        weight = float(pipe.scheduler.alphas_cumprod[-1]) ** 0.5
-        target = weight * pipe.vae.config.scaling_factor * torch.tensor(mean, dtype=noise.dtype)
+    target = start_mean(pipe) if data_mean else None
+    if target is not None:
         noise = noise - noise.mean(dim=(2, 3), keepdim=True) + target.view(1, -1, 1, 1)
     return noise.to(pipe.device, pipe.unet.dtype)
+
+
+def start_mean(pipe) -> torch.Tensor | None:
+    """The per-channel mean a start takes from the data (see :func:`initial_latents`); None if the VAE records none."""
+    mean = getattr(pipe.vae.config, "latents_mean", None)
+    if mean is None:
+        return None
+    weight = float(pipe.scheduler.alphas_cumprod[-1]) ** 0.5
+    return weight * pipe.vae.config.scaling_factor * torch.tensor(mean, dtype=torch.float32)
 
 
 @dataclass

@@ -216,7 +216,7 @@ def evaluate_base_model(
     from PIL import Image
 
     from ..models import load_pipeline
-    from ..sampling import generate, use_scheduler
+    from ..sampling import generate, start_mean, use_scheduler
 
     pipe = load_pipeline(str(model_path))
     if scheduler is not None:
@@ -234,7 +234,7 @@ def evaluate_base_model(
         "steps": steps,
         "guidance": guidance,
         "scheduler": type(pipe.scheduler).__name__,
-        "start": "data mean" if data_mean and pipe.vae.config.get("latents_mean") else "plain noise",
+        "start": "data mean" if data_mean and start_mean(pipe) is not None else "plain noise",
         "accuracy": attribute_accuracy(images, scenes),
         "reference_accuracy_on_renders": attribute_accuracy([world.render(s) for s in scenes], scenes),
         "diversity": diversity(images),

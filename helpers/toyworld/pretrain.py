@@ -461,9 +461,9 @@ def add_latent_mean(model_dir: str | Path, n_images: int | None = None) -> list[
 
     vae_dir = Path(model_dir) / "vae"
     vae = AutoencoderKL.from_pretrained(vae_dir)
-    if n_images is None:
-        facts = Path(model_dir) / "kit_model.json"
-        n_images = json.loads(facts.read_text())["config"]["n_images"] if facts.exists() else PretrainConfig.n_images
+    from .metrics import training_scene_count
+
+    n_images = n_images or training_scene_count(model_dir) or PretrainConfig.n_images
     record_latent_mean(vae, encode_images(vae, render_dataset(n_images)[0]))
     vae.save_pretrained(vae_dir)
     return list(vae.config.latents_mean)
