@@ -1,10 +1,10 @@
-"""Where the kit keeps things: the repository root, its shipped data and its runs."""
+"""Where the kit keeps things: the repository root, its shipped data and the learner's course home."""
 
-import os
 from pathlib import Path
 
-# The kit is installed editable (``pip install -e .``), so the package sits in the repository.
-REPO_ROOT = Path(__file__).resolve().parents[1]
+from .home import KIT_ROOT, course_home
+
+REPO_ROOT = KIT_ROOT
 DATA_DIR = REPO_ROOT / "data"
 TOKENIZER_DIR = DATA_DIR / "clip-tokenizer"
 
@@ -15,8 +15,8 @@ REPO_URL = f"https://github.com/{REPO_SLUG}"
 
 
 def runs_dir() -> Path:
-    """Folder for everything the course produces (``COURSE_RUNS_DIR`` overrides ``runs/``)."""
-    return Path(os.environ.get("COURSE_RUNS_DIR", REPO_ROOT / "runs"))
+    """Folder for everything the course produces: the course home (:func:`helpers.home.course_home`)."""
+    return course_home()
 
 
 def display_path(path: str | Path) -> str:

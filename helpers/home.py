@@ -1,0 +1,222 @@
+"""The course home: the one folder that holds everything a learner makes.
+
+Settings, uploaded photos, class images, training runs, figures and the Hub cache all live
+in the course home, so that each notebook finds what the others made, even when Colab or
+Kaggle gives every notebook a fresh machine. Where it is:
+
+| where the notebook runs | course home |
+|---|---|
+| ``COURSE_HOME`` is set (or the older ``COURSE_RUNS_DIR``) | that folder |
+| Colab, Google Drive mounted | ``MyDrive/dreambooth-course`` on Drive: survives a disconnect |
+| Colab, Drive declined | ``/content/dreambooth-course``: lost when the runtime ends |
+| Kaggle | ``/kaggle/working/dreambooth-course``: kept by "Save Version" |
+| anywhere else | ``runs/`` in the kit's folder |
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import warnings
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+HOME_ENV = "COURSE_HOME"
+RUNS_DIR_ENV = "COURSE_RUNS_DIR"  # the name used before the course home; still honoured
+HOME_NAME = "dreambooth-course"
+COLAB_ROOT = Path("/content")
+KAGGLE_ROOT = Path("/kaggle/working")
+IN_USE_FILE = "runs_in_use.json"
+DONE_NAME = "done.json"  # what a finished run holds (helpers.training writes it)
+GIB = 1024**3
+# The kit is installed editable (``pip install -e .``), so the package sits in the repository.
+KIT_ROOT = Path(__file__).resolve().parents[1]
+
+
+class NotEnoughSpaceError(OSError):
+    """The course home has less free space than a job will write."""
+
+
+def detect_platform() -> str:
+    """``"colab"``, ``"kaggle"`` or ``"local"``, from the variables those platforms set."""
+    if os.environ.get("COLAB_RELEASE_TAG") or "google.colab" in sys.modules:
+        return "colab"
+    if os.environ.get("KAGGLE_KERNEL_RUN_TYPE"):
+        return "kaggle"
+    return "local"
+
+
+def drive_folder() -> Path:
+    """Where Colab mounts Google Drive's "My Drive"."""
+    return COLAB_ROOT / "drive" / "MyDrive"
+
+
+def course_home() -> Path:
+    """The folder where this learner's work lives (see the module docstring for the rules)."""
+    for name in (HOME_ENV, RUNS_DIR_ENV):
+        if os.environ.get(name):
+            return Path(os.environ[name]).expanduser()
+    platform = detect_platform()
+    if platform == "colab":
+        return drive_folder() / HOME_NAME if drive_folder().is_dir() else COLAB_ROOT / HOME_NAME
+    if platform == "kaggle":
+        return KAGGLE_ROOT / HOME_NAME
+    return KIT_ROOT / "runs"
+
+
+def _mount_drive() -> None:
+    from google.colab import drive  # only on Colab
+
+    drive.mount(str(COLAB_ROOT / "drive"))
+
+
+def open_home(mount: Callable[[], None] | None = None) -> Path:
+    """Make the course home ready and say where it is; on Colab, offer to mount Google Drive first.
+
+    Args:
+        mount: what mounts Drive on Colab (tests pass a fake); None uses ``google.colab.drive``.
+
+    Returns:
+        The course home, created if needed.
+    """
+    overridden = any(os.environ.get(name) for name in (HOME_ENV, RUNS_DIR_ENV))
+    platform = detect_platform()
+    if platform == "colab" and not overridden and not drive_folder().is_dir():
+        print("Your photos, runs and figures will be kept on your Google Drive, so that a disconnect loses nothing "
+              "and every notebook of the course finds them; Colab now asks you to allow that.")
+        try:
+            (mount or _mount_drive)()
+        except Exception as err:  # noqa: BLE001 (declined, timed out, or no Drive: all mean the same here)
+            warnings.warn(f"Google Drive is not mounted ({err}). Your work goes to {COLAB_ROOT / HOME_NAME}, which "
+                          "is deleted when this runtime ends or disconnects.", stacklevel=2)
+    home = course_home()
+    home.mkdir(parents=True, exist_ok=True)
+    if platform == "kaggle" and not overridden:
+        print(f"Your work goes to {home} (Kaggle gives /kaggle/working about 20 GB). It is kept only when you "
+              "'Save Version' (Save & Run All); to continue in another notebook, add that saved output as its input.")
+    return home
+
+
+def hub_cache_dir() -> Path | None:
+    """Where downloaded models and datasets are cached: the course home's ``hub-cache``.
+
+    None where the learner chose a cache of their own (``HF_HUB_CACHE`` or ``HF_HOME``), so
+    that one is used as it is.
+    """
+    if os.environ.get("HF_HUB_CACHE") or os.environ.get("HF_HOME"):
+        return None
+    return course_home() / "hub-cache"
+
+
+def free_bytes(path: str | Path | None = None) -> int:
+    """Free space on the disk that holds ``path`` (default: the course home), in bytes."""
+    path = Path(path or course_home()).absolute()
+    while not path.exists():
+        path = path.parent
+    return shutil.disk_usage(path).free
+
+
+def check_free_space(need_bytes: int, what: str, path: str | Path | None = None) -> None:
+    """Raise :class:`NotEnoughSpaceError` unless ``need_bytes`` fit on the course home's disk.
+
+    Args:
+        need_bytes: what the job will write.
+        what: the job, as the message should name it ("this training run").
+        path: where it writes; None means the course home.
+    """
+    free = free_bytes(path)
+    if free < need_bytes:
+        raise NotEnoughSpaceError(
+            f"{what} writes about {need_bytes / GIB:.1f} GB but only {free / GIB:.1f} GB are free in the course "
+            "home. `cleanup_candidates()` from helpers.home lists what can be deleted and how much that frees; "
+            "delete with `delete_candidates(...)`, or set COURSE_HOME to a larger disk."
+        )
+
+
+def note_runs_in_use(notebook: str, runs: Iterable[str | Path]) -> Path:
+    """Record which run folders ``notebook`` uses now (replacing what it used before).
+
+    :func:`cleanup_candidates` never offers a run that some notebook still uses.
+    """
+    path = course_home() / IN_USE_FILE
+    in_use = json.loads(path.read_text()) if path.exists() else {}
+    in_use[notebook] = sorted({str(Path(r).resolve()) for r in runs})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(in_use, indent=1))
+    return path
+
+
+def runs_in_use() -> set[Path]:
+    """Every run folder some notebook recorded with :func:`note_runs_in_use`."""
+    path = course_home() / IN_USE_FILE
+    in_use = json.loads(path.read_text()) if path.exists() else {}
+    return {Path(p) for runs in in_use.values() for p in runs}
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """Something in the course home that can be deleted, and why."""
+
+    path: Path
+    size_bytes: int
+    reason: str
+
+
+def folder_size(path: Path) -> int:
+    """Bytes of all files under ``path``."""
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def _checkpoints(run: Path) -> list[Path]:
+    found = [p for p in (run / "checkpoints").glob("checkpoint-*") if p.name.split("-")[-1].isdigit()]
+    return sorted(found, key=lambda p: int(p.name.split("-")[-1]))
+
+
+def _runs(home: Path) -> list[Path]:
+    """Run folders (a ``config.yaml`` inside) one level below the course home's folders (``train/``, ...)."""
+    return sorted(p.parent for p in home.glob("*/*/config.yaml"))
+
+
+def cleanup_candidates(home: str | Path | None = None) -> list[Candidate]:
+    """What in the course home can be deleted without losing a result a notebook still shows.
+
+    - checkpoints of finished runs (the final weights are kept beside them);
+    - all but the newest checkpoint of an unfinished run (that one is what resuming needs);
+    - finished runs that no notebook uses any more (made with other settings), once notebooks
+      have recorded what they use (:func:`note_runs_in_use`).
+
+    Returns:
+        The candidates, largest first; nothing is deleted (see :func:`delete_candidates`).
+    """
+    home = Path(home or course_home())
+    in_use = runs_in_use()
+    found = []
+    for run in _runs(home):
+        checkpoints = _checkpoints(run)
+        if not (run / DONE_NAME).exists():
+            found += [Candidate(c, folder_size(c), "older checkpoint of an unfinished run") for c in checkpoints[:-1]]
+        elif in_use and run.resolve() not in in_use:
+            found.append(Candidate(run, folder_size(run), "finished run that no notebook uses now"))
+        else:
+            found += [Candidate(c, folder_size(c), "checkpoint of a finished run") for c in checkpoints]
+    return sorted(found, key=lambda c: -c.size_bytes)
+
+
+def describe_candidates(candidates: list[Candidate], home: str | Path | None = None) -> str:
+    """A table of :func:`cleanup_candidates` for people: what, why, how big, and the total."""
+    home = Path(home or course_home())
+    if not candidates:
+        return "Nothing to delete: every file in the course home is still used."
+    lines = [f"{c.size_bytes / GIB:6.2f} GB  {c.path.relative_to(home)}  ({c.reason})" for c in candidates]
+    total = sum(c.size_bytes for c in candidates) / GIB
+    return "\n".join([*lines, f"{total:6.2f} GB in all, of {free_bytes(home) / GIB:.1f} GB free now"])
+
+
+def delete_candidates(candidates: list[Candidate]) -> int:
+    """Delete what :func:`cleanup_candidates` listed; returns the bytes freed."""
+    for candidate in candidates:
+        shutil.rmtree(candidate.path, ignore_errors=True)
+    return sum(c.size_bytes for c in candidates)

@@ -1,0 +1,113 @@
+"""The course home on Colab, Kaggle and a laptop (faked environments), free space and clean-up."""
+
+import json
+
+import pytest
+
+from helpers import home
+from helpers.home import (HOME_NAME, NotEnoughSpaceError, check_free_space, cleanup_candidates, course_home,
+                          delete_candidates, describe_candidates, detect_platform, hub_cache_dir, note_runs_in_use,
+                          open_home)
+
+PLATFORM_VARS = ["COURSE_HOME", "COURSE_RUNS_DIR", "COLAB_RELEASE_TAG", "KAGGLE_KERNEL_RUN_TYPE", "HF_HOME", "HF_HUB_CACHE"]
+
+
+@pytest.fixture()
+def bare(monkeypatch, tmp_path):
+    """No override and no platform variable; Colab's and Kaggle's roots point into tmp_path."""
+    for name in PLATFORM_VARS:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(home, "COLAB_ROOT", tmp_path / "content")
+    monkeypatch.setattr(home, "KAGGLE_ROOT", tmp_path / "kaggle" / "working")
+    return tmp_path
+
+
+def test_local_home_is_runs_in_the_kit(bare):
+    assert detect_platform() == "local"
+    assert course_home() == home.KIT_ROOT / "runs"
+
+
+def test_course_home_overrides_and_the_old_name_still_works(bare, monkeypatch):
+    monkeypatch.setenv("COURSE_RUNS_DIR", str(bare / "old"))
+    assert course_home() == bare / "old"
+    monkeypatch.setenv("COURSE_HOME", str(bare / "new"))
+    assert course_home() == bare / "new"  # the new name wins
+
+
+def test_colab_home_on_drive_when_the_learner_agrees(bare, monkeypatch, capsys):
+    monkeypatch.setenv("COLAB_RELEASE_TAG", "release-colab")
+    assert detect_platform() == "colab"
+    assert course_home() == bare / "content" / HOME_NAME  # Drive not mounted yet
+
+    def mount():
+        (bare / "content" / "drive" / "MyDrive").mkdir(parents=True)
+
+    assert open_home(mount=mount) == bare / "content" / "drive" / "MyDrive" / HOME_NAME
+    assert "Google Drive" in capsys.readouterr().out
+    assert (bare / "content" / "drive" / "MyDrive" / HOME_NAME).is_dir()
+
+
+def test_colab_home_declined_warns_that_a_disconnect_loses_it(bare, monkeypatch):
+    monkeypatch.setenv("COLAB_RELEASE_TAG", "release-colab")
+
+    def declined():
+        raise ValueError("mount failed")
+
+    with pytest.warns(UserWarning, match="deleted when this runtime ends"):
+        assert open_home(mount=declined) == bare / "content" / HOME_NAME
+
+
+def test_kaggle_home_in_working_says_how_to_keep_it(bare, monkeypatch, capsys):
+    monkeypatch.setenv("KAGGLE_KERNEL_RUN_TYPE", "Interactive")
+    assert detect_platform() == "kaggle"
+    assert open_home() == bare / "kaggle" / "working" / HOME_NAME
+    out = capsys.readouterr().out
+    assert "Save Version" in out and "20 GB" in out
+
+
+def test_hub_cache_lives_in_the_home_unless_the_learner_chose_one(bare, monkeypatch):
+    monkeypatch.setenv("COURSE_HOME", str(bare / "h"))
+    assert hub_cache_dir() == bare / "h" / "hub-cache"
+    monkeypatch.setenv("HF_HOME", str(bare / "mine"))
+    assert hub_cache_dir() is None
+
+
+def test_free_space_check_says_what_to_do(bare, monkeypatch):
+    monkeypatch.setenv("COURSE_HOME", str(bare / "h"))
+    check_free_space(1, "this run")  # one byte fits anywhere
+    with pytest.raises(NotEnoughSpaceError, match="cleanup_candidates"):
+        check_free_space(1 << 60, "this run")
+
+
+def make_run(root, name, checkpoints, done):
+    run = root / "train" / name
+    (run / "unet").mkdir(parents=True)
+    (run / "config.yaml").write_text("seed: 0\n")
+    (run / "unet" / "weights.bin").write_bytes(b"w" * 1000)
+    for step in checkpoints:
+        (run / "checkpoints" / f"checkpoint-{step}").mkdir(parents=True)
+        (run / "checkpoints" / f"checkpoint-{step}" / "state.bin").write_bytes(b"s" * 500)
+    if done:
+        (run / "done.json").write_text(json.dumps({"step": 10}))
+    return run
+
+
+def test_cleanup_lists_old_checkpoints_and_unused_runs(bare, monkeypatch):
+    root = bare / "h"
+    monkeypatch.setenv("COURSE_HOME", str(root))
+    finished = make_run(root, "finished", [5, 10], done=True)
+    unfinished = make_run(root, "unfinished", [5, 10, 15], done=False)
+    names = {c.path.relative_to(root).as_posix(): c.reason for c in cleanup_candidates()}
+    assert set(names) == {"train/finished/checkpoints/checkpoint-5", "train/finished/checkpoints/checkpoint-10",
+                          "train/unfinished/checkpoints/checkpoint-5", "train/unfinished/checkpoints/checkpoint-10"}
+    other = make_run(root, "other", [], done=True)
+    note_runs_in_use("01", [finished])  # now the notebooks say what they use: "other" is not used
+    found = cleanup_candidates()
+    assert other in [c.path for c in found]
+    run_bytes = 1000 + len("seed: 0\n") + len(json.dumps({"step": 10}))
+    assert found[0].path == other and found[0].size_bytes == run_bytes  # the largest first
+    assert "GB in all" in describe_candidates(found)
+    freed = delete_candidates(found)
+    assert freed == sum(c.size_bytes for c in found) and not other.exists()
+    assert (unfinished / "checkpoints" / "checkpoint-15").is_dir()  # resuming still has what it needs
+    assert (finished / "unet" / "weights.bin").exists()
