@@ -1,22 +1,28 @@
-"""The learner's choices, made once in ``00_setup.ipynb`` and read by every later notebook.
+"""The learner's choices, made in ``00_setup.ipynb``, and the one call that sets up every notebook.
 
-The choices live in ``runs/course-<profile>.yaml`` (one file per profile): the profile, the base model and the subjects.
-A notebook reads them with :func:`load_settings`; where there is no file yet (a notebook
-opened on its own), the defaults of the current profile are used and the notebook says so.
+The choices live in the course home (:mod:`helpers.home`): ``course-<profile>.yaml`` (one file
+per profile) holds the base model and the subjects, ``profile.txt`` the profile last chosen.
+Every notebook starts with :func:`setup_notebook`, which works in a fresh runtime too (Colab and
+Kaggle give each notebook its own machine): where ``00_setup`` has not saved anything, it
+uses the profile's defaults, and where the subject is the learner's own, it asks for photos.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
-from .data import download_hub_dataset, list_images, make_synthetic_subject, read_manifest
+from .data import SubjectDataError, download_hub_dataset, list_images, make_synthetic_subject, read_manifest
+from .home import detect_platform, open_home
 from .paths import DATA_DIR, runs_dir
-from .profiles import TINY_MODEL, get_profile
+from .profiles import PROFILE_ENV, TINY_MODEL, get_profile
+from .uploads import ask_for_photos, convert_heic_folder
 
 TOY_SUBJECTS = DATA_DIR / "toyworld" / "subjects"
 
@@ -50,15 +56,29 @@ class CourseSettings:
     face_subject: Subject
 
     def save(self, path: str | Path | None = None) -> Path:
-        """Write the settings to ``runs/course-<profile>.yaml`` (or ``path``)."""
-        path = Path(path or settings_path())
+        """Write the settings to ``course-<profile>.yaml`` in the course home (or ``path``).
+
+        The profile is remembered too (``profile.txt``), so later notebooks use it.
+        """
+        path = Path(path or settings_path(self.profile))
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(yaml.safe_dump(dataclasses.asdict(self), sort_keys=False))
+        (runs_dir() / PROFILE_FILE).write_text(self.profile + "\n")
         return path
 
 
-def settings_path() -> Path:
-    return runs_dir() / f"course-{get_profile().name}.yaml"
+PROFILE_FILE = "profile.txt"
+
+
+def settings_path(profile_name: str | None = None) -> Path:
+    """The settings file of a profile (default: the current one) in the course home."""
+    return runs_dir() / f"course-{get_profile(profile_name).name}.yaml"
+
+
+def chosen_profile() -> str | None:
+    """The profile ``00_setup`` saved last in this course home, or None."""
+    path = runs_dir() / PROFILE_FILE
+    return path.read_text().strip() if path.exists() else None
 
 
 def toy_subjects() -> dict[str, dict]:
@@ -83,10 +103,8 @@ def prepare_subject(name: str, identifier: str = "sks") -> Subject:
     toy = toy_subjects()
     if name in toy:
         return Subject(name, str(TOY_SUBJECTS / name), toy[name]["class_noun"], identifier, article="a ")
-    if name == "upload":
-        folder = runs_dir() / "subjects" / "upload"
-        list_images(folder)  # explains what to do when nothing was uploaded yet
-        return Subject(name, str(folder), "person", identifier)
+    if name == "upload":  # the learner's own photos: ensure_photos asks for them where they are missing
+        return Subject(name, str(runs_dir() / "subjects" / "upload"), "person", identifier)
     known = read_manifest()["subjects"]
     if name not in known:
         raise KeyError(f"Unknown subject {name!r}; choose one of: {', '.join([*known, *toy, 'upload'])}.")
@@ -103,7 +121,7 @@ def default_settings(profile_name: str | None = None) -> CourseSettings:
     profile = get_profile(profile_name)
     toy = toy_subjects()
     if profile.name == "gpu":
-        obj, face = "dog", "upload"
+        obj, face = "cat_toy", "upload"  # the study's own cat toy; a face needs the learner's photos
     elif toy and toy_model_ready() and profile.name == "cpu":
         faces = [k for k, v in toy.items() if v["class_noun"] == "face"]
         obj, face = next(k for k in toy if k not in faces), (faces or list(toy))[0]
@@ -121,11 +139,12 @@ def default_settings(profile_name: str | None = None) -> CourseSettings:
     )
 
 
-def load_settings() -> CourseSettings:
+def load_settings(quiet: bool = False) -> CourseSettings:
     """The settings ``00_setup`` saved; the current profile's defaults if it has not run."""
     path = settings_path()
     if not path.exists():
-        print(f"No {path.name} yet (run 00_setup.ipynb to choose); using the defaults of this profile.")
+        if not quiet:
+            print(f"No {path.name} yet (run 00_setup.ipynb to choose); using the defaults of this profile.")
         return default_settings()
     raw = yaml.safe_load(path.read_text())
     return CourseSettings(
@@ -134,6 +153,94 @@ def load_settings() -> CourseSettings:
         object_subject=Subject(**raw["object_subject"]),
         face_subject=Subject(**raw["face_subject"]),
     )
+
+
+def run_finished(config) -> bool:
+    """Whether the run of ``config`` has already finished in the course home (so using it costs nothing)."""
+    from .config import resolve_output_dir
+
+    return (resolve_output_dir(config) / "done.json").exists()
+
+
+def interactive() -> bool:
+    """True in a live Jupyter kernel unless ``COURSE_INTERACTIVE=0`` (tests and headless runs)."""
+    return os.environ.get("COURSE_INTERACTIVE", "1") == "1" and "ipykernel" in sys.modules
+
+
+def ensure_photos(subject: Subject, mount=None, **ask) -> Subject:
+    """Make sure a subject folder holds photos; for the learner's own subject, ask for them if it does not.
+
+    HEIC photos found in the folder are converted to JPEG first. Outside a live notebook an
+    empty folder is an error that says where to put the photos.
+    """
+    folder = Path(subject.folder)
+    convert_heic_folder(folder)
+    try:
+        list_images(folder)
+    except SubjectDataError:
+        if subject.name != "upload":
+            raise
+        if not interactive():
+            raise SubjectDataError(f"Your subject's photos are missing: put 3-10 photos into {folder}, "
+                                   "or choose a known subject in 00_setup.") from None
+        ask_for_photos(folder, detect_platform(), **ask)
+        list_images(folder)
+    return subject
+
+
+GPU_MEMORY_ENV = "COURSE_GPU_MEMORY_GIB"
+
+
+def limit_gpu_memory(gib: float | None = None) -> float | None:
+    """Let this process use at most ``gib`` GiB of the GPU (default: ``$COURSE_GPU_MEMORY_GIB``), as on a smaller card.
+
+    ``COURSE_GPU_MEMORY_GIB=15`` makes a large GPU fail where a 16 GB T4 would. Returns the
+    fraction set, or None where nothing was limited (no value, or no CUDA).
+    """
+    import torch
+
+    gib = gib or float(os.environ.get(GPU_MEMORY_ENV) or 0)
+    if not gib or not torch.cuda.is_available():
+        return None
+    fraction = min(1.0, gib * 2**30 / torch.cuda.get_device_properties(0).total_memory)
+    torch.cuda.set_per_process_memory_fraction(fraction)
+    return fraction
+
+
+def setup_notebook(notebook: str, subjects: tuple[str, ...] = ("object",), profile: str | None = None,
+                   **ask) -> CourseSettings:
+    """Everything a notebook needs before its first step, in a fresh runtime too.
+
+    Opens the course home (on Colab: Google Drive, if the learner agrees), picks the profile
+    (``COURSE_PROFILE``, else the one ``00_setup`` saved, else this machine's default), loads the
+    saved choices or the profile's defaults, and makes sure the subjects' photos are there.
+
+    Args:
+        notebook: the notebook's number, e.g. ``"02"`` (printed, and used to record its runs).
+        subjects: which subjects it trains on: ``"object"``, ``"face"`` or both.
+        profile: a profile for this notebook only (the notebook's ``PROFILE``); None as above.
+        **ask: stand-ins for the photo upload (tests), passed to :func:`ensure_photos`.
+
+    Returns:
+        The course settings: profile, base model and subjects.
+    """
+    home = open_home()
+    limit_gpu_memory()
+    if profile:
+        os.environ[PROFILE_ENV] = get_profile(profile).name  # an unknown name fails here, with the valid ones
+    elif not os.environ.get(PROFILE_ENV) and chosen_profile():
+        os.environ[PROFILE_ENV] = chosen_profile()  # 00_setup's choice holds for every notebook
+    saved = settings_path().exists()
+    settings = load_settings(quiet=True)
+    for role in subjects:
+        ensure_photos(getattr(settings, f"{role}_subject"), **ask)
+    origin = "saved by 00_setup" if saved else "the profile's defaults (00_setup has not saved any here)"
+    print(f"notebook {notebook} · profile {settings.profile} · course home: {home.name}/ · choices: {origin}")
+    print(f"base model: {settings.pretrained_model_name_or_path}")
+    for role in subjects:
+        subject = getattr(settings, f"{role}_subject")
+        print(f"{role} subject: {subject.name} ('{subject.instance_prompt}')")
+    return settings
 
 
 def study_config(

@@ -28,9 +28,12 @@ def test_unknown_subject_lists_the_choices():
         prepare_subject("unicorn")
 
 
-def test_upload_without_photos_says_what_to_do():
-    with pytest.raises(ValueError, match="does not exist|upload"):
-        prepare_subject("upload")
+def test_upload_without_photos_says_what_to_do(monkeypatch):
+    from helpers.course import ensure_photos
+
+    monkeypatch.setenv("COURSE_INTERACTIVE", "0")
+    with pytest.raises(ValueError, match="put 3-10 photos into"):
+        ensure_photos(prepare_subject("upload"))
 
 
 def test_study_config_scales_through_the_profile():
