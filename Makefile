@@ -10,16 +10,17 @@ STAMP := $(VENV)/.installed
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml scripts/install_torch.sh
+# constraints.txt holds the versions CI tests; torch is installed first and never replaced.
+$(STAMP): pyproject.toml constraints.txt scripts/install_torch.sh
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	bash scripts/install_torch.sh $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	$(BIN)/python -m pip install --quiet -e ".[dev]" -c constraints.txt
 	$(BIN)/python scripts/check_env.py
 	touch $(STAMP)
 
-# Execute every notebook in order on the default profile (COURSE_PROFILE overrides);
-# executed copies go to runs/notebooks/, figures to runs/figures/.
+# Execute every notebook in order on the default profile (COURSE_PROFILE overrides), printing
+# each cell as it finishes; executed copies go to runs/notebooks/, figures to runs/figures/.
 course: install
 	$(BIN)/python scripts/run_course.py
 
@@ -31,8 +32,13 @@ unit notebooks: export OMP_NUM_THREADS = 1
 unit: install
 	COURSE_PROFILE=smoke HF_HUB_OFFLINE=1 $(BIN)/python -m pytest tests
 
+# Each notebook alone, in a fresh course home of its own, as on Colab and Kaggle (no 00_setup before it).
 notebooks: install
-	COURSE_PROFILE=smoke COURSE_RUNS_DIR=$(CURDIR)/runs/test HF_HUB_OFFLINE=1 COURSE_INTERACTIVE=0 $(BIN)/python -m pytest --nbval-lax --nbval-cell-timeout=900 -p no:cacheprovider notebooks
+	rm -rf runs/test
+	for nb in notebooks/[0-9][0-9]_*.ipynb; do \
+	  COURSE_PROFILE=smoke COURSE_HOME=$(CURDIR)/runs/test/$$(basename $$nb .ipynb) HF_HUB_OFFLINE=1 COURSE_INTERACTIVE=0 \
+	    $(BIN)/python -m pytest --nbval-lax --nbval-cell-timeout=900 -p no:cacheprovider -q $$nb || exit 1; \
+	done
 
 lint: install
 	$(BIN)/python -m ruff check helpers tests scripts benchmarks

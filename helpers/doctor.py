@@ -32,6 +32,42 @@ def package_version(name: str) -> str | None:
         return None
 
 
+def tested_versions() -> dict[str, str]:
+    """The versions CI tests, from ``constraints.txt`` (name -> version; empty where the file is missing)."""
+    from .paths import REPO_ROOT
+
+    path = REPO_ROOT / "constraints.txt"
+    pins = {}
+    for line in path.read_text().splitlines() if path.exists() else []:
+        line = line.split("#")[0].strip()
+        if "==" in line:
+            name, version = line.split("==", 1)
+            pins[name.strip().lower().replace("_", "-")] = version.strip()
+    return pins
+
+
+def version_drift(installed: dict[str, str] | None = None) -> list[str]:
+    """One line per installed package whose version differs from the tested one (torch is never pinned).
+
+    Args:
+        installed: name -> version to compare (tests); None reads what is installed.
+    """
+    from importlib import metadata
+
+    lines = []
+    for name, tested in tested_versions().items():
+        if installed is not None:
+            have = installed.get(name)
+        else:
+            try:
+                have = metadata.version(name)
+            except metadata.PackageNotFoundError:
+                have = None
+        if have and have != tested:
+            lines.append(f"{name} {have} is installed; the course is tested with {tested}")
+    return lines
+
+
 def adam8bit_works(device: str) -> tuple[bool, str]:
     """Try one step of bitsandbytes' 8-bit AdamW on ``device``; returns (works, why not)."""
     import logging
@@ -63,6 +99,10 @@ def diagnose() -> Report:
         r.facts[name] = version or "MISSING"
         if version is None:
             r.advice.append(f"{name} is missing: run `pip install -e .` in the kit's folder (or `make install`).")
+    drift = version_drift()
+    if drift:
+        r.advice.append("Versions differ from the tested ones (constraints.txt): " + "; ".join(drift) + ". If something "
+                        "breaks, install the tested ones: `pip install -e . -c constraints.txt`.")
     device = "cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu"
     r.facts["device"] = device
     if device == "cuda":
@@ -87,6 +127,9 @@ def diagnose() -> Report:
         r.facts["profile"] = f"{profile.name} ({PROFILE_ENV}={__import__('os').environ.get(PROFILE_ENV, 'unset')}, "
         r.facts["profile"] += f"default here: {default_profile_name()})"
         r.facts["base model"] = profile.pretrained_model_name_or_path
+        from .home import course_home, free_bytes
+
+        r.facts["course home"] = f"{course_home().name}/ ({free_bytes() / 2**30:.0f} GiB free)"
         from .models import ModelUnavailableError, resolve_model
 
         try:

@@ -1,7 +1,9 @@
 """Build ``notebooks/NN_topic.ipynb`` from their readable sources in ``notebooks/src/NN_topic.py``.
 
 A source is plain Python split into cells by ``# %%`` lines; ``# %% [markdown]`` starts a
-markdown cell whose lines are written as ``# text``. Notebooks are stored without outputs.
+markdown cell whose lines are written as ``# text``. A line ``# %% install`` stands for the
+install cells of ``notebooks/src/_install.py``, the one template every notebook shares.
+Notebooks are stored without outputs.
 ``python scripts/build_notebooks.py --check`` fails if a notebook differs from its source.
 """
 
@@ -12,6 +14,16 @@ import nbformat
 
 ROOT = Path(__file__).resolve().parents[1]
 SRC = ROOT / "notebooks" / "src"
+INSTALL_MARKER = "# %% install"
+INSTALL_TEMPLATE = SRC / "_install.py"
+
+
+def expand(text: str) -> str:
+    """The source with its install marker replaced by the template's cells (its header comment dropped)."""
+    template = INSTALL_TEMPLATE.read_text()
+    template = template[template.index("# %%"):].rstrip("\n")
+    lines = [template if line.strip() == INSTALL_MARKER else line for line in text.split("\n")]
+    return "\n".join(lines)
 
 
 def parse(text: str) -> list:
@@ -39,7 +51,7 @@ def parse(text: str) -> list:
 
 
 def build(source: Path) -> nbformat.NotebookNode:
-    nb = nbformat.v4.new_notebook(cells=parse(source.read_text()))
+    nb = nbformat.v4.new_notebook(cells=parse(expand(source.read_text())))
     nb.metadata = {
         "kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
         "language_info": {"name": "python"},
