@@ -9,10 +9,13 @@ in minutes. ``smoke`` is for tests: a tiny random model and a handful of steps.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 from dataclasses import dataclass
 
 PROFILE_ENV = "COURSE_PROFILE"
+# JSON object of profile fields to change everywhere, e.g. '{"step_scale": 0.01}' (the GPU course check).
+OVERRIDES_ENV = "COURSE_PROFILE_OVERRIDES"
 
 # Model references that the kit resolves itself (see helpers.models.resolve_model).
 TINY_MODEL = "kit:tiny-sd"
@@ -129,6 +132,8 @@ def default_profile_name() -> str:
 def get_profile(name: str | None = None, **overrides) -> Profile:
     """The profile named ``name``, else ``$COURSE_PROFILE``, else the default for this machine.
 
+    Fields listed in ``$COURSE_PROFILE_OVERRIDES`` (a JSON object) are changed first, then ``overrides``.
+
     Args:
         name: ``"gpu"``, ``"cpu"`` or ``"smoke"``; None reads the environment.
         **overrides: fields to change, e.g. ``resolution=256``.
@@ -139,4 +144,9 @@ def get_profile(name: str | None = None, **overrides) -> Profile:
             f"Unknown profile {name!r} (from {PROFILE_ENV} or the call). Choose one of: {', '.join(PROFILES)}."
         )
     profile = PROFILES[name]
-    return profile.override(**overrides) if overrides else profile
+    try:
+        from_env = json.loads(os.environ.get(OVERRIDES_ENV) or "{}")
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{OVERRIDES_ENV} must be a JSON object such as '{{\"step_scale\": 0.01}}' ({err}).") from err
+    changes = {**from_env, **overrides}
+    return profile.override(**changes) if changes else profile
