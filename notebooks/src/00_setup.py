@@ -13,37 +13,32 @@
 #
 # | profile | hardware | time |
 # |---|---|---|
-# | `gpu` | any CUDA GPU (Colab or Kaggle T4 is enough) | about 5 min, most of it downloading Stable Diffusion v1-4 (4 GB) once |
+# | `gpu` | any CUDA GPU (Colab or Kaggle T4 is enough) | about 5 min (estimated), most of it downloading Stable Diffusion v1-4 (4 GB) once |
 # | `cpu` | a laptop CPU | under 1 min |
 # | `smoke` | anything (used by the tests) | seconds |
 #
-# The profile comes from the environment variable `COURSE_PROFILE`; without it the kit
-# picks `gpu` when it sees a CUDA GPU and `cpu` otherwise.
+# The profile comes from `PROFILE` below, else the environment variable `COURSE_PROFILE`;
+# without either the kit picks `gpu` when it sees a CUDA GPU and `cpu` otherwise. What you
+# choose here is saved in your course home, and every later notebook uses it.
+#
+# **Every notebook also runs on its own.** Colab and Kaggle start each notebook on a fresh
+# machine. Your choices, photos and runs live in your *course home* (on Colab a folder on
+# your Google Drive), and each notebook's first cells find them there, or use the profile's
+# defaults where this notebook has not been run.
 
-# %% [markdown]
-# ## Setup
-# On Colab or Kaggle the next cell downloads the kit and installs it beside the platform's
-# own torch. On your own machine (after `make course` or `pip install -e .`) it does nothing.
+# %% install
 
 # %%
 import os
-import subprocess
-import sys
 
-if (os.path.exists("/content") or os.path.exists("/kaggle/working")) and not os.path.exists("kit"):
-    subprocess.run(["git", "clone", "-q", "https://github.com/dreambooth-course/dreambooth-course-kit", "kit"], check=True)
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-e", "kit"], check=True)
-if os.path.exists("kit/helpers"):
-    sys.path.insert(0, os.path.abspath("kit"))
-
-# %%
 import matplotlib.pyplot as plt
 from transformers import CLIPTokenizer
 
-from helpers.course import default_settings, prepare_subject
-from helpers.data import load_images, upload_widget
+from helpers.course import default_settings, ensure_photos, interactive, prepare_subject
+from helpers.data import load_images
 from helpers.doctor import diagnose
 from helpers.figures import save_image, show_grid, image_grid
+from helpers.home import cleanup_candidates, describe_candidates, free_bytes, open_home
 from helpers.paths import TOKENIZER_DIR, runs_dir
 from helpers.profiles import get_profile
 
@@ -57,10 +52,23 @@ SEED = 0  # nothing here is random, but every notebook of the course states its 
 PROFILE = None  # "gpu", "cpu" or "smoke"; None reads COURSE_PROFILE / looks for a GPU
 OBJECT_SUBJECT = None  # "dog", "cat_toy", "synthetic_ball", a ToyWorld subject, or "upload"
 FACE_SUBJECT = None  # a face for notebooks 02 and 04; "upload" for your own photos
-BASE_MODEL = None  # a Hub id such as "runwayml/stable-diffusion-v1-5", or a local folder
+BASE_MODEL = None  # a Hub id such as "stable-diffusion-v1-5/stable-diffusion-v1-5", or a local folder
 
 # %% [markdown]
-# ## 1. What can this machine do?
+# ## 1. Your course home
+# One folder holds everything the course makes for you: these choices, your photos, class
+# images, training runs, figures and downloaded models. On Colab it is on your Google Drive
+# (Colab asks you to allow that), so a disconnect loses nothing; on Kaggle it is in
+# `/kaggle/working`; on your own machine it is `runs/` in the kit. `COURSE_HOME` moves it.
+# A full-size run takes a few GB, so the cell also lists what could be deleted.
+
+# %%
+home = open_home()
+print(f"course home: {home.name}/, {free_bytes(home) / 2**30:.0f} GiB free")
+print(describe_candidates(cleanup_candidates(home), home))
+
+# %% [markdown]
+# ## 2. What can this machine do?
 # `doctor` lists library versions, the device, which precisions it supports and whether
 # bitsandbytes' 8-bit Adam runs here. The same report is `python -m helpers doctor` in a terminal.
 
@@ -68,7 +76,7 @@ BASE_MODEL = None  # a Hub id such as "runwayml/stable-diffusion-v1-5", or a loc
 print(diagnose())
 
 # %% [markdown]
-# ## 2. Choose the profile and the base model
+# ## 3. Choose the profile and the base model
 # A profile holds everything that depends on hardware: the model, the image size, batch
 # sizes, and how the study's learning rates and step counts map onto a smaller model.
 # In `gpu` they are the study's own values; in `cpu` and `smoke` they are scaled, and the
@@ -76,6 +84,7 @@ print(diagnose())
 
 # %%
 profile = get_profile(PROFILE)
+os.environ["COURSE_PROFILE"] = profile.name  # this notebook, then every later one (saved in step 7)
 settings = default_settings(profile.name)
 if BASE_MODEL:
     settings.pretrained_model_name_or_path = BASE_MODEL
@@ -84,17 +93,36 @@ print(f"base model: {settings.pretrained_model_name_or_path}, {profile.resolutio
 print(f"study LR 2e-6 -> {profile.lr(2e-6):.1e} here; study 400 steps -> {profile.steps(400)} here")
 
 # %% [markdown]
-# ## 3. Choose the subject
-# DreamBooth needs only a few photos of one subject (3 to 10): the same object or person,
-# different poses, backgrounds and lighting. The kit knows a few sources: the DreamBooth
-# dataset's dog and a cat toy from the Hub (on `gpu`), the miniature ToyWorld subjects (on
-# `cpu`), and your own photos. To use your own, run the upload cell, pick the files, then
-# set `OBJECT_SUBJECT = "upload"` (or `FACE_SUBJECT`) above. For faces, use only photos of
-# people who agreed to it.
+# ## 4. How the `gpu` profile differs from the study
+# The study trained on two A100s with 40 GB each. The `gpu` profile keeps its model, image
+# size, batch sizes, learning rates and steps, and changes what a single 16 GB T4 needs:
+#
+# | | the study | `gpu` profile | why |
+# |---|---|---|---|
+# | GPUs | 2x A100 40 GB | 1 GPU (a T4 is enough) | free Colab and Kaggle |
+# | batch size | objects 4 (2 per GPU), faces 2 (1 per GPU) | objects 4, faces 2, on one GPU | the same images per step, so the same learning-rate scale |
+# | precision | fp32 | fp16 mixed precision | memory |
+# | optimizer | AdamW | 8-bit AdamW (bitsandbytes) | memory |
+# | gradient checkpointing | off | on | memory (slower steps, same result) |
+# | class images (prior preservation) | 200, made with PNDM in 50 steps (the training script) | 200, made with DPM-Solver++ in 50 steps | cleaner images in the same time |
+# | image crop | the training script's default: a random crop | a centre crop | the subject stays in the picture |
+# | checkpoints | not kept | every 200 steps, the newest two kept | a disconnect loses at most a few minutes |
+# | base model | Stable Diffusion v1-4 | the same (v1-5, the same architecture, also works) | |
+# | object subject | cat toy, pig head, Mr. Potato Head | the cat toy (`diffusers/cat_toy_example`) | the one whose photos are public |
+# | face subject | a TV character | your own photos | consent |
+#
+# The study only suggested 8-bit Adam, fp16 and checkpointing for 16 GB GPUs; it did not use
+# them. Notebook 06 measures what each of them costs and saves.
 
-# %%
-if os.environ.get("COURSE_INTERACTIVE", "1") == "1" and "ipykernel" in sys.modules:
-    display(upload_widget(runs_dir() / "subjects" / "upload"))  # noqa: F821 (display is an IPython builtin)
+# %% [markdown]
+# ## 5. Choose the subject
+# DreamBooth needs only a few photos of one subject (3 to 10): the same object or person,
+# different poses, backgrounds and lighting. The kit knows a few sources: the study's cat toy
+# and the DreamBooth dataset's dog from the Hub (on `gpu`), the miniature ToyWorld subjects (on
+# `cpu`), and your own photos (`"upload"`, the face on `gpu`). For your own, the next cells ask
+# for the photos: Colab's own upload button, or copy them into `subjects/upload/` of your
+# course home; iPhone photos (HEIC) are converted to JPEG. For faces, use only photos of
+# people who agreed to it.
 
 # %%
 if OBJECT_SUBJECT:
@@ -103,6 +131,8 @@ if FACE_SUBJECT:
     settings.face_subject = prepare_subject(FACE_SUBJECT)
 for role, subject in [("object", settings.object_subject), ("face", settings.face_subject)]:
     print(f"{role:>6}: {subject.name!r}, class '{subject.class_noun}', prompt '{subject.instance_prompt}'")
+    if subject.name == "upload" and interactive():
+        ensure_photos(subject)  # asks for your photos if the folder is still empty
 
 # %% [markdown]
 # The kit opens every photo the way training will: turned upright (phones store the
@@ -116,7 +146,7 @@ path = save_image(grid, runs_dir() / "figures", "00_subject", subject=settings.o
 fig = show_grid(photos, 1, len(photos), title=f"subject '{settings.object_subject.name}' as training sees it")
 
 # %% [markdown]
-# ## 4. The identifier: why `sks`?
+# ## 6. The identifier: why `sks`?
 # The instance prompt is "a photo of **sks** dog": the class noun (dog) lets the model reuse
 # all it knows about dogs, and the identifier (sks) is the handle for *this* dog. The
 # identifier should be a word the model has no strong opinion about; otherwise fine-tuning
@@ -141,12 +171,13 @@ for word in ["dog", "sks", "zwx", "ohwx", "xyz", "dreambooth", "qwertyuiop"]:
 # have seen; the study used it anyway, and so do we.)
 
 # %% [markdown]
-# ## 5. Save the choices
-# Later notebooks read this file, so they use the same profile, model and subjects.
+# ## 7. Save the choices
+# Later notebooks read this file from your course home, so they use the same profile, model
+# and subjects, even on a new machine.
 
 # %%
 saved = settings.save()
-print(f"saved {saved.relative_to(runs_dir().parent) if saved.is_relative_to(runs_dir().parent) else saved.name}")
+print(f"saved {saved.name} in the course home ({runs_dir().name}/)")
 
 # %% [markdown]
 # ## Takeaways

@@ -14,36 +14,25 @@
 #
 # | profile | hardware | time |
 # |---|---|---|
-# | `gpu` | a CUDA GPU with 16 GB (Colab or Kaggle T4) | roughly 40 min on a T4, 15 min on an A100: two runs of 400 steps at batch 4 |
+# | `gpu` | a CUDA GPU with 16 GB (Colab or Kaggle T4) | estimated: roughly 40 min on a T4, 15 min on an A100: two runs of 400 steps at batch 4 |
 # | `cpu` | a laptop CPU | about 10 min: two scaled-down runs on the miniature model |
 # | `smoke` | anything (used by the tests) | about a minute |
 #
 # Runs are saved under `runs/train/`; running the notebook again reuses them and only redraws the figures.
+#
+# **The study's figures:** the cat toy at [high](https://huggingface.co/datasets/huggingface/documentation-images/resolve/main/blog/dreambooth-assets/1_cattoy_hlr.jpg) and [low](https://huggingface.co/datasets/huggingface/documentation-images/resolve/main/blog/dreambooth-assets/2_cattoy_llr.jpg) learning rate, the pig head ([high](https://huggingface.co/datasets/huggingface/documentation-images/resolve/main/blog/dreambooth-assets/3_pighead_hlr.jpg), [low](https://huggingface.co/datasets/huggingface/documentation-images/resolve/main/blog/dreambooth-assets/4_pighead_llr.jpg)) and Mr. Potato Head ([high](https://huggingface.co/datasets/huggingface/documentation-images/resolve/main/blog/dreambooth-assets/5_potato_hlr.jpg), [low](https://huggingface.co/datasets/huggingface/documentation-images/resolve/main/blog/dreambooth-assets/6_potato_llr.jpg)), in the [study](https://huggingface.co/blog/dreambooth). Compare them with step 5 below.
 
-# %% [markdown]
-# ## Setup
-# On Colab or Kaggle the next cell downloads the kit and installs it beside the platform's
-# own torch. On your own machine (after `make course` or `pip install -e .`) it does nothing.
-
-# %%
-import os
-import subprocess
-import sys
-
-if (os.path.exists("/content") or os.path.exists("/kaggle/working")) and not os.path.exists("kit"):
-    subprocess.run(["git", "clone", "-q", "https://github.com/dreambooth-course/dreambooth-course-kit", "kit"], check=True)
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-e", "kit"], check=True)
-if os.path.exists("kit/helpers"):
-    sys.path.insert(0, os.path.abspath("kit"))
+# %% install
 
 # %%
 import matplotlib.pyplot as plt
 
-from helpers.course import load_settings, study_config
+from helpers.course import setup_notebook, study_config
 from helpers.data import load_images
 from helpers.experiments import (format_scores, own_sampler, paste_table, progress_table, sample_runs, save_plot,
                                  scheduler_name, show_image, subject_prompts, toyworld_scores, validation_grids,
                                  widgets_enabled)
+from helpers.home import note_runs_in_use
 from helpers.figures import plot_losses, save_image, show_grid
 from helpers.paths import runs_dir
 from helpers.profiles import get_profile
@@ -72,10 +61,8 @@ SAMPLER = None  # None: the model's own scheduler (PNDM for Stable Diffusion, as
 # The choices of `00_setup` (or this profile's defaults) decide the model and the object.
 
 # %%
-if PROFILE:
-    os.environ["COURSE_PROFILE"] = PROFILE
+settings = setup_notebook("01", subjects=("object",), profile=PROFILE)
 profile = get_profile()
-settings = load_settings()
 subject = settings.object_subject
 prompts = subject_prompts(subject, 1 if profile.name == "smoke" else N_PROMPTS)
 seeds = [SEED + i for i in range(N_SEEDS or profile.images_per_prompt)]
@@ -111,6 +98,7 @@ for name, c in configs.items():
 # %%
 runs = {label: train_dreambooth(c) for label, c in configs.items()}
 folders = {label: r.output_dir for label, r in runs.items()}
+note_runs_in_use("01", folders.values())  # the course home's clean-up keeps these
 
 # %% [markdown]
 # ## 3. The loss does not tell you when to stop

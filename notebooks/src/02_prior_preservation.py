@@ -14,7 +14,7 @@
 #
 # | profile | hardware | time |
 # |---|---|---|
-# | `gpu` | a CUDA GPU with 16 GB (Colab or Kaggle T4) | roughly 1.5 h on a T4, 30 min on an A100: 200 class images and two runs of 1200 steps; the two extra runs of step 7 add as much again |
+# | `gpu` | a CUDA GPU with 16 GB (Colab or Kaggle T4) | estimated: roughly 1.5 h on a T4, 30 min on an A100: 200 class images and two runs of 1200 steps; the two extra runs of step 7 (off by default) add as much again |
 # | `cpu` | a laptop CPU | about 10 min: scaled-down runs on the miniature model |
 # | `smoke` | anything (used by the tests) | about a minute |
 #
@@ -24,22 +24,10 @@
 # or pass on pictures a model makes of a real person without their consent. On `cpu` and
 # `smoke` the "face" is a cartoon from the kit; on `gpu` it is the folder you chose in
 # `00_setup` (`FACE_SUBJECT`).
+#
+# **The study's figures:** the face [with](https://huggingface.co/datasets/huggingface/documentation-images/resolve/main/blog/dreambooth-assets/7_faces_with_prior.jpg) and [without](https://huggingface.co/datasets/huggingface/documentation-images/resolve/main/blog/dreambooth-assets/8_faces_no_prior.jpg) prior preservation (1200 steps, LR 2e-6), in the [study](https://huggingface.co/blog/dreambooth). Compare them with step 5 below.
 
-# %% [markdown]
-# ## Setup
-# On Colab or Kaggle the next cell downloads the kit and installs it beside the platform's
-# own torch. On your own machine (after `make course` or `pip install -e .`) it does nothing.
-
-# %%
-import os
-import subprocess
-import sys
-
-if (os.path.exists("/content") or os.path.exists("/kaggle/working")) and not os.path.exists("kit"):
-    subprocess.run(["git", "clone", "-q", "https://github.com/dreambooth-course/dreambooth-course-kit", "kit"], check=True)
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-e", "kit"], check=True)
-if os.path.exists("kit/helpers"):
-    sys.path.insert(0, os.path.abspath("kit"))
+# %% install
 
 # %%
 import inspect
@@ -47,10 +35,11 @@ import inspect
 import matplotlib.pyplot as plt
 
 from helpers.class_images import generate_class_images
-from helpers.course import load_settings, study_config
+from helpers.course import setup_notebook, study_config
 from helpers.data import load_images, open_rgb
 from helpers.experiments import (format_scores, own_sampler, sample_runs, save_plot, scheduler_name, subject_prompts,
                                  toyworld_scores, widgets_enabled)
+from helpers.home import note_runs_in_use
 from helpers.figures import plot_losses, save_image, show_grid
 from helpers.paths import runs_dir
 from helpers.profiles import get_profile
@@ -71,7 +60,7 @@ PRIOR_LOSS_WEIGHT = 1.0  # weight of the class-image term (the study: 1.0)
 N_PROMPTS = 3  # the instance prompt plus prompts that move the subject elsewhere
 N_SEEDS = None  # samples per prompt; None: the profile's images_per_prompt
 EXTRA_ARMS = [(2e-6, 800), (1e-6, 1200)]  # the study's other face runs (with prior preservation), step 7
-RUN_EXTRA_ARMS = None  # None: only on `gpu` (two more full training runs); True/False to force
+RUN_EXTRA_ARMS = False  # True: two more full runs (on a T4 about 1.5 h more, estimated)
 MY_PROMPT = None  # a prompt of your own to try on both runs (step 8), e.g. "a painting of sks person"
 SAMPLER = None  # None: the model's own scheduler (PNDM for Stable Diffusion, as in the study); or "ddim", "dpm++" ...
 
@@ -79,10 +68,8 @@ SAMPLER = None  # None: the model's own scheduler (PNDM for Stable Diffusion, as
 # ## 1. Profile, model and subject
 
 # %%
-if PROFILE:
-    os.environ["COURSE_PROFILE"] = PROFILE
+settings = setup_notebook("02", subjects=("face",), profile=PROFILE)
 profile = get_profile()
-settings = load_settings()
 subject = settings.face_subject
 prompts = subject_prompts(subject, 1 if profile.name == "smoke" else N_PROMPTS)
 seeds = [SEED + i for i in range(N_SEEDS or profile.images_per_prompt)]
@@ -139,6 +126,7 @@ fig = show_grid(shown, 1, len(shown), title=f"class images of '{with_prior.class
 # %%
 runs = {name: train_dreambooth(c) for name, c in configs.items()}
 folders = {name: r.output_dir for name, r in runs.items()}
+note_runs_in_use("02", folders.values())  # the course home's clean-up keeps these
 
 # %% [markdown]
 # The log keeps the two terms apart. The subject term falls in both runs. The class term is the
@@ -192,10 +180,10 @@ print(format_scores(toyworld_scores(subject, drift, class_prompt=subject.class_p
 # ## 7. The study's other face runs (`gpu` only)
 # The study also trained the face for 800 steps, and at a learning rate of 1e-6, both with prior
 # preservation; its advice for faces was 1e-6 (or 2e-6) for about 1200 steps. Each is a full
-# training run, so this cell runs only on `gpu` unless you set `RUN_EXTRA_ARMS = True`.
+# training run, so this cell runs only when you set `RUN_EXTRA_ARMS = True` (on a T4 about 1.5 h more, estimated).
 
 # %%
-if RUN_EXTRA_ARMS or (RUN_EXTRA_ARMS is None and profile.name == "gpu"):  # hours of GPU time: not in CI
+if RUN_EXTRA_ARMS:  # off by default: on a T4 they do not fit one free session with the rest
     extra = {f"with prior, LR {lr:.0e}, {steps} steps": train_dreambooth(arm(True, lr, steps)).output_dir
              for lr, steps in EXTRA_ARMS}
     more = sample_runs({**folders, **extra}, prompts, seeds, profile.num_inference_steps, profile.resolution,

@@ -14,35 +14,24 @@
 #
 # | profile | hardware | time |
 # |---|---|---|
-# | `gpu` | a CUDA GPU with 16 GB (Colab or Kaggle T4) | about 10 min of sampling on a T4 when the high-LR run of `01_learning_rate` exists; roughly 20 min more when it has to be trained here |
+# | `gpu` | a CUDA GPU with 16 GB (Colab or Kaggle T4) | estimated: about 10 min of sampling on a T4 when the high-LR run of `01_learning_rate` exists; roughly 20 min more when it has to be trained here |
 # | `cpu` | a laptop CPU | a few minutes, half the inference steps of `gpu` on the miniature model |
 # | `smoke` | anything (used by the tests) | under a minute |
 #
 # The model is the high-LR object run of `01_learning_rate`: if that notebook ran with the
 # same settings, its run is reused, otherwise it is trained here first.
+#
+# **The study's figures:** the face sampled with [PNDM](https://huggingface.co/datasets/huggingface/documentation-images/resolve/main/blog/dreambooth-assets/9_cosmo_pndm.jpg), [LMSDiscrete](https://huggingface.co/datasets/huggingface/documentation-images/resolve/main/blog/dreambooth-assets/a_cosmo_lmsd.jpg) and [DDIM](https://huggingface.co/datasets/huggingface/documentation-images/resolve/main/blog/dreambooth-assets/b_cosmo_ddim.jpg); Mr. Potato Head with [PNDM](https://huggingface.co/datasets/huggingface/documentation-images/resolve/main/blog/dreambooth-assets/c_potato_pndm.jpg), [LMSDiscrete](https://huggingface.co/datasets/huggingface/documentation-images/resolve/main/blog/dreambooth-assets/d_potato_lmsd.jpg) and [DDIM](https://huggingface.co/datasets/huggingface/documentation-images/resolve/main/blog/dreambooth-assets/e_potato_ddim.jpg), in the [study](https://huggingface.co/blog/dreambooth).
 
-# %% [markdown]
-# ## Setup
-# On Colab or Kaggle the next cell downloads the kit and installs it beside the platform's
-# own torch. On your own machine (after `make course` or `pip install -e .`) it does nothing.
-
-# %%
-import os
-import subprocess
-import sys
-
-if (os.path.exists("/content") or os.path.exists("/kaggle/working")) and not os.path.exists("kit"):
-    subprocess.run(["git", "clone", "-q", "https://github.com/dreambooth-course/dreambooth-course-kit", "kit"], check=True)
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-e", "kit"], check=True)
-if os.path.exists("kit/helpers"):
-    sys.path.insert(0, os.path.abspath("kit"))
+# %% install
 
 # %%
 import matplotlib.pyplot as plt
 
-from helpers.course import load_settings, study_config
+from helpers.course import setup_notebook, study_config
 from helpers.experiments import (format_scores, load_run, plot_seconds_per_image, sample_pipeline, save_plot,
                                  scheduler_comparison, subject_prompts, toyworld_scores, widgets_enabled)
+from helpers.home import note_runs_in_use
 from helpers.figures import save_image, show_grid
 from helpers.paths import runs_dir
 from helpers.profiles import get_profile
@@ -71,14 +60,13 @@ TRY_SCHEDULER, TRY_STEPS = "ddim", 100  # step 6 without a live notebook: one sc
 # training here; they do not change the weights, so the run is still found and reused).
 
 # %%
-if PROFILE:
-    os.environ["COURSE_PROFILE"] = PROFILE
+settings = setup_notebook("03", subjects=("object",), profile=PROFILE)
 profile = get_profile()
-settings = load_settings()
 subject = settings.object_subject
 lr, steps = OVERFIT_RUN
 config = study_config(subject, lr, steps, settings=settings, seed=SEED)
 run = train_dreambooth(config)
+note_runs_in_use("03", [run.output_dir])  # the course home's clean-up keeps it
 pipe = load_run(run.output_dir)
 print(f"profile {profile.name}: '{subject.name}', LR {config.learning_rate:.1e}, {config.max_train_steps} steps")
 

@@ -14,35 +14,24 @@
 #
 # | profile | hardware | time |
 # |---|---|---|
-# | `gpu` | a CUDA GPU; 16 GB runs both arms with the profile's fp16 + 8-bit Adam, 24 GB is comfortable | about 2 h on a T4, 30 min on an A100: two runs of 1200 steps at batch 2 with prior preservation |
+# | `gpu` | a CUDA GPU; 16 GB runs both arms with the profile's fp16 + 8-bit Adam, 24 GB is comfortable | estimated: about 1 h on a T4 when notebook 02's run with prior preservation is in your course home (it is this notebook's frozen arm), 2 h without; 30 min on an A100: two runs of 1200 steps at batch 2 with prior preservation |
 # | `cpu` | a laptop CPU | about 10 min: two scaled-down runs on the miniature model |
 # | `smoke` | anything (used by the tests) | about a minute |
 #
 # Runs are saved under `runs/train/`; running the notebook again reuses them and only redraws the figures.
+#
+# **The study's figures:** the face with a [frozen](https://huggingface.co/datasets/huggingface/documentation-images/resolve/main/blog/dreambooth-assets/f_froxen_encoder.jpg) and a [fine-tuned](https://huggingface.co/datasets/huggingface/documentation-images/resolve/main/blog/dreambooth-assets/g_unfrozen_encoder.jpg) text encoder, in the [study](https://huggingface.co/blog/dreambooth).
 
-# %% [markdown]
-# ## Setup
-# On Colab or Kaggle the next cell downloads the kit and installs it beside the platform's
-# own torch. On your own machine (after `make course` or `pip install -e .`) it does nothing.
-
-# %%
-import os
-import subprocess
-import sys
-
-if (os.path.exists("/content") or os.path.exists("/kaggle/working")) and not os.path.exists("kit"):
-    subprocess.run(["git", "clone", "-q", "https://github.com/dreambooth-course/dreambooth-course-kit", "kit"], check=True)
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-e", "kit"], check=True)
-if os.path.exists("kit/helpers"):
-    sys.path.insert(0, os.path.abspath("kit"))
+# %% install
 
 # %%
 import inspect
 
-from helpers.course import load_settings, study_config
+from helpers.course import setup_notebook, study_config
 from helpers.data import load_images
 from helpers.experiments import (format_scores, sample_runs, save_plot, short_prompt, show_image, subject_prompts,
                                  toyworld_scores, widgets_enabled)
+from helpers.home import note_runs_in_use
 from helpers.figures import plot_losses, save_image, show_grid
 from helpers.memory import cost_table, format_bytes, measure_configurations, plot_costs, sd_static_memory
 from helpers.models import load_components
@@ -72,10 +61,8 @@ MEASURE_STEPS = 2  # optimizer steps timed per arm in the cost measurement (step
 # The face chosen in `00_setup` (or this profile's default face).
 
 # %%
-if PROFILE:
-    os.environ["COURSE_PROFILE"] = PROFILE
+settings = setup_notebook("04", subjects=("face",), profile=PROFILE)
 profile = get_profile()
-settings = load_settings()
 subject = settings.face_subject
 candidates = subject_prompts(subject, 10)
 simple, complex_ = candidates[0], sorted(candidates[1:], key=len)[-N_COMPLEX:]
@@ -139,6 +126,7 @@ for name, c in configs.items():
 # %%
 runs = {name: train_dreambooth(c) for name, c in configs.items()}
 folders = {name: r.output_dir for name, r in runs.items()}
+note_runs_in_use("04", folders.values())  # the course home's clean-up keeps these
 steps_here = configs["frozen text encoder"].max_train_steps
 
 # %%

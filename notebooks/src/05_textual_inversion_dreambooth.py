@@ -14,27 +14,15 @@
 #
 # | profile | hardware | time |
 # |---|---|---|
-# | `gpu` | a CUDA GPU with 16 GB (Colab or Kaggle T4) | about 1 h on a T4 when notebook 04's two 1200-step runs are reused (3 h without): textual inversion 2000 steps, then DreamBooth 500 steps |
-# | `cpu` | a laptop CPU | about 7 min with notebook 04's runs reused (17 min without): scaled-down runs on the miniature model |
+# | `gpu` | a CUDA GPU with 16 GB (Colab or Kaggle T4) | estimated: about 1 h on a T4: textual inversion 2000 steps, then DreamBooth 500 steps; notebook 04's two runs are compared when your course home has them (training them here adds about 2 h) |
+# | `cpu` | a laptop CPU | about 7 min: scaled-down runs on the miniature model; notebook 04's runs are compared when your course home has them (10 min more to train them here) |
 # | `smoke` | anything (used by the tests) | about a minute |
 #
 # Runs are saved under `runs/`; running the notebook again reuses them and only redraws the figures.
+#
+# **The study's figure:** [textual inversion, then DreamBooth](https://huggingface.co/datasets/huggingface/documentation-images/resolve/main/blog/dreambooth-assets/h_textual_inversion_dreambooth.jpg), in the [study](https://huggingface.co/blog/dreambooth).
 
-# %% [markdown]
-# ## Setup
-# On Colab or Kaggle the next cell downloads the kit and installs it beside the platform's
-# own torch. On your own machine (after `make course` or `pip install -e .`) it does nothing.
-
-# %%
-import os
-import subprocess
-import sys
-
-if (os.path.exists("/content") or os.path.exists("/kaggle/working")) and not os.path.exists("kit"):
-    subprocess.run(["git", "clone", "-q", "https://github.com/dreambooth-course/dreambooth-course-kit", "kit"], check=True)
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-e", "kit"], check=True)
-if os.path.exists("kit/helpers"):
-    sys.path.insert(0, os.path.abspath("kit"))
+# %% install
 
 # %%
 from dataclasses import replace
@@ -42,8 +30,9 @@ from dataclasses import replace
 import matplotlib.pyplot as plt
 import torch
 
-from helpers.course import load_settings, study_config
+from helpers.course import run_finished, setup_notebook, study_config
 from helpers.experiments import Comparison, format_scores, sample_runs, save_plot, subject_prompts, toyworld_scores
+from helpers.home import note_runs_in_use
 from helpers.figures import plot_losses, save_image
 from helpers.models import load_components
 from helpers.paths import runs_dir
@@ -69,6 +58,7 @@ PLACEHOLDER = "<sks>"  # the new word; it must not exist in the tokenizer yet
 TI_STEPS, TI_LR = 2000, 5e-4  # textual inversion: the study's length, the usual rate for an embedding
 DB_AFTER_TI_STEPS, DB_AFTER_TI_LR = 500, 1e-6  # the study's DreamBooth run started from the textual inversion
 STUDY_LR, STUDY_STEPS = 2e-6, 1200  # the face runs compared against (notebook 04)
+TRAIN_COMPARISON_RUNS = None  # None: reuse notebook 04's runs if they exist; True: train them if missing; False: skip
 N_PROMPTS = 3  # the instance prompt plus prompts that move the subject elsewhere
 N_SEEDS = None  # samples per prompt; None: the profile's images_per_prompt
 
@@ -76,10 +66,8 @@ N_SEEDS = None  # samples per prompt; None: the profile's images_per_prompt
 # ## 1. Profile, model and subject
 
 # %%
-if PROFILE:
-    os.environ["COURSE_PROFILE"] = PROFILE
+settings = setup_notebook("05", subjects=("face",), profile=PROFILE)
 profile = get_profile()
-settings = load_settings()
 subject = settings.face_subject
 prompts = subject_prompts(subject, 2 if profile.name == "smoke" else N_PROMPTS)
 seeds = [SEED + i for i in range(N_SEEDS or profile.images_per_prompt)]
@@ -158,7 +146,10 @@ print(f"DreamBooth after textual inversion: {ti_db.config.max_train_steps} steps
 
 # %% [markdown]
 # ## 4. The two runs it is compared with
-# Plain DreamBooth and DreamBooth with the text encoder, the face recipe of notebook 04.
+# Plain DreamBooth and DreamBooth with the text encoder, the face recipe of notebook 04. When
+# notebook 04 has run in your course home they are reused; otherwise, by default, they are
+# left out (each is a full 1200-step run: on a T4 about an hour, estimated). Set
+# `TRAIN_COMPARISON_RUNS = True` to train them here.
 
 # %%
 face_configs = {
@@ -167,7 +158,15 @@ face_configs = {
     "DreamBooth + text encoder": study_config(subject, STUDY_LR, STUDY_STEPS, with_prior_preservation=True,
                                               face=True, settings=settings, seed=SEED, train_text_encoder=True),
 }
+if TRAIN_COMPARISON_RUNS is None:  # use notebook 04's runs where they exist; train none here
+    face_configs = {name: c for name, c in face_configs.items() if run_finished(c)}
+    missing = 2 - len(face_configs)
+    print(f"{len(face_configs)} of 2 comparison runs found in the course home" +
+          (f"; {missing} skipped (run notebook 04, or set TRAIN_COMPARISON_RUNS = True)" if missing else ""))
+elif not TRAIN_COMPARISON_RUNS:
+    face_configs = {}
 face_runs = {name: train_dreambooth(c) for name, c in face_configs.items()}
+note_runs_in_use("05", [ti.output_dir, ti_db.output_dir, *(r.output_dir for r in face_runs.values())])
 
 # %%
 curves = {"textual inversion": ti.losses, "DreamBooth after TI": ti_db.losses,
@@ -191,7 +190,7 @@ with_sks = sample_runs({name: r.output_dir for name, r in face_runs.items()}, pr
 as_sks = dict(zip(word_prompts, prompts))  # file the new word's images under the same prompts, to line them up
 generations = {k: replace(g, prompts=[as_sks[p] for p in g.prompts]) for k, g in with_word.generations.items()}
 generations.update(with_sks.generations)
-order = ["textual inversion", "DreamBooth", "TI + DreamBooth", "DreamBooth + text encoder"]
+order = [k for k in ["textual inversion", "DreamBooth", "TI + DreamBooth", "DreamBooth + text encoder"] if k in generations]
 comparison = Comparison({k: generations[k] for k in order}, prompts, seeds)
 
 # %%

@@ -15,37 +15,26 @@
 #
 # | profile | hardware | time |
 # |---|---|---|
-# | `gpu` | a CUDA GPU with 16 GB (Colab or Kaggle T4) | about 30 min on a T4: one 400-step run with EMA, then a few steps of each memory configuration (the fp32 ones may run out of memory on 16 GB: that is the point) |
+# | `gpu` | a CUDA GPU with 16 GB (Colab or Kaggle T4) | estimated: about 30 min on a T4: one 400-step run with EMA, then a few steps of each memory configuration (the fp32 ones may run out of memory on 16 GB: that is the point) |
 # | `cpu` | a laptop CPU | about 3 min: one scaled-down run on the miniature model and the measurements |
 # | `smoke` | anything (used by the tests) | about a minute |
 #
 # Runs are saved under `runs/train/`; running the notebook again reuses them. The memory
 # measurements are redone each time, since they describe the machine you run on.
+#
+# **The study:** its [TL;DR](https://huggingface.co/blog/dreambooth) says EMA made little difference and names 8-bit Adam, fp16 and gradient accumulation as the way to 16 GB GPUs; it showed no figure for either.
 
-# %% [markdown]
-# ## Setup
-# On Colab or Kaggle the next cell downloads the kit and installs it beside the platform's
-# own torch. On your own machine (after `make course` or `pip install -e .`) it does nothing.
-
-# %%
-import os
-import subprocess
-import sys
-
-if (os.path.exists("/content") or os.path.exists("/kaggle/working")) and not os.path.exists("kit"):
-    subprocess.run(["git", "clone", "-q", "https://github.com/dreambooth-course/dreambooth-course-kit", "kit"], check=True)
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-e", "kit"], check=True)
-if os.path.exists("kit/helpers"):
-    sys.path.insert(0, os.path.abspath("kit"))
+# %% install
 
 # %%
 import numpy as np
 import torch
 from diffusers.training_utils import EMAModel
 
-from helpers.course import load_settings, study_config
+from helpers.course import setup_notebook, study_config
 from helpers.experiments import (Comparison, format_scores, sample_runs, save_plot, subject_prompts, toyworld_scores,
                                  widgets_enabled)
+from helpers.home import note_runs_in_use
 from helpers.figures import save_image
 from helpers.memory import (StepCost, cost_table, describe, format_bytes, measure_configurations, plot_costs,
                             sd_static_memory)
@@ -75,10 +64,8 @@ BUDGET_GB = 16  # the GPU size to fit (Colab and Kaggle T4s)
 # ## 1. Profile, model and subject
 
 # %%
-if PROFILE:
-    os.environ["COURSE_PROFILE"] = PROFILE
+settings = setup_notebook("06", subjects=("object",), profile=PROFILE)
 profile = get_profile()
-settings = load_settings()
 subject = settings.object_subject
 prompts = subject_prompts(subject, 1 if profile.name == "smoke" else N_PROMPTS)
 seeds = [SEED + i for i in range(N_SEEDS or profile.images_per_prompt)]
@@ -105,6 +92,7 @@ for t in sorted({10, 100, profile.steps(STUDY_STEPS), 10_000}):
 # %%
 config = study_config(subject, STUDY_LR, STUDY_STEPS, settings=settings, seed=SEED, use_ema=True)
 run = train_dreambooth(config)
+note_runs_in_use("06", [run.output_dir])  # the course home's clean-up keeps it
 print(f"{config.max_train_steps} steps at {config.learning_rate:.1e}, EMA decay {config.ema_decay}")
 
 # %%
@@ -226,8 +214,10 @@ path = save_plot(fig, "06_sd_fits_16gb", budget_gb=BUDGET_GB)
 # The dashed line is 16 GB. With fp32 and AdamW the fixed costs alone are about 14 GB before
 # the first activation is stored: it does not fit. 8-bit AdamW removes about 5 GB, and with
 # gradient checkpointing and accumulation keeping the activations small there is room to
-# spare. This is the combination the study used to run on 16 GB GPUs (Colab and Kaggle);
-# training the text encoder as well is possible there too, and comfortable with 24 GB.
+# spare. The study itself trained in fp32 with plain AdamW on two 40 GB A100s; it only
+# suggested 8-bit Adam, fp16 and gradient accumulation for 16 GB GPUs (Colab and Kaggle).
+# The `gpu` profile is that suggestion put to work. Training the text encoder as well fits
+# too, and is comfortable with 24 GB.
 #
 # The kit measured it with activations included (`benchmarks/train_step.py --full-sd`: Stable
 # Diffusion 1.5's architecture at 512 px, batch 1 plus one class image, on one H100):
