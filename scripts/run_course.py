@@ -126,6 +126,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("prefixes", nargs="*", help="run only notebooks whose names start with these (e.g. 03)")
     parser.add_argument("--cell-timeout", type=int, default=int(os.environ.get("COURSE_CELL_TIMEOUT", DEFAULT_CELL_TIMEOUT)),
                         help=f"seconds a cell may run before the course stops (default {DEFAULT_CELL_TIMEOUT})")
+    parser.add_argument("--dir", type=Path, default=ROOT / "notebooks", help="where the notebooks are")
     parser.add_argument("--gpu-report", type=Path, help="write time and peak GPU memory per notebook to this markdown file")
     return parser.parse_args(argv)
 
@@ -139,11 +140,13 @@ def report_row(name: str, seconds: float | None, peaks: dict, status: str) -> st
 
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
+    # Nobody watches a headless run: no widgets, no upload buttons, only what the figures show.
+    os.environ.setdefault("COURSE_INTERACTIVE", "0")
     sys.path.insert(0, str(ROOT))
     from helpers.paths import runs_dir
     from helpers.profiles import get_profile
 
-    notebooks = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+    notebooks = sorted(args.dir.glob("[0-9][0-9]_*.ipynb"))
     if args.prefixes:
         notebooks = [nb for nb in notebooks if any(nb.name.startswith(p) for p in args.prefixes)]
     out_dir = runs_dir() / "notebooks"
