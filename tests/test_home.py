@@ -5,9 +5,19 @@ import json
 import pytest
 
 from helpers import home
-from helpers.home import (HOME_NAME, NotEnoughSpaceError, check_free_space, cleanup_candidates, course_home,
-                          delete_candidates, describe_candidates, detect_platform, hub_cache_dir, note_runs_in_use,
-                          open_home)
+from helpers.home import (
+    HOME_NAME,
+    NotEnoughSpaceError,
+    check_free_space,
+    cleanup_candidates,
+    course_home,
+    delete_candidates,
+    describe_candidates,
+    detect_platform,
+    hub_cache_dir,
+    note_runs_in_use,
+    open_home,
+)
 
 PLATFORM_VARS = ["COURSE_HOME", "COURSE_RUNS_DIR", "COLAB_RELEASE_TAG", "KAGGLE_KERNEL_RUN_TYPE", "HF_HOME", "HF_HUB_CACHE"]
 
