@@ -18,7 +18,8 @@
 # | `cpu` | a laptop CPU | about 10 min: two scaled-down runs on the miniature model |
 # | `smoke` | anything (used by the tests) | about a minute |
 #
-# Runs are saved under `runs/train/`; running the notebook again reuses them and only redraws the figures.
+# Runs are saved in your course home (`train/`; on Colab, on your Drive); running the notebook again
+# reuses finished runs, resumes an interrupted one, and redraws the figures.
 #
 # **The study's figures:** the cat toy at [high](https://huggingface.co/datasets/huggingface/documentation-images/resolve/main/blog/dreambooth-assets/1_cattoy_hlr.jpg) and [low](https://huggingface.co/datasets/huggingface/documentation-images/resolve/main/blog/dreambooth-assets/2_cattoy_llr.jpg) learning rate, the pig head ([high](https://huggingface.co/datasets/huggingface/documentation-images/resolve/main/blog/dreambooth-assets/3_pighead_hlr.jpg), [low](https://huggingface.co/datasets/huggingface/documentation-images/resolve/main/blog/dreambooth-assets/4_pighead_llr.jpg)) and Mr. Potato Head ([high](https://huggingface.co/datasets/huggingface/documentation-images/resolve/main/blog/dreambooth-assets/5_potato_hlr.jpg), [low](https://huggingface.co/datasets/huggingface/documentation-images/resolve/main/blog/dreambooth-assets/6_potato_llr.jpg)), in the [study](https://huggingface.co/blog/dreambooth). Compare them with step 5 below.
 

@@ -18,7 +18,8 @@
 # | `cpu` | a laptop CPU | about 10 min: scaled-down runs on the miniature model |
 # | `smoke` | anything (used by the tests) | about a minute |
 #
-# Class images and runs are saved under `runs/`; running the notebook again reuses them.
+# Class images and runs are saved in your course home (on Colab, on your Drive); running the notebook
+# again reuses finished runs, resumes an interrupted one, and redraws the figures.
 #
 # **Photos of people:** train only on photos of people who agreed to it, and do not publish
 # or pass on pictures a model makes of a real person without their consent. On `cpu` and
@@ -98,7 +99,7 @@ print(inspect.getsource(dreambooth_loss))
 # %% [markdown]
 # ## 3. Class images, made by the model itself
 # The configuration says how many class images and how they are drawn; they are generated
-# once, saved under `runs/class_images/`, and reused by every run with the same settings.
+# once, saved in `class_images/` of your course home, and reused by every run with the same settings.
 
 # %%
 def arm(with_prior, study_lr=STUDY_LR, study_steps=STUDY_STEPS):

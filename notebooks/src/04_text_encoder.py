@@ -18,7 +18,8 @@
 # | `cpu` | a laptop CPU | about 10 min: two scaled-down runs on the miniature model |
 # | `smoke` | anything (used by the tests) | about a minute |
 #
-# Runs are saved under `runs/train/`; running the notebook again reuses them and only redraws the figures.
+# Runs are saved in your course home (`train/`; on Colab, on your Drive); running the notebook again
+# reuses finished runs, resumes an interrupted one, and redraws the figures.
 #
 # **The study's figures:** the face with a [frozen](https://huggingface.co/datasets/huggingface/documentation-images/resolve/main/blog/dreambooth-assets/f_froxen_encoder.jpg) and a [fine-tuned](https://huggingface.co/datasets/huggingface/documentation-images/resolve/main/blog/dreambooth-assets/g_unfrozen_encoder.jpg) text encoder, in the [study](https://huggingface.co/blog/dreambooth).
 

@@ -18,7 +18,8 @@
 # | `cpu` | a laptop CPU | about 7 min: scaled-down runs on the miniature model; notebook 04's runs are compared when your course home has them (10 min more to train them here) |
 # | `smoke` | anything (used by the tests) | about a minute |
 #
-# Runs are saved under `runs/`; running the notebook again reuses them and only redraws the figures.
+# Runs are saved in your course home (on Colab, on your Drive); running the notebook again reuses
+# finished runs, resumes an interrupted one, and redraws the figures.
 #
 # **The study's figure:** [textual inversion, then DreamBooth](https://huggingface.co/datasets/huggingface/documentation-images/resolve/main/blog/dreambooth-assets/h_textual_inversion_dreambooth.jpg), in the [study](https://huggingface.co/blog/dreambooth).
 

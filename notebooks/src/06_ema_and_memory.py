@@ -19,8 +19,8 @@
 # | `cpu` | a laptop CPU | about 3 min: one scaled-down run on the miniature model and the measurements |
 # | `smoke` | anything (used by the tests) | about a minute |
 #
-# Runs are saved under `runs/train/`; running the notebook again reuses them. The memory
-# measurements are redone each time, since they describe the machine you run on.
+# Runs are saved in your course home (on Colab, on your Drive); running the notebook again reuses
+# them. The memory measurements are redone each time, since they describe the machine you run on.
 #
 # **The study:** its [TL;DR](https://huggingface.co/blog/dreambooth) says EMA made little difference and names 8-bit Adam, fp16 and gradient accumulation as the way to 16 GB GPUs; it showed no figure for either.
 
