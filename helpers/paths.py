@@ -20,9 +20,9 @@ def runs_dir() -> Path:
 
 
 def display_path(path: str | Path) -> str:
-    """``path`` as a learner should see it in printed output: relative to ``runs/`` when inside it."""
-    path = Path(path)
+    """``path`` as a learner should see it in printed output: from the course home's name when inside it."""
+    path, home = Path(path), runs_dir()
     try:
-        return f"runs/{path.resolve().relative_to(runs_dir().resolve())}"
+        return f"{home.name}/{path.resolve().relative_to(home.resolve())}"
     except ValueError:
         return path.name

@@ -62,5 +62,5 @@ def test_cpu_defaults_pick_a_toy_object_and_the_toy_face():
 def test_printed_paths_hide_the_machine(runs_dir, tmp_path):
     from helpers.paths import display_path
 
-    assert display_path(runs_dir / "train" / "dog-abc") == "runs/train/dog-abc"
+    assert display_path(runs_dir / "train" / "dog-abc") == f"{runs_dir.name}/train/dog-abc"  # from the home, not the machine
     assert display_path(tmp_path / "elsewhere" / "x.png") == "x.png"
