@@ -331,3 +331,151 @@ def text_encoder_from_single_file(path: str | Path, config_dir: str | Path):
         )
     model.load_state_dict({k: v.float() for k, v in weights.items()})
     return model.eval()
+
+
+# ------------------------------------------------------------------------------------------ kohya LoRA
+
+LORA_FILE = "pytorch_lora_weights.safetensors"  # diffusers' name for an adapter in a run folder
+KOHYA_PREFIXES = {"unet": "lora_unet_", "text_encoder": "lora_te_"}
+PEFT_PARTS = {"lora_A": "lora_down", "lora_B": "lora_up"}  # peft's names -> kohya's
+
+
+def lora_alpha(metadata: dict | None, component: str, module: str, rank: int) -> float:
+    """A module's LoRA alpha from diffusers' adapter metadata (its pattern, else the adapter's); else ``rank``.
+
+    Without metadata diffusers loads an adapter with alpha = rank (scale 1), so that is the default.
+    """
+    if not metadata:
+        return float(rank)
+    pattern = metadata.get(f"{component}.alpha_pattern") or {}
+    for key, value in pattern.items():
+        if module == key or module.endswith("." + key):
+            return float(value)
+    return float(metadata.get(f"{component}.lora_alpha", rank))
+
+
+def kohya_module_name(component: str, module: str) -> str:
+    """``("unet", "down_blocks.1.attentions.0...to_q")`` -> ``"lora_unet_down_blocks_1_attentions_0_..._to_q"``.
+
+    Text-encoder names keep CLIP's ``text_model.`` level, as the UIs expect (transformers 5 drops it).
+    """
+    if component not in KOHYA_PREFIXES:
+        raise ExportError(
+            f"LoRA weights for {component!r}: the kohya layout here covers Stable Diffusion 1.x's "
+            f"{' and '.join(KOHYA_PREFIXES)} only."
+        )
+    if component == "text_encoder" and not module.startswith("text_model."):
+        module = "text_model." + module
+    return KOHYA_PREFIXES[component] + module.replace(".", "_")
+
+
+def read_lora_file(path: str | Path) -> tuple[dict[str, torch.Tensor], dict | None]:
+    """An adapter file's tensors and diffusers' adapter metadata (None when the file has none)."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    with safe_open(str(path), framework="pt") as f:
+        raw = (f.metadata() or {}).get("lora_adapter_metadata")
+    return load_file(str(path)), json.loads(raw) if raw else None
+
+
+def kohya_state_dict(lora: dict[str, torch.Tensor], metadata: dict | None = None) -> dict[str, torch.Tensor]:
+    """A diffusers/peft LoRA state dict (``unet.<module>.lora_A.weight`` ...) in kohya's key layout.
+
+    Args:
+        lora: the adapter's tensors, keys prefixed by component (``unet.``, ``text_encoder.``).
+        metadata: diffusers' adapter metadata (``unet.lora_alpha`` ...); None means alpha = rank.
+
+    Returns:
+        ``lora_unet_<module>.lora_down.weight`` / ``.lora_up.weight`` / ``.alpha`` (and ``lora_te_``).
+    """
+    out: dict[str, torch.Tensor] = {}
+    for key, value in lora.items():
+        component, _, rest = key.partition(".")
+        module, part, suffix = rest.rsplit(".", 2)
+        if part not in PEFT_PARTS or suffix != "weight":
+            raise ExportError(
+                f"{key!r} is not a peft LoRA weight (<component>.<module>.lora_A.weight / lora_B.weight); "
+                "save the adapter with diffusers' save_lora_weights."
+            )
+        name = kohya_module_name(component, module)
+        out[f"{name}.{PEFT_PARTS[part]}.weight"] = value.contiguous()
+        if part == "lora_A":  # rank = rows of the down projection
+            alpha = lora_alpha(metadata, component, module, value.shape[0])
+            out[f"{name}.alpha"] = torch.tensor(alpha, dtype=value.dtype)
+    return out
+
+
+def export_kohya_lora(run_dir: str | Path, out_path: str | Path, half: bool = False) -> Path:
+    """Write a LoRA run's adapter in kohya's layout, the LoRA files AUTOMATIC1111 and ComfyUI read.
+
+    Args:
+        run_dir: a LoRA run folder (holds ``pytorch_lora_weights.safetensors``), or that file itself.
+        out_path: the ``.safetensors`` file to write.
+        half: store the weights in float16.
+    """
+    from safetensors.torch import save_file
+
+    run_dir, out_path = Path(run_dir), Path(out_path)
+    source = run_dir if run_dir.is_file() else run_dir / LORA_FILE
+    if not source.exists():
+        hint = " It is a full run: use --single-file." if (run_dir / "model_index.json").exists() else ""
+        raise ExportError(f"{run_dir} holds no LoRA adapter ({LORA_FILE}).{hint}")
+    if out_path.suffix != ".safetensors":
+        raise ExportError(f"{out_path}: name the export *.safetensors (the UIs read that format safely).")
+    state = kohya_state_dict(*read_lora_file(source))
+    if half:
+        state = {k: v.half() for k, v in state.items()}
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    save_file(state, str(out_path), metadata={"format": "pt"})
+    return out_path
+
+
+def kohya_names(pipe) -> dict[str, tuple[str, str]]:
+    """Every kohya module name the pipeline's UNet and text encoder can carry -> (component, module)."""
+    names = {}
+    for component in KOHYA_PREFIXES:
+        for module, _ in getattr(pipe, component).named_modules():
+            if module:
+                names[kohya_module_name(component, module)] = (component, module)
+    return names
+
+
+def read_kohya_lora(path: str | Path, pipe) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
+    """A kohya-layout LoRA file back in diffusers/peft form, its module names resolved against ``pipe``.
+
+    Returns:
+        The state dict (``unet.<module>.lora_A.weight`` ...) and each module's alpha
+        (``"unet.<module>"`` -> alpha).
+    """
+    from safetensors.torch import load_file
+
+    names = kohya_names(pipe)
+    state, alphas = {}, {}
+    for key, value in load_file(str(path)).items():
+        name, _, part = key.partition(".")
+        if name not in names:
+            raise ExportError(
+                f"{path}: {name!r} names no module of this pipeline's UNet or text encoder; is it a LoRA for "
+                "this base model (Stable Diffusion 1.x layout)?"
+            )
+        component, module = names[name]
+        if part == "alpha":
+            alphas[f"{component}.{module}"] = float(value)
+            continue
+        peft_part = {v: k for k, v in PEFT_PARTS.items()}.get(part.removesuffix(".weight"))
+        if peft_part is None:
+            raise ExportError(f"{path}: {key!r} is not a kohya LoRA weight (lora_down / lora_up / alpha).")
+        state[f"{component}.{module}.{peft_part}.weight"] = value
+    return state, alphas
+
+
+def load_kohya_lora(pipe, path: str | Path, adapter_name: str = "kohya"):
+    """Apply a kohya-layout LoRA file to a pipeline (each module scaled by its alpha / rank)."""
+    state, alphas = read_kohya_lora(path, pipe)
+    for key in [k for k in state if k.endswith(".lora_B.weight")]:  # fold alpha / rank into the up projection
+        module = key.removesuffix(".lora_B.weight")
+        rank = state[f"{module}.lora_A.weight"].shape[0]
+        state[key] = state[key] * (alphas.get(module, rank) / rank)
+    pipe.load_lora_weights(state, adapter_name=adapter_name)
+    return pipe

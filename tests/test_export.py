@@ -166,3 +166,97 @@ def test_export_refuses_what_is_not_a_full_run(tmp_path):
 def test_export_wants_a_safetensors_name(tiny_model_dir, tmp_path):
     with pytest.raises(ExportError, match=r"\.safetensors"):
         export_single_file(tiny_model_dir, tmp_path / "model.ckpt")
+
+
+# ------------------------------------------------------------------------------------------ kohya LoRA
+
+RANK, ALPHA = 4, 8  # alpha != rank, so a lost alpha would show in the images
+
+
+@pytest.fixture(scope="module")
+def lora_run(tiny_model_dir, tmp_path_factory):
+    """An adapter built with peft on the tiny model (UNet and text encoder), saved as diffusers saves it.
+
+    Returns the run folder and the image the adapted pipeline draws in memory.
+    """
+    from diffusers import StableDiffusionPipeline
+    from peft import LoraConfig, inject_adapter_in_model
+    from peft.utils import get_peft_model_state_dict
+
+    from helpers.models import load_pipeline
+
+    pipe = load_pipeline(str(tiny_model_dir))
+    unet_config = LoraConfig(r=RANK, lora_alpha=ALPHA, target_modules=["to_k", "to_q", "to_v", "to_out.0"])
+    text_config = LoraConfig(
+        r=RANK, lora_alpha=ALPHA, target_modules=["q_proj", "k_proj", "v_proj", "out_proj"]
+    )
+    pipe.unet.add_adapter(unet_config)
+    inject_adapter_in_model(text_config, pipe.text_encoder)  # transformers' add_adapter wants peft >= 0.22
+    torch.manual_seed(0)
+    for name, param in [*pipe.unet.named_parameters(), *pipe.text_encoder.named_parameters()]:
+        if "lora_B" in name:  # peft starts B at zero (no change); give the adapter an effect
+            param.data.normal_(0, 0.1)
+    run = tmp_path_factory.mktemp("lora-run")
+    StableDiffusionPipeline.save_lora_weights(
+        run,
+        unet_lora_layers=get_peft_model_state_dict(pipe.unet),
+        text_encoder_lora_layers=get_peft_model_state_dict(pipe.text_encoder),
+        unet_lora_adapter_metadata=unet_config.to_dict(),
+        text_encoder_lora_adapter_metadata=text_config.to_dict(),
+    )
+    return run, draw(pipe)
+
+
+def test_kohya_export_has_kohyas_keys(lora_run, tmp_path):
+    from helpers.export import export_kohya_lora, read_lora_file
+
+    run, _ = lora_run
+    state = load_file(export_kohya_lora(run, tmp_path / "kohya.safetensors"))
+    lora, _ = read_lora_file(run / "pytorch_lora_weights.safetensors")
+    modules = {k.rsplit(".", 1)[0] for k in lora if k.endswith(".lora_A.weight")}
+    assert len(state) == 3 * len(modules)  # down, up and alpha for every adapted module
+    names = {k.split(".")[0] for k in state}
+    assert {n.split("_")[1] for n in names} == {"unet", "te"}
+    assert all(n.startswith(("lora_unet_", "lora_te_text_model_encoder_layers_")) for n in names)
+    assert (
+        "lora_unet_down_blocks_1_attentions_0_transformer_blocks_0_attn1_to_out_0.lora_down.weight" in state
+    )
+    assert all(float(v) == ALPHA for k, v in state.items() if k.endswith(".alpha"))
+    assert all("." not in n for n in names)
+
+
+def test_kohya_export_reads_back_exactly(lora_run, tiny_pipe, tmp_path):
+    from helpers.export import export_kohya_lora, read_kohya_lora, read_lora_file
+
+    run, _ = lora_run
+    path = export_kohya_lora(run, tmp_path / "kohya.safetensors")
+    state, alphas = read_kohya_lora(path, tiny_pipe)
+    original, _ = read_lora_file(run / "pytorch_lora_weights.safetensors")
+    assert state.keys() == original.keys()
+    assert all(torch.equal(state[k], original[k]) for k in original)
+    assert set(alphas.values()) == {ALPHA} and len(alphas) == len(original) // 2
+
+
+def test_kohya_export_draws_the_adapters_image(lora_run, tiny_model_dir, tmp_path):
+    from helpers.export import export_kohya_lora, load_kohya_lora
+    from helpers.models import load_pipeline
+
+    run, in_memory = lora_run
+    path = export_kohya_lora(run, tmp_path / "kohya.safetensors")
+    ours = load_kohya_lora(load_pipeline(str(tiny_model_dir)), path)
+    assert (draw(ours) == in_memory).all()
+    theirs = load_pipeline(str(tiny_model_dir))
+    theirs.load_lora_weights(str(path))  # diffusers' own reader of kohya files agrees
+    assert (draw(theirs) == in_memory).all()
+    base = load_pipeline(str(tiny_model_dir))
+    assert abs(draw(base) - in_memory).max() > 0.01  # the adapter matters ...
+    ids = base.tokenizer("a photo of sks dog", return_tensors="pt").input_ids
+    with torch.no_grad():  # ... in the text encoder too
+        assert not torch.allclose(ours.text_encoder(ids)[0], base.text_encoder(ids)[0])
+
+
+def test_kohya_export_refuses_a_full_run(tiny_model_dir, tmp_path):
+    from helpers.export import export_kohya_lora
+
+    with pytest.raises(ExportError, match="--single-file"):
+        export_kohya_lora(tiny_model_dir, tmp_path / "kohya.safetensors")
