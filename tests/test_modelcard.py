@@ -18,7 +18,7 @@ def front_matter(card: str) -> dict:
 
 
 @pytest.fixture(scope="module")
-def finished_run(make_config):
+def finished_run(make_config):  # noqa: F811
     """A real DreamBooth run on the tiny model, with validation samples."""
     from helpers.training import train_dreambooth
 
@@ -28,7 +28,7 @@ def finished_run(make_config):
     return train_dreambooth(config, progress=False).output_dir
 
 
-def test_card_of_a_finished_run_names_its_settings(finished_run, train_subject):
+def test_card_of_a_finished_run_names_its_settings(finished_run, train_subject):  # noqa: F811
     path = write_model_card(finished_run)
     card = path.read_text()
     assert path == finished_run / "README.md"
