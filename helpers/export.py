@@ -16,14 +16,17 @@ files those tools read.
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import torch
 
+log = logging.getLogger(__name__)
+
 UNET_PREFIX = "model.diffusion_model."
 VAE_PREFIX = "first_stage_model."
 TEXT_PREFIX = "cond_stage_model.transformer.text_model."
-TEXT_POSITIONS = 77  # the original layout stores CLIP's position ids (0..76) with the text encoder
+SD_SCALING_FACTOR = 0.18215  # the latent scale the UIs assume for every Stable Diffusion 1.x checkpoint
 
 # Parts of one layer, diffusers name -> original name (the first dotted component after the block).
 UNET_RESNET = {
@@ -272,6 +275,15 @@ def export_single_file(
     if out_path.suffix != ".safetensors":
         raise ExportError(f"{out_path}: name the export *.safetensors (the UIs read that format safely).")
     state = single_file_state_dict(run_dir, half=half, ema=ema)
+    scale = json.loads((Path(run_dir) / "vae" / "config.json").read_text()).get("scaling_factor")
+    if scale is not None and abs(scale - SD_SCALING_FACTOR) > 1e-6:
+        log.warning(
+            "This model's VAE scales latents by %.4g, not Stable Diffusion's %s: the file holds weights only, so "
+            "tools that assume Stable Diffusion's scale will draw it wrongly. diffusers reads the scale from "
+            "config=RUN_FOLDER.",
+            scale,
+            SD_SCALING_FACTOR,
+        )
     out_path.parent.mkdir(parents=True, exist_ok=True)
     save_file(state, str(out_path), metadata={"format": "pt"})
     return out_path

@@ -155,6 +155,63 @@ def test_four_level_model_round_trips(tmp_path):
     assert (images[0] == images[1]).all()
 
 
+def test_toyworld_model_round_trips_and_warns_about_its_scale(tmp_path, caplog):
+    from helpers.models import TOY_MODEL_DIR, load_pipeline
+
+    if not (TOY_MODEL_DIR / "model_index.json").exists():
+        pytest.skip("the ToyWorld model is not built")
+    with caplog.at_level("WARNING", logger="helpers.export"):  # three levels, one layer each
+        path = export_single_file(TOY_MODEL_DIR, tmp_path / "toy.safetensors")
+    assert "scales latents by 0.515" in caplog.text
+    run, pipe = load_pipeline(str(TOY_MODEL_DIR)), load_single_file(path, TOY_MODEL_DIR)
+    for name in ("unet", "vae", "text_encoder"):
+        ours, theirs = getattr(run, name).state_dict(), getattr(pipe, name).state_dict()
+        assert ours.keys() == theirs.keys() and all(torch.equal(ours[k], theirs[k]) for k in ours), name
+    images = [
+        settle(p)(
+            "a photo of a red ball",
+            num_inference_steps=2,
+            generator=torch.Generator().manual_seed(0),
+            output_type="np",
+        ).images
+        for p in (run, pipe)
+    ]
+    assert (images[0] == images[1]).all()
+
+
+def test_ema_export_takes_the_averaged_weights(tiny_model_dir, tmp_path):
+    import shutil
+
+    from safetensors.torch import save_file
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_model_dir, run)
+    with pytest.raises(ExportError, match="use_ema"):
+        export_single_file(run, tmp_path / "ema.safetensors", ema=True)
+    shutil.copytree(run / "unet", run / "unet_ema")
+    averaged = {k: v + 1 for k, v in read_weights(run / "unet").items()}  # stands in for the EMA weights
+    save_file(averaged, str(run / "unet_ema" / "diffusion_pytorch_model.safetensors"))
+    ema = load_file(export_single_file(run, tmp_path / "ema.safetensors", ema=True))
+    raw = load_file(export_single_file(run, tmp_path / "raw.safetensors"))
+    key = "model.diffusion_model.input_blocks.0.0.weight"  # conv_in
+    assert torch.equal(ema[key], raw[key] + 1)
+    assert torch.equal(
+        ema["first_stage_model.encoder.conv_in.weight"], raw["first_stage_model.encoder.conv_in.weight"]
+    )
+
+
+def test_command_line_exports(tiny_model_dir, tmp_path, capsys):
+    from helpers.__main__ import main
+
+    out = tmp_path / "cli.safetensors"
+    assert main(["export", str(tiny_model_dir), "--single-file", str(out), "--half"]) == 0
+    assert load_file(out)["model.diffusion_model.out.2.weight"].dtype == torch.float16
+    assert main(["export", str(tiny_model_dir), "--kohya", str(tmp_path / "k.safetensors")]) == 1
+    assert "--single-file" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # one of --single-file / --kohya is required
+        main(["export", str(tiny_model_dir)])
+
+
 def test_export_refuses_what_is_not_a_full_run(tmp_path):
     with pytest.raises(ExportError, match="not a finished run"):
         export_single_file(tmp_path, tmp_path / "out.safetensors")
@@ -223,6 +280,8 @@ def test_kohya_export_has_kohyas_keys(lora_run, tmp_path):
     )
     assert all(float(v) == ALPHA for k, v in state.items() if k.endswith(".alpha"))
     assert all("." not in n for n in names)
+    half = load_file(export_kohya_lora(run, tmp_path / "half.safetensors", half=True))
+    assert half.keys() == state.keys() and {v.dtype for v in half.values()} == {torch.float16}
 
 
 def test_kohya_export_reads_back_exactly(lora_run, tiny_pipe, tmp_path):
