@@ -164,7 +164,7 @@ def rename(key: str, rules: list[Rule]) -> str:
 def convert_unet(state_dict: dict[str, torch.Tensor], config: dict) -> dict[str, torch.Tensor]:
     """A diffusers UNet state dict under its original names (``model.diffusion_model.``)."""
     rules = unet_rules(config)
-    return {UNET_PREFIX + rename(k, rules): v for k, v in state_dict.items()}
+    return distinct({UNET_PREFIX + rename(k, rules): v for k, v in state_dict.items()}, state_dict)
 
 
 def convert_vae(state_dict: dict[str, torch.Tensor], config: dict) -> dict[str, torch.Tensor]:
@@ -176,7 +176,17 @@ def convert_vae(state_dict: dict[str, torch.Tensor], config: dict) -> dict[str, 
         if ".mid.attn_1." in new and new.endswith(".weight") and value.dim() == 2:
             value = value[:, :, None, None]  # the original attention projects with 1x1 convolutions
         out[new] = value
-    return out
+    return distinct(out, state_dict)
+
+
+def distinct(converted: dict, original: dict) -> dict:
+    """``converted``, after checking that no two weights were given the same name."""
+    if len(converted) != len(original):
+        raise ExportError(
+            f"{len(original) - len(converted)} weights would overwrite others in the original layout; "
+            "this model's structure is not one the export understands."
+        )
+    return converted
 
 
 def convert_text_encoder(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
