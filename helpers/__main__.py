@@ -23,6 +23,32 @@ def _tiny_model(args) -> int:
     return 0
 
 
+def _export(args) -> int:
+    from .export import ExportError, export_kohya_lora, export_single_file
+
+    try:
+        if args.kohya:
+            path = export_kohya_lora(args.run_dir, args.kohya, half=args.half)
+        else:
+            path = export_single_file(args.run_dir, args.single_file, half=args.half)
+    except ExportError as err:
+        print(err, file=sys.stderr)
+        return 1
+    print(f"wrote {path}")
+    return 0
+
+
+def _push(args) -> int:
+    from .hub_push import PushError, push_run
+
+    try:
+        print(f"uploaded to {push_run(args.run_dir, args.repo_id, private=not args.public)}")
+    except PushError as err:
+        print(err, file=sys.stderr)
+        return 1
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Parse the command and run it; commands with their own options take the rest of the line."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -48,6 +74,18 @@ def main(argv: list[str] | None = None) -> int:
     tiny.add_argument("--resolution", type=int, default=32, help="image size the model is built for")
     tiny.add_argument("--seed", type=int, default=0)
     tiny.set_defaults(run=_tiny_model)
+    export = sub.add_parser("export", help="a finished run for AUTOMATIC1111 / ComfyUI (one .safetensors file)")
+    export.add_argument("run_dir", metavar="RUN", help="the run folder")
+    target = export.add_mutually_exclusive_group(required=True)
+    target.add_argument("--single-file", metavar="OUT", help="a full run as one Stable Diffusion checkpoint")
+    target.add_argument("--kohya", metavar="OUT", help="a LoRA run's adapter in kohya's layout")
+    export.add_argument("--half", action="store_true", help="float16 weights (half the size)")
+    export.set_defaults(run=_export)
+    push = sub.add_parser("push", help="upload a finished run to the Hugging Face Hub (private unless --public)")
+    push.add_argument("run_dir", metavar="RUN", help="the run folder")
+    push.add_argument("repo_id", help="your-name/model-name")
+    push.add_argument("--public", action="store_true", help="create the repository as public")
+    push.set_defaults(run=_push)
     for name, help_text in [
         ("train", "DreamBooth: --config FILE.yaml [--set key=value ...]"),
         ("textual-inversion", "textual inversion (then DreamBooth from it)"),
