@@ -284,12 +284,26 @@ def embed_texts(backbone: Backbone, texts: Sequence[str], batch_size: int = 64) 
 # ------------------------------------------------------------------------------------------- measures
 
 
-def similarity_to_references(backbone: Backbone, images: Sequence[Image.Image],
-                             references: Sequence[Image.Image]) -> list[float]:
-    """Per image: its mean cosine similarity to the reference images (the real subject photos)."""
-    if not images or not references:
+def cosine_to_references(embeddings: torch.Tensor, reference_embeddings: torch.Tensor) -> list[float]:
+    """Per embedded image: its mean cosine similarity to the embedded references (rows L2-normalised)."""
+    if len(embeddings) == 0 or len(reference_embeddings) == 0:
         return []
-    return (embed_images(backbone, images) @ embed_images(backbone, references).T).mean(dim=1).tolist()
+    return (embeddings @ reference_embeddings.T).mean(dim=1).tolist()
+
+
+def within_prompt_distance(embeddings: torch.Tensor, prompts: Sequence[str]) -> list[float]:
+    """Per embedded image: its mean distance (1 - cosine) to the other images of its prompt.
+
+    A prompt with a single image has nothing to compare and adds no value.
+    """
+    if len(prompts) != len(embeddings):
+        raise ValueError(f"Give one prompt per image: {len(embeddings)} images, {len(prompts)} prompts.")
+    values = []
+    for prompt in dict.fromkeys(prompts):
+        e = embeddings[[i for i, p in enumerate(prompts) if p == prompt]]
+        if len(e) > 1:
+            values += ((1 - e @ e.T).sum(dim=1) / (len(e) - 1)).tolist()  # the diagonal adds 0
+    return values
 
 
 def subject_similarity(backbone: Backbone, images: Sequence[Image.Image], references: Sequence[Image.Image],
@@ -299,7 +313,9 @@ def subject_similarity(backbone: Backbone, images: Sequence[Image.Image], refere
     With plain class-prompt images it is the paper's PRES. The value is symmetric in
     ``images`` and ``references``; the count and interval are over ``images``.
     """
-    return mean_of(similarity_to_references(backbone, images, references), seed)
+    if not images or not references:
+        return mean_of([], seed)
+    return mean_of(cosine_to_references(embed_images(backbone, images), embed_images(backbone, references)), seed)
 
 
 def clip_text(prompt: str, identifier: str | None = None) -> str:
@@ -308,6 +324,13 @@ def clip_text(prompt: str, identifier: str | None = None) -> str:
     ``clip_text("a photo of sks dog", "sks")`` -> ``"a photo of dog"``.
     """
     return " ".join(w for w in prompt.split() if w != identifier) if identifier else prompt
+
+
+def _one_prompt_per_image(prompts: Sequence[str] | str, n: int) -> list[str]:
+    prompts = [prompts] * n if isinstance(prompts, str) else list(prompts)
+    if len(prompts) != n:
+        raise ValueError(f"Give one prompt per image (or one for all): {n} images, {len(prompts)} prompts.")
+    return prompts
 
 
 def prompt_similarity(clip: Backbone, images: Sequence[Image.Image], prompts: Sequence[str] | str,
@@ -320,27 +343,11 @@ def prompt_similarity(clip: Backbone, images: Sequence[Image.Image], prompts: Se
         prompts: one prompt per image, or one for all.
         identifier: the rare token (``"sks"``) to leave out of the prompts, see :func:`clip_text`.
     """
-    prompts = [prompts] * len(images) if isinstance(prompts, str) else list(prompts)
-    if len(prompts) != len(images):
-        raise ValueError(f"Give one prompt per image (or one for all): {len(images)} images, {len(prompts)} prompts.")
+    prompts = _one_prompt_per_image(prompts, len(images))
     if not images:
         return mean_of([], seed)
     texts = embed_texts(clip, [clip_text(p, identifier) for p in prompts])
     return mean_of((embed_images(clip, images) * texts).sum(dim=1).tolist(), seed)
-
-
-def diversity_per_image(backbone: Backbone, images: Sequence[Image.Image], prompts: Sequence[str]) -> list[float]:
-    """Per image: its mean distance (1 - cosine) to the other images of its prompt (prompts with one image skip)."""
-    if len(prompts) != len(images):
-        raise ValueError(f"Give one prompt per image: {len(images)} images, {len(prompts)} prompts.")
-    values = []
-    for prompt in dict.fromkeys(prompts):
-        group = [im for im, p in zip(images, prompts) if p == prompt]
-        if len(group) < 2:
-            continue
-        e = embed_images(backbone, group)
-        values += ((1 - e @ e.T).sum(dim=1) / (len(group) - 1)).tolist()  # the diagonal adds 0
-    return values
 
 
 def diversity(dino: Backbone, images: Sequence[Image.Image], prompts: Sequence[str], seed: int = 0) -> Estimate:
@@ -349,7 +356,10 @@ def diversity(dino: Backbone, images: Sequence[Image.Image], prompts: Sequence[s
     The paper's DIV uses LPIPS, which needs torchvision; this is the same idea on DINO
     embeddings, so its values are not comparable with the paper's.
     """
-    return mean_of(diversity_per_image(dino, images, prompts), seed)
+    prompts = _one_prompt_per_image(prompts, len(images))
+    if not images:
+        return mean_of([], seed)
+    return mean_of(within_prompt_distance(embed_images(dino, images), prompts), seed)
 
 
 # ------------------------------------------------------------------------------------------- score tables
@@ -382,14 +392,18 @@ def score_run(
     images, prompts = [im for im, _ in own], [p for _, p in own]
     row = {}
     with backbones.on():
-        if own:
-            row["subject_fidelity"] = subject_similarity(backbones.dino, images, references, seed)
-            row["subject_fidelity_clip"] = subject_similarity(backbones.clip, images, references, seed)
-            row["prompt_fidelity"] = prompt_similarity(backbones.clip, images, prompts, identifier, seed)
+        dino_refs, clip_refs = embed_images(backbones.dino, references), embed_images(backbones.clip, references)
+        if own:  # each image is embedded once per backbone, whatever the number of measures
+            dino_own, clip_own = embed_images(backbones.dino, images), embed_images(backbones.clip, images)
+            texts = embed_texts(backbones.clip, [clip_text(p, identifier) for p in prompts])
+            row["subject_fidelity"] = mean_of(cosine_to_references(dino_own, dino_refs), seed)
+            row["subject_fidelity_clip"] = mean_of(cosine_to_references(clip_own, clip_refs), seed)
+            row["prompt_fidelity"] = mean_of((clip_own * texts).sum(dim=1).tolist(), seed)
         if class_prompt is not None and images_by_prompt.get(class_prompt):
-            row["language_drift"] = subject_similarity(backbones.dino, images_by_prompt[class_prompt], references, seed)
+            drift = embed_images(backbones.dino, images_by_prompt[class_prompt])
+            row["language_drift"] = mean_of(cosine_to_references(drift, dino_refs), seed)
         if own:
-            row["diversity"] = diversity(backbones.dino, images, prompts, seed)
+            row["diversity"] = mean_of(within_prompt_distance(dino_own, prompts), seed)
     return row
 
 

@@ -61,6 +61,28 @@ def test_a_vit_built_elsewhere_loads_too(tmp_path):
     assert measures.embed_images(dino, [noise(0), noise(1)]).shape == (2, 16)
 
 
+LEGACY_PROCESSORS = {  # the older feature-extractor form of preprocessor_config.json that Hub repositories hold
+    "dino": {"feature_extractor_type": "ViTFeatureExtractor", "do_resize": True, "size": 224, "resample": 2,
+             "do_normalize": True, "image_mean": [0.485, 0.456, 0.406], "image_std": [0.229, 0.224, 0.225]},
+    "clip": {"feature_extractor_type": "CLIPFeatureExtractor", "do_resize": True, "size": 224, "resample": 3,
+             "do_center_crop": True, "crop_size": 224, "do_normalize": True,
+             "image_mean": [0.48145466, 0.4578275, 0.40821073], "image_std": [0.26862954, 0.26130258, 0.27577711]},
+}
+
+
+@pytest.mark.parametrize("kind", ["dino", "clip"])
+def test_legacy_feature_extractor_configs_preprocess_at_224_without_torchvision(tmp_path, kind):
+    import json
+
+    build = measures.build_tiny_dino if kind == "dino" else measures.build_tiny_clip
+    folder = build(tmp_path / kind, image_size=224)
+    (folder / "preprocessor_config.json").write_text(json.dumps(LEGACY_PROCESSORS[kind]))
+    backbone = measures.load_backbone(kind, str(folder))
+    pixels = backbone.processor(images=[noise(0, size=(300, 200))], return_tensors="pt")["pixel_values"]
+    assert pixels.shape == (1, 3, 224, 224)
+    assert measures.embed_images(backbone, [noise(0, size=(300, 200)), noise(1)]).shape[0] == 2
+
+
 @pytest.mark.parametrize("kind", ["dino", "clip"])
 def test_identical_images_have_similarity_one_and_distinct_ones_less(backbones, kind):
     backbone = getattr(backbones, kind)
@@ -144,6 +166,23 @@ def test_score_run_fills_toyworlds_columns_with_counts_and_intervals(backbones, 
     # the class prompt's images are drift only: without a class prompt they count as the run's own
     no_class = measures.score_run(run_images(images), [noise(30)], backbones=backbones)
     assert "language_drift" not in no_class and no_class["subject_fidelity"].n == 9
+
+
+def test_score_run_agrees_with_the_measures_one_by_one(backbones, images):
+    by_prompt, refs = run_images(images), [noise(30), noise(31)]
+    row = measures.score_run(by_prompt, refs, class_prompt=CLASS, backbones=backbones)
+    own = [im for p in (INSTANCE, BEACH, BLUE) for im in by_prompt[p]]
+    prompts = [p for p in (INSTANCE, BEACH, BLUE) for _ in by_prompt[p]]
+    alone = {
+        "subject_fidelity": measures.subject_similarity(backbones.dino, own, refs),
+        "subject_fidelity_clip": measures.subject_similarity(backbones.clip, own, refs),
+        "prompt_fidelity": measures.prompt_similarity(backbones.clip, own, prompts, identifier="sks"),
+        "language_drift": measures.subject_similarity(backbones.dino, by_prompt[CLASS], refs),
+        "diversity": measures.diversity(backbones.dino, own, prompts),
+    }
+    for column, est in alone.items():
+        assert (row[column].value, row[column].low, row[column].n) == pytest.approx((est.value, est.low, est.n),
+                                                                                   abs=1e-6), column
 
 
 def test_score_run_needs_references(backbones, images):
