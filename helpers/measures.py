@@ -139,8 +139,9 @@ def build_tiny_dino(out_dir: str | Path, seed: int = 0, image_size: int = 32) ->
     config = ViTConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
                        image_size=image_size, patch_size=8)
     model = _seeded(seed, lambda: ViTModel(config, add_pooling_layer=False))
-    processor = _pil_processor("ViTImageProcessor")(size={"height": image_size, "width": image_size},
-                                  image_mean=[0.485, 0.456, 0.406], image_std=[0.229, 0.224, 0.225])
+    processor = _pil_processor("ViTImageProcessor")(
+        size={"height": image_size, "width": image_size}, image_mean=[0.485, 0.456, 0.406],
+        image_std=[0.229, 0.224, 0.225])
     model.save_pretrained(out_dir, safe_serialization=True)
     processor.save_pretrained(out_dir)
     return Path(out_dir)
@@ -158,8 +159,8 @@ def build_tiny_clip(out_dir: str | Path, seed: int = 0, image_size: int = 32) ->
     vision = {**shared, "image_size": image_size, "patch_size": 8}
     config = CLIPConfig(text_config=text, vision_config=vision, projection_dim=16)
     model = _seeded(seed, lambda: CLIPModel(config))
-    processor = _pil_processor("CLIPImageProcessor")(size={"shortest_edge": image_size},
-                                   crop_size={"height": image_size, "width": image_size})
+    processor = _pil_processor("CLIPImageProcessor")(
+        size={"shortest_edge": image_size}, crop_size={"height": image_size, "width": image_size})
     model.save_pretrained(out_dir, safe_serialization=True)
     processor.save_pretrained(out_dir)
     tokenizer.save_pretrained(out_dir)
@@ -186,16 +187,19 @@ def resolve_backbone(name_or_path: str) -> str:
     return str(path) if path.exists() else name_or_path
 
 
-def _unavailable(kind: str, name: str, err: Exception) -> ModelUnavailableError:
+def _unavailable(kind: str, name: str, source: str, err: Exception) -> ModelUnavailableError:
     from huggingface_hub import constants
 
+    needs = "config.json, model.safetensors and preprocessor_config.json" + (" and the tokenizer" if kind == "clip" else "")
+    head = f"Could not load the {kind.upper()} backbone {name!r}: {type(err).__name__}: {err}\n"
+    if Path(source).exists():
+        return ModelUnavailableError(head + f"The folder must hold {needs} (what save_pretrained writes).")
     cache = backbone_cache_dir()
     where = "You are offline (HF_HUB_OFFLINE=1) and it is not" if constants.HF_HUB_OFFLINE else "It is not"
     return ModelUnavailableError(
-        f"Could not load the {kind.upper()} backbone {name!r}: {type(err).__name__}: {err}\n"
-        f"{where} in the course's cache ({cache}). Run this once with internet to download it there, "
-        "or pass a local folder that holds config.json, model.safetensors and preprocessor_config.json "
-        f"(and the tokenizer, for CLIP). Offline tests use the tiny random backbones '{TINY_DINO}' and '{TINY_CLIP}'."
+        head + f"{where} in the course's cache ({cache}). Run this once with internet to download it there "
+        f"(check the Hub id's spelling), or pass a local folder that holds {needs}. "
+        f"Offline tests use the tiny random backbones '{TINY_DINO}' and '{TINY_CLIP}'."
     )
 
 
@@ -237,7 +241,7 @@ def load_backbone(kind: str, name_or_path: str) -> Backbone:
             model = CLIPModel.from_pretrained(source, use_safetensors=True, **hub)
             tokenizer = CLIPTokenizer.from_pretrained(source, **hub)
     except (OSError, ValueError) as err:
-        raise _unavailable(kind, name_or_path, err) from err
+        raise _unavailable(kind, name_or_path, source, err) from err
     return Backbone(name_or_path, kind, model.eval().requires_grad_(False), processor, tokenizer)
 
 

@@ -253,6 +253,14 @@ def test_a_folder_that_is_not_a_model_is_refused(tmp_path):
         measures.load_backbone("dino", str(tmp_path))
 
 
+def test_a_folder_without_weights_says_what_it_must_hold(tmp_path, backbone_dirs):
+    folder = tmp_path / "half"
+    folder.mkdir()
+    (folder / "config.json").write_text((backbone_dirs[0] / "config.json").read_text())
+    with pytest.raises(ModelUnavailableError, match="must hold config.json, model.safetensors"):
+        measures.load_backbone("dino", str(folder))
+
+
 def test_a_clip_folder_is_not_taken_for_dino(backbone_dirs):
     with pytest.raises(ModelUnavailableError, match="not a DINO backbone"):
         measures.load_backbone("dino", str(backbone_dirs[1]))
