@@ -140,7 +140,10 @@ def report_row(name: str, seconds: float | None, peaks: dict, status: str) -> st
 
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
-    # Nobody watches a headless run: no widgets, no upload buttons, only what the figures show.
+    # Nobody watches a headless run: no widgets, no upload buttons, only what the figures show. Widgets
+    # also stalled it: nbclient answers an Output widget (ipywidgets' interact) by sending on the kernel's
+    # shell channel while it waits on that channel for the cell's reply; the reply then arrived unnoticed
+    # and, without a time limit, the run waited forever (seen in notebook 01 after its progress figure).
     os.environ.setdefault("COURSE_INTERACTIVE", "0")
     sys.path.insert(0, str(ROOT))
     from helpers.paths import runs_dir
