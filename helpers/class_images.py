@@ -22,6 +22,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .config import slugify
+from .errors import LearnerError
 from .paths import runs_dir
 
 log = logging.getLogger(__name__)
@@ -29,7 +30,7 @@ log = logging.getLogger(__name__)
 RECORD_NAME = "class_images.json"
 
 
-class StaleClassImagesError(RuntimeError):
+class StaleClassImagesError(LearnerError, RuntimeError):
     """A class-image folder was made with different settings than the ones asked for."""
 
 
@@ -56,6 +57,11 @@ class ClassImageSpec:
 def default_class_dir(spec: ClassImageSpec) -> Path:
     """``runs/class_images/<prompt>-<spec hash>``: one folder per distinct set of settings."""
     return runs_dir() / "class_images" / f"{slugify(spec.prompt)}-{spec.key()}"
+
+
+def class_image_bytes(num_images: int, resolution: int) -> int:
+    """About how much disk ``num_images`` class images take as PNG (half their raw RGB size)."""
+    return num_images * resolution * resolution * 3 // 2
 
 
 def image_path(folder: Path, index: int) -> Path:

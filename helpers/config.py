@@ -17,11 +17,12 @@ from typing import Any, Union, get_args, get_origin, get_type_hints
 
 import yaml
 
+from .errors import LearnerError
 from .paths import runs_dir
 from .profiles import TINY_MODEL
 
 
-class ConfigError(ValueError):
+class ConfigError(LearnerError, ValueError):
     """A configuration value or key that the kit cannot use."""
 
 
@@ -55,8 +56,8 @@ class TrainConfig(ConfigMixin):
     instance_data_dir: str = ""
     instance_prompt: str = "a photo of sks dog"
     class_data_dir: str = ""  # empty: a folder under runs/class_images named after prompt and model
-    class_prompt: str = "a photo of dog"
-    with_prior_preservation: bool = True
+    class_prompt: str = ""  # empty: the instance prompt without its identifier ("a photo of dog")
+    with_prior_preservation: bool = False  # as in the training script; the study used it for faces
     prior_loss_weight: float = 1.0
     num_class_images: int = 200
     sample_batch_size: int = 4
@@ -115,8 +116,8 @@ class TrainConfig(ConfigMixin):
             raise ConfigError(
                 f"learning_rate={self.learning_rate} must be positive (the study used 1e-6 to 5e-6)."
             )
-        if self.with_prior_preservation and not self.class_prompt:
-            raise ConfigError("with_prior_preservation needs a class_prompt, e.g. 'a photo of dog'.")
+        if self.with_prior_preservation:
+            class_prompt_of(self)  # a class prompt is given, or can be derived from the instance prompt
         resume = self.resume_from_checkpoint
         if resume and resume != "latest" and not resume.startswith("checkpoint-"):
             raise ConfigError(
@@ -124,6 +125,25 @@ class TrainConfig(ConfigMixin):
                 "inside the run's checkpoints/ folder."
             )
 
+
+def derive_class_prompt(instance_prompt: str) -> str:
+    """The instance prompt without its identifier: ``"a photo of sks toy"`` -> ``"a photo of toy"``.
+
+    The identifier is ``sks`` (the kit's and the study's) or a ``<placeholder>`` token.
+    """
+    words = instance_prompt.split()
+    kept = [w for w in words if w != "sks" and not (w.startswith("<") and w.endswith(">"))]
+    if len(kept) == len(words) or not kept:
+        raise ConfigError(
+            f"with_prior_preservation needs a class_prompt: it cannot be derived from {instance_prompt!r}, "
+            "which has no identifier ('sks' or a <token>). Set class_prompt, e.g. 'a photo of dog'."
+        )
+    return " ".join(kept)
+
+
+def class_prompt_of(config) -> str:
+    """The class prompt a run uses: ``config.class_prompt``, or one derived from the instance prompt."""
+    return config.class_prompt or derive_class_prompt(config.instance_prompt)
 
 
 # Fields that do not change the trained weights: two configs that differ only here are the same run.

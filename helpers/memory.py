@@ -169,7 +169,8 @@ def measure_training_step(config, steps: int = 2, warmup: int = 1, label: str = 
         a :class:`StepCost`; raises :class:`helpers.optim.PrecisionError` for a precision this machine lacks.
     """
     from .optim import make_optimizer, peak_memory_bytes
-    from .training import make_accelerator, step_generator, training_step
+    from .runs import make_accelerator
+    from .training import step_generator, training_step
 
     if steps < 1:
         raise ValueError(f"steps={steps}: measure at least one optimizer step.")

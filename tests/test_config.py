@@ -27,7 +27,7 @@ def test_yaml_round_trip(tmp_path):
 def test_defaults_follow_the_study():
     config = TrainConfig()
     assert (config.resolution, config.lr_scheduler, config.prior_loss_weight) == (512, "constant", 1.0)
-    assert config.with_prior_preservation and not config.scale_lr
+    assert not config.with_prior_preservation and not config.scale_lr  # as in the training script
 
 
 def test_unknown_key_is_an_error_that_names_it(tmp_path):
