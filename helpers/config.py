@@ -257,7 +257,11 @@ def smoke_config(**changes) -> TrainConfig:
 
 
 def config_for_profile(profile, learning_rate: float, max_train_steps: int, faces: bool = False, **changes):
-    """A :class:`TrainConfig` for a profile, from the study's full-scale values.
+    """A :class:`TrainConfig` for a profile, from the study's full-scale values: the one place that maps them.
+
+    Every run of the course is checkpointed as the profile says and resumes from its last
+    checkpoint (``resume_from_checkpoint: latest``); neither changes the run's hash, so a
+    notebook re-run after a disconnect continues the interrupted run.
 
     Args:
         profile: a :class:`helpers.profiles.Profile` (``get_profile()``).
@@ -273,13 +277,15 @@ def config_for_profile(profile, learning_rate: float, max_train_steps: int, face
         "train_batch_size": profile.train_batch_size_faces if faces else profile.train_batch_size_objects,
         "num_class_images": profile.num_class_images,
         "sample_batch_size": profile.sample_batch_size,
+        "class_inference_steps": profile.class_inference_steps,
         "validation_inference_steps": profile.num_inference_steps,
         "mixed_precision": profile.mixed_precision,
         "use_8bit_adam": profile.use_8bit_adam,
         "gradient_checkpointing": profile.gradient_checkpointing,
+        "checkpointing_steps": profile.checkpointing_steps,
+        "checkpoints_total_limit": profile.checkpoints_total_limit,
+        "resume_from_checkpoint": "latest",
     }
-    if profile.name != "gpu":  # miniature models: fewer sampler steps for class images, as for validation
-        values["class_inference_steps"] = profile.num_inference_steps
     return TrainConfig.from_dict({**values, **changes})
 
 

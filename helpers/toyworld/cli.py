@@ -1,10 +1,9 @@
-"""``python -m helpers toyworld <subcommand>``: render, subjects, train-evaluator, pretrain, evaluate."""
+"""The ``toyworld`` commands of the kit's command line (see :mod:`helpers.cli`): render, subjects, train-evaluator, pretrain, evaluate, latent-mean."""
 
 from __future__ import annotations
 
 import argparse
 import json
-import logging
 from pathlib import Path
 
 from ..paths import DATA_DIR
@@ -98,11 +97,8 @@ def _latent_mean(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of the ``toyworld`` command."""
-    parser = argparse.ArgumentParser(prog="python -m helpers toyworld", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-
+def add_commands(sub) -> None:
+    """Declare the ToyWorld subcommands on ``sub`` (an ``add_subparsers`` object); each sets ``func``."""
     p = sub.add_parser("render", help="render random scenes into a grid image")
     p.add_argument("out", help="PNG file to write")
     p.add_argument("--count", type=int, default=32)
@@ -154,11 +150,3 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model", nargs="?", default=str(TOY_DIR / "model"))
     p.add_argument("--images", type=int, default=None, help="training scenes to encode (default: all)")
     p.set_defaults(func=_latent_mean)
-    return parser
-
-
-def main(argv: list[str]) -> int:
-    """Run a ToyWorld subcommand; returns the exit status."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    args = build_parser().parse_args(argv)
-    return args.func(args)
