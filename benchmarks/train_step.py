@@ -129,8 +129,8 @@ def bare_loop(job: dict) -> list[float]:
     """The floor: the same forward, backward and AdamW update as the kit's step, and nothing else."""
     import torch.nn.functional as F
 
+    from helpers.batches import tokenize
     from helpers.data import load_images, to_tensor
-    from helpers.dataset import tokenize
     from helpers.models import load_components
 
     torch.manual_seed(0)

@@ -23,7 +23,9 @@ from tqdm.auto import tqdm
 
 from .config import slugify
 from .errors import LearnerError
+from .models import load_pipeline
 from .paths import runs_dir
+from .sampling import generate
 
 log = logging.getLogger(__name__)
 
@@ -129,8 +131,6 @@ def generate_class_images(
     Returns:
         the paths of images ``0 .. num_images - 1``.
     """
-    from .sampling import generate
-
     folder = Path(class_data_dir) if class_data_dir else default_class_dir(spec)
     check_record(folder, spec)
     todo = missing_indices(folder, num_images)
@@ -141,8 +141,6 @@ def generate_class_images(
         return [image_path(folder, i) for i in range(num_images)]
     log.info("Class images: generating %d of %d in %s", len(todo), num_images, folder)
     if pipe is None:
-        from .models import load_pipeline
-
         device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         dtype = torch_dtype or (torch.float16 if device.type == "cuda" else torch.float32)
         pipe = load_pipeline(spec.model, torch_dtype=dtype, device=str(device))

@@ -17,9 +17,16 @@ import sys
 from collections.abc import Sequence
 
 from .config import TrainConfig, load_config, parse_overrides
+from .doctor import diagnose
 from .errors import LearnerError
-from .textual_inversion import TextualInversionConfig
+from .models import TinySpec, build_tiny_model
+from .textual_inversion import (
+    TextualInversionConfig,
+    dreambooth_after_textual_inversion,
+    train_textual_inversion,
+)
 from .toyworld.cli import add_commands as add_toyworld_commands
+from .training import train_dreambooth
 
 PROG = "course-kit"
 FIELD_PREFIX = "field:"  # argparse destinations of the per-field training options
@@ -30,16 +37,12 @@ FIELD_PREFIX = "field:"  # argparse destinations of the per-field training optio
 
 def _doctor(args: argparse.Namespace) -> int:
     """Print what this machine can do."""
-    from .doctor import diagnose
-
     print(diagnose())
     return 0
 
 
 def _tiny_model(args: argparse.Namespace) -> int:
     """Build a tiny random Stable Diffusion into a folder."""
-    from .models import TinySpec, build_tiny_model
-
     path = build_tiny_model(args.out_dir, spec=TinySpec(sample_size=args.resolution), seed=args.seed)
     print(f"tiny Stable Diffusion saved to {path} (load it with StableDiffusionPipeline.from_pretrained)")
     return 0
@@ -47,8 +50,6 @@ def _tiny_model(args: argparse.Namespace) -> int:
 
 def _train(args: argparse.Namespace) -> int:
     """DreamBooth from the command line."""
-    from .training import train_dreambooth
-
     result = train_dreambooth(config_from_args(args, TrainConfig), stop_after_steps=args.stop_after_steps,
                               progress=not args.no_progress)
     print(f"{'reused' if result.reused else 'trained'}: {result.output_dir}")
@@ -57,8 +58,6 @@ def _train(args: argparse.Namespace) -> int:
 
 def _textual_inversion(args: argparse.Namespace) -> int:
     """Textual inversion, then (with ``--then-dreambooth``) DreamBooth from its model."""
-    from .textual_inversion import dreambooth_after_textual_inversion, train_textual_inversion
-
     config = config_from_args(args, TextualInversionConfig)
     then = load_config(args.then_dreambooth, TrainConfig) if args.then_dreambooth else None
     result = train_textual_inversion(config, progress=not args.no_progress, stop_after_steps=args.stop_after_steps)

@@ -17,7 +17,9 @@ from typing import Any, Union, get_args, get_origin, get_type_hints
 
 import yaml
 
+from .data import IMAGE_SUFFIXES
 from .errors import LearnerError
+from .models import model_fingerprint
 from .paths import runs_dir
 from .profiles import TINY_MODEL
 
@@ -291,8 +293,6 @@ def config_for_profile(profile, learning_rate: float, max_train_steps: int, face
 
 def files_fingerprint(folder: str | Path) -> str:
     """SHA-256 over the names and bytes of the images in ``folder`` ("" when there is no folder)."""
-    from .data import IMAGE_SUFFIXES
-
     folder = Path(folder)
     if not str(folder) or not folder.is_dir():
         return ""
@@ -310,8 +310,6 @@ def config_hash(config, exclude: set[str] = NOT_IN_HASH) -> str:
     Output paths, checkpoint/validation settings and caching switches are left out,
     so changing them does not cause a retrain.
     """
-    from .models import model_fingerprint
-
     values = {k: v for k, v in config.to_dict().items() if k not in exclude}
     if values.get("pretrained_model_name_or_path"):  # the weights, not only the name, define the start
         values["model_fingerprint"] = model_fingerprint(values["pretrained_model_name_or_path"])

@@ -1,4 +1,4 @@
-"""Subject and class images: find them, check them, and prepare them for training.
+"""Image folders on disk: find the subject and class images, check them, load them (training batches: ``batches``).
 
 A DreamBooth subject is a handful of photos in one folder. Most problems a learner
 hits are here (a wrong folder, a HEIC file, a tiny thumbnail, a photo shown sideways),

@@ -6,6 +6,9 @@ import importlib
 import platform
 from dataclasses import dataclass, field
 
+from .models import ModelUnavailableError, resolve_model
+from .profiles import PROFILE_ENV, default_profile_name, get_profile
+
 PACKAGES = ("torch", "diffusers", "transformers", "accelerate", "bitsandbytes", "peft", "safetensors", "ipywidgets")
 
 
@@ -54,8 +57,6 @@ def diagnose() -> Report:
     """Collect versions, device, precision support and the profile this machine would use."""
     import torch
 
-    from .profiles import PROFILE_ENV, default_profile_name, get_profile
-
     r = Report()
     r.facts["python"] = platform.python_version()
     for name in PACKAGES:
@@ -87,8 +88,6 @@ def diagnose() -> Report:
         r.facts["profile"] = f"{profile.name} ({PROFILE_ENV}={__import__('os').environ.get(PROFILE_ENV, 'unset')}, "
         r.facts["profile"] += f"default here: {default_profile_name()})"
         r.facts["base model"] = profile.pretrained_model_name_or_path
-        from .models import ModelUnavailableError, resolve_model
-
         try:
             if profile.pretrained_model_name_or_path.startswith("kit:toyworld"):
                 resolve_model(profile.pretrained_model_name_or_path)

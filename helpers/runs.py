@@ -34,6 +34,7 @@ import torch
 
 from .config import ConfigError, config_hash, load_config, resolve_output_dir, save_config
 from .errors import LearnerError
+from .optim import check_mixed_precision, peak_memory_bytes
 from .paths import display_path
 
 LOG_COLUMNS = ["step", "loss", "instance_loss", "prior_loss", "lr"]
@@ -294,8 +295,6 @@ def make_accelerator(config, output_dir: Path):
     from accelerate.state import AcceleratorState
     from accelerate.utils import ProjectConfiguration
 
-    from .optim import check_mixed_precision
-
     check_mixed_precision(config.mixed_precision)
     if AcceleratorState._shared_state and AcceleratorState().num_processes == 1:
         AcceleratorState._reset_state()  # a notebook may train several times with different precisions
@@ -508,8 +507,6 @@ class Run:
             save_outputs: writes the trained weights and samples into the run folder.
             record: what this trainer adds to the common record (optimizer, tokens ...).
         """
-        from .optim import peak_memory_bytes
-
         self.accelerator.wait_for_everyone()
         full = {}
         if self.accelerator.is_main_process:

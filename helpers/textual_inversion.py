@@ -14,9 +14,9 @@ from pathlib import Path
 
 import torch
 
+from .batches import DreamBoothDataset, batch_indices, tokenize
 from .config import ConfigError, ConfigMixin, resolve_output_dir
 from .data import check_image_folder, load_images
-from .dataset import DreamBoothDataset, batch_indices, tokenize
 from .figures import image_grid
 from .models import check_model_reachable, load_components, model_bytes, resolve_model
 from .optim import check_mixed_precision, weight_dtype_for

@@ -19,13 +19,14 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from .batches import DreamBoothDataset, batch_indices, collate_fn
 from .class_images import ClassImageSpec, class_image_bytes, default_class_dir, generate_class_images
 from .config import TrainConfig, class_prompt_of, resolve_output_dir
 from .data import check_image_folder, load_images
-from .dataset import DreamBoothDataset, batch_indices, collate_fn
 from .figures import image_grid
 from .models import (
     check_model_reachable,
+    dtype_kwargs,
     load_components,
     load_pipeline,
     model_bytes,
@@ -88,7 +89,7 @@ def dreambooth_loss(
 
     Args:
         model_pred, target: (B, C, h, w); the first ``num_instance`` rows are instance images,
-            the rest (if any) class images, as :func:`helpers.dataset.collate_fn` orders them.
+            the rest (if any) class images, as :func:`helpers.batches.collate_fn` orders them.
     """
     instance_loss = F.mse_loss(model_pred[:num_instance].float(), target[:num_instance].float())
     if num_instance == len(model_pred):
@@ -127,7 +128,7 @@ def training_step(
     """One forward pass of DreamBooth: noise the latents at random timesteps, predict, compare.
 
     Args:
-        batch: from :func:`helpers.dataset.collate_fn` (pixels or cached latent parameters).
+        batch: from :func:`helpers.batches.collate_fn` (pixels or cached latent parameters).
         generator: CPU generator for the VAE sample, noise and timesteps (see :func:`step_generator`).
         encoder_hidden_states: cached prompt embeddings; None runs the text encoder on ``batch["input_ids"]``.
     """
@@ -519,8 +520,6 @@ def load_trained_pipeline(
     """Load a finished run's pipeline; ``ema=True`` swaps in the EMA weights saved beside the raw ones."""
     from diffusers import UNet2DConditionModel
     from transformers import CLIPTextModel
-
-    from .models import dtype_kwargs
 
     output_dir = Path(output_dir)
     pipe = load_pipeline(str(output_dir), torch_dtype=torch_dtype)

@@ -11,6 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
+import helpers.cli
 import helpers.runs
 import helpers.training
 from helpers.cli import main
@@ -127,7 +128,7 @@ def test_cli_takes_the_training_scripts_spelling(monkeypatch):
         seen["c"] = config
         return SimpleNamespace(reused=False, output_dir="out")
 
-    monkeypatch.setattr(helpers.training, "train_dreambooth", stand_in)
+    monkeypatch.setattr(helpers.cli, "train_dreambooth", stand_in)
     assert 0 == main(["train", "--learning_rate", "2e-6", "--set", "max_train_steps=7", "--with_prior_preservation",
               "--validation_prompts", "a photo of sks dog", "a dog"])
     config = seen["c"]

@@ -173,8 +173,8 @@ def test_trained_text_encoder_changes(make_config, tiny_model_dir):
 
 
 def test_loss_falls_when_overfitting(make_config, tiny_model_dir):
+    from helpers.batches import DreamBoothDataset, collate_fn
     from helpers.data import load_images
-    from helpers.dataset import DreamBoothDataset, collate_fn
     from helpers.models import load_components
     from helpers.training import step_generator, train_dreambooth, training_step
 

@@ -7,6 +7,11 @@ import json
 from pathlib import Path
 
 from ..paths import DATA_DIR
+from . import world
+from .evaluator import train_and_save
+from .metrics import evaluate_base_model
+from .pretrain import add_latent_mean, pretrain, write_facts
+from .subjects import write_subjects
 
 TOY_DIR = DATA_DIR / "toyworld"
 
@@ -14,8 +19,6 @@ TOY_DIR = DATA_DIR / "toyworld"
 def _render(args: argparse.Namespace) -> int:
     """Write a grid of random scenes and print their captions."""
     from PIL import Image
-
-    from . import world
 
     n, cols = args.count, min(args.count, 8)
     rows = (n + cols - 1) // cols
@@ -32,16 +35,12 @@ def _render(args: argparse.Namespace) -> int:
 
 def _subjects(args: argparse.Namespace) -> int:
     """Write the subjects' instance images and manifest."""
-    from .subjects import write_subjects
-
     print(f"wrote {write_subjects(args.out_dir)}")
     return 0
 
 
 def _train_evaluator(args: argparse.Namespace) -> int:
     """Train the evaluator and save its weights and accuracy report."""
-    from .evaluator import train_and_save
-
     report = train_and_save(
         args.out_dir,
         steps=args.steps,
@@ -58,8 +57,6 @@ def _train_evaluator(args: argparse.Namespace) -> int:
 
 def _pretrain(args: argparse.Namespace) -> int:
     """Pretrain (or resume) the base model."""
-    from .pretrain import pretrain
-
     done = pretrain(args.out_dir, minutes=args.minutes, keep_checkpoint=args.keep_checkpoint)
     print(
         "finished" if done else f"paused; run the same command again to resume from {args.out_dir}/checkpoint"
@@ -69,8 +66,6 @@ def _pretrain(args: argparse.Namespace) -> int:
 
 def _evaluate(args: argparse.Namespace) -> int:
     """Judge a model's generations on held-out prompts with the evaluator."""
-    from .metrics import evaluate_base_model
-
     report = evaluate_base_model(
         args.model,
         n_prompts=args.prompts,
@@ -83,16 +78,12 @@ def _evaluate(args: argparse.Namespace) -> int:
     )
     print(json.dumps(report, indent=2))
     if args.save:
-        from .pretrain import write_facts
-
         write_facts(args.model, heldout_evaluation=report)
     return 0
 
 
 def _latent_mean(args: argparse.Namespace) -> int:
     """Record the training latents' mean in a saved model's VAE config."""
-    from .pretrain import add_latent_mean
-
     print("latents_mean:", add_latent_mean(args.model, args.images))
     return 0
 

@@ -39,15 +39,16 @@ if os.path.exists("kit/helpers"):
 # %%
 import inspect
 
+from helpers.comparisons import sample_runs
 from helpers.course import load_settings, study_config
 from helpers.data import load_images
-from helpers.experiments import (format_scores, sample_runs, save_plot, short_prompt, show_image, subject_prompts,
-                                 toyworld_scores, widgets_enabled)
-from helpers.figures import plot_losses, save_image, show_grid
+from helpers.figures import plot_losses, save_image, save_plot, show_grid, show_image, widgets_enabled
 from helpers.memory import cost_table, format_bytes, measure_configurations, plot_costs, sd_static_memory
 from helpers.models import load_components
 from helpers.paths import runs_dir
 from helpers.profiles import get_profile
+from helpers.prompts import short_prompt, subject_prompts
+from helpers.scores import format_scores, toyworld_scores
 from helpers.training import prepare_models, train_dreambooth
 
 SEED = 0  # training seed of both runs; sampling seeds start here too
