@@ -97,6 +97,11 @@ def add_config_options(parser: argparse.ArgumentParser, cls: type) -> None:
                            help=f"default: {default!r}", **shape)
 
 
+def _wide_help(prog: str) -> argparse.HelpFormatter:
+    """Help with the defaults beside the option names (one line per setting)."""
+    return argparse.HelpFormatter(prog, max_help_position=44, width=100)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Every command of the kit, in one tree."""
     common = argparse.ArgumentParser(add_help=False)
@@ -118,12 +123,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     usage = "%(prog)s [--config FILE.yaml] [--set KEY=VALUE ...] [--SETTING VALUE ...] [--debug]"
     p = sub.add_parser("train", parents=[common], help="DreamBooth: fine-tune a model on a subject's photos",
-                       description="DreamBooth fine-tuning of Stable Diffusion.", usage=usage)
+                       description="DreamBooth fine-tuning of Stable Diffusion.", usage=usage,
+                       formatter_class=_wide_help)
     add_config_options(p, TrainConfig)
     p.set_defaults(func=_train)
 
     p = sub.add_parser("textual-inversion", parents=[common], help="textual inversion (then DreamBooth from it)",
-                       description="Textual inversion: learn one new word for the subject.", usage=usage)
+                       description="Textual inversion: learn one new word for the subject.", usage=usage,
+                       formatter_class=_wide_help)
     add_config_options(p, TextualInversionConfig)
     p.add_argument("--then-dreambooth", metavar="FILE.yaml", default=None,
                    help="a DreamBooth config to run from the new model ('{token}' in prompts = the new word)")

@@ -205,6 +205,7 @@ def test_one_experiment_gets_one_run_hash_on_every_profile(tmp_path):
                                     instance_prompt=subject.instance_prompt, class_prompt=subject.class_prompt,
                                     with_prior_preservation=True, seed=0)
         assert ours == direct and resolve_output_dir(ours) == resolve_output_dir(direct), name
+        assert ours.resume_from_checkpoint == "latest"  # a notebook re-run continues an interrupted run
 
 
 def test_early_stop_leaves_a_checkpoint_in_both_trainers(tiny_model_dir, train_subject, tmp_path):
