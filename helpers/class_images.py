@@ -71,8 +71,11 @@ def image_path(folder: Path, index: int) -> Path:
     return folder / f"{index:05d}.png"
 
 
-def check_record(folder: str | Path, spec: ClassImageSpec) -> None:
+def check_record(folder: str | Path, spec: ClassImageSpec, write: bool = True) -> None:
     """Write the record in an empty folder, or check that the existing one matches ``spec``.
+
+    Args:
+        write: False only checks (before a run starts), leaving an empty folder as it is.
 
     Raises:
         StaleClassImagesError: the folder was made with other settings, or holds images the kit did not make.
@@ -99,6 +102,8 @@ def check_record(folder: str | Path, spec: ClassImageSpec) -> None:
             "they were made. Use an empty folder (or leave class_data_dir empty), or move your own class "
             "photos elsewhere."
         )
+    if not write:
+        return
     folder.mkdir(parents=True, exist_ok=True)
     record.write_text(json.dumps(asdict(spec), indent=2) + "\n")
 
@@ -106,6 +111,11 @@ def check_record(folder: str | Path, spec: ClassImageSpec) -> None:
 def missing_indices(folder: str | Path, num_images: int) -> list[int]:
     """Indices in ``range(num_images)`` whose image file is not there yet."""
     return [i for i in range(num_images) if not image_path(Path(folder), i).exists()]
+
+
+def class_folder(class_data_dir: str | Path | None, spec: ClassImageSpec) -> Path:
+    """The folder of the class images: ``class_data_dir``, or :func:`default_class_dir` when it is empty."""
+    return Path(class_data_dir) if class_data_dir else default_class_dir(spec)
 
 
 def generate_class_images(
@@ -131,7 +141,7 @@ def generate_class_images(
     Returns:
         the paths of images ``0 .. num_images - 1``.
     """
-    folder = Path(class_data_dir) if class_data_dir else default_class_dir(spec)
+    folder = class_folder(class_data_dir, spec)
     check_record(folder, spec)
     todo = missing_indices(folder, num_images)
     if not todo:

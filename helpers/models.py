@@ -213,13 +213,26 @@ def check_model_reachable(name_or_path: str) -> None:
         raise _unavailable(name_or_path, err) from err
 
 
-def model_bytes(name_or_path: str, parts: list[str] | None = None) -> int:
-    """Bytes of a local model's weight files (all, or those of ``parts`` such as ``["unet"]``); 0 for a Hub id."""
+def local_folder(name_or_path: str) -> Path | None:
+    """The folder on disk that holds a model: its own folder, or a Hub id's cached copy; None when there is none."""
     try:
-        folder = Path(resolve_model(name_or_path))
+        resolved = resolve_model(name_or_path)
     except ModelUnavailableError:
-        return 0
-    if not folder.is_dir():
+        return None
+    if Path(resolved).is_dir():
+        return Path(resolved)
+    from huggingface_hub import snapshot_download  # only for Hub ids
+
+    try:
+        return Path(snapshot_download(resolved, local_files_only=True))
+    except Exception:  # noqa: BLE001 (not in the cache, or not a valid id: either way nothing local)
+        return None
+
+
+def model_bytes(name_or_path: str, parts: list[str] | None = None) -> int:
+    """Bytes of a model's weight files on disk (all, or those of ``parts`` such as ``["unet"]``); 0 if not local."""
+    folder = local_folder(name_or_path)
+    if folder is None:
         return 0
     files = [p for p in folder.rglob("*") if p.is_file() and p.suffix in (".safetensors", ".bin")]
     keep = [p for p in files if parts is None or p.relative_to(folder).parts[0] in parts]

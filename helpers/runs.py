@@ -55,6 +55,10 @@ class RunExistsError(LearnerError, RuntimeError):
     """The output folder holds a different run; the kit never overwrites one silently."""
 
 
+class MissingCheckpointError(LearnerError, FileNotFoundError):
+    """The checkpoint to resume from is not there, or was not written to the end."""
+
+
 class NotEnoughSpaceError(LearnerError, OSError):
     """The disk cannot hold what the run will write."""
 
@@ -227,7 +231,7 @@ def find_checkpoint(output_dir: Path, which: str) -> Path | None:
     if not path.is_dir() or not is_complete(path):
         names = ", ".join(p.name for p in found) or "none"
         state = "is incomplete (the run was stopped while writing it)" if path.is_dir() else "does not exist"
-        raise RunExistsError(
+        raise MissingCheckpointError(
             f"Checkpoint {which!r} in {display_path(output_dir / CHECKPOINTS)} {state}. Complete checkpoints: "
             f"{names}. Set resume_from_checkpoint to one of them, or to 'latest'."
         )

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from .batches import DreamBoothDataset, batch_indices, collate_fn
-from .class_images import ClassImageSpec, class_image_bytes, default_class_dir, generate_class_images
+from .class_images import ClassImageSpec, check_record, class_folder, class_image_bytes, generate_class_images
 from .config import TrainConfig, class_prompt_of, resolve_output_dir
 from .data import check_image_folder, load_images
 from .figures import image_grid
@@ -153,14 +153,17 @@ def training_step(
 def check_inputs(config: TrainConfig) -> None:
     """Everything a learner can get wrong, checked before any class image is made or any step is taken.
 
-    The subject folder (every problem of it in one message), the class prompt, the base model,
-    the precision on this hardware, and free disk space for what the run will write.
+    The subject folder (every problem of it in one message), the base model, the class prompt and
+    class-image folder, the precision on this hardware, and free disk space for what the run will write.
     """
     check_image_folder(config.instance_data_dir, config.resolution)
-    if config.with_prior_preservation and not config.class_prompt:
-        print(f"Class prompt {class_prompt_of(config)!r}: the instance prompt without its identifier "
-              "(set class_prompt to choose another).")
     check_model_reachable(config.pretrained_model_name_or_path)
+    if config.with_prior_preservation:
+        if not config.class_prompt:
+            print(f"Class prompt {class_prompt_of(config)!r}: the instance prompt without its identifier "
+                  "(set class_prompt to choose another).")
+        spec = class_image_spec(config)
+        check_record(class_folder(config.class_data_dir, spec), spec, write=False)  # made with these settings?
     check_mixed_precision(config.mixed_precision)
     check_free_space(resolve_output_dir(config), estimate_run_bytes(config), "This DreamBooth run")
 
@@ -201,7 +204,7 @@ def class_image_spec(config: TrainConfig) -> ClassImageSpec:
 def prepare_class_images(config: TrainConfig, accelerator) -> list:
     """Generate any missing class images on the main process; every process then loads them."""
     spec = class_image_spec(config)
-    folder = Path(config.class_data_dir) if config.class_data_dir else default_class_dir(spec)
+    folder = class_folder(config.class_data_dir, spec)
     if accelerator.is_main_process:
         generate_class_images(
             folder, spec, config.num_class_images, config.sample_batch_size, device=accelerator.device

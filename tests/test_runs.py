@@ -87,6 +87,18 @@ def test_prior_preservation_is_off_unless_asked_and_its_prompt_follows_the_subje
         TrainConfig(instance_prompt="my toy", with_prior_preservation=True)
 
 
+def test_a_class_folder_of_unknown_images_is_refused_before_anything_is_written(make_config, train_subject,
+                                                                             tmp_path):
+    from helpers.class_images import StaleClassImagesError
+
+    mine = tmp_path / "my-class-photos"
+    shutil.copytree(train_subject, mine)  # images the kit did not make: it cannot tell how they were made
+    config = make_config("own-class", with_prior_preservation=True, class_data_dir=str(mine))
+    with pytest.raises(StaleClassImagesError, match="no class_images.json"):
+        train_dreambooth(config, progress=False)
+    assert not Path(config.output_dir).exists()
+
+
 def test_unreachable_model_stops_before_anything_is_written(make_config, tmp_path):
     config = make_config("offline", pretrained_model_name_or_path="nobody/no-such-model")
     with pytest.raises(ModelUnavailableError, match="no-such-model"):
