@@ -235,6 +235,7 @@ def prepare(work: Path, full_sd: bool, resolution: int) -> dict:
         "class_data_dir": str(work / "class"),
         "instance_prompt": "a photo of sks dog",
         "class_prompt": "a photo of dog",
+        "with_prior_preservation": True,  # the study's face recipe; jobs that turn it off say so
         "resolution": resolution,
         "num_class_images": 4,
         "class_inference_steps": 2,
