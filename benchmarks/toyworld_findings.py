@@ -30,7 +30,7 @@ def previous_sampling(out: str) -> dict | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from helpers.toyworld import findings
+    from helpers import findings
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", nargs="+", choices=list(findings.EXPERIMENTS), help="run only these experiments")

@@ -129,8 +129,8 @@ def bare_loop(job: dict) -> list[float]:
     """The floor: the same forward, backward and AdamW update as the kit's step, and nothing else."""
     import torch.nn.functional as F
 
+    from helpers.batches import tokenize
     from helpers.data import load_images, to_tensor
-    from helpers.dataset import tokenize
     from helpers.models import load_components
 
     torch.manual_seed(0)
@@ -235,6 +235,7 @@ def prepare(work: Path, full_sd: bool, resolution: int) -> dict:
         "class_data_dir": str(work / "class"),
         "instance_prompt": "a photo of sks dog",
         "class_prompt": "a photo of dog",
+        "with_prior_preservation": True,  # the study's face recipe; jobs that turn it off say so
         "resolution": resolution,
         "num_class_images": 4,
         "class_inference_steps": 2,

@@ -1,9 +1,17 @@
 """Helpers for the DreamBooth course kit.
 
-The notebooks stay thin; everything they share lives here, one module per concern:
-``profiles`` (gpu / cpu / smoke settings), ``models`` (load or build Stable Diffusion),
-``data`` (subject and class images), ``sampling`` (schedulers and seeded generation),
-``figures`` (grids and plots) and ``doctor`` (what this machine can do).
+The notebooks stay thin; everything they share lives here, one module per concern, with
+imports running one way (notebooks -> experiments -> trainers -> run life cycle -> parts):
+
+- settings: ``profiles`` (gpu / cpu / smoke), ``config`` (a run's settings and its hash),
+  ``course`` (the learner's choices and subjects), ``paths``;
+- parts: ``models`` (load or build Stable Diffusion), ``data`` (image folders on disk),
+  ``batches`` (the training dataset and its batches), ``class_images``, ``sampling``, ``optim``;
+- training: ``runs`` (a run's life cycle, shared by every trainer), ``training`` (DreamBooth),
+  ``textual_inversion``, ``memory`` (what a step costs);
+- experiments: ``prompts``, ``comparisons`` (runs sampled side by side), ``scores`` (ToyWorld's
+  measures), ``figures`` (every picture), ``findings`` (the study re-run on ToyWorld);
+- ``toyworld/`` (the miniature world, its model and evaluator), ``doctor``, ``cli`` (the command line).
 
 Importing the package has no side effects: nothing is seeded, downloaded or plotted
 until a function is called.

@@ -22,14 +22,17 @@ import torch
 from tqdm.auto import tqdm
 
 from .config import slugify
+from .errors import LearnerError
+from .models import load_pipeline
 from .paths import runs_dir
+from .sampling import generate
 
 log = logging.getLogger(__name__)
 
 RECORD_NAME = "class_images.json"
 
 
-class StaleClassImagesError(RuntimeError):
+class StaleClassImagesError(LearnerError, RuntimeError):
     """A class-image folder was made with different settings than the ones asked for."""
 
 
@@ -58,13 +61,21 @@ def default_class_dir(spec: ClassImageSpec) -> Path:
     return runs_dir() / "class_images" / f"{slugify(spec.prompt)}-{spec.key()}"
 
 
+def class_image_bytes(num_images: int, resolution: int) -> int:
+    """About how much disk ``num_images`` class images take as PNG (half their raw RGB size)."""
+    return num_images * resolution * resolution * 3 // 2
+
+
 def image_path(folder: Path, index: int) -> Path:
     """File of class image ``index`` (made from seed ``spec.seed + index``)."""
     return folder / f"{index:05d}.png"
 
 
-def check_record(folder: str | Path, spec: ClassImageSpec) -> None:
+def check_record(folder: str | Path, spec: ClassImageSpec, write: bool = True) -> None:
     """Write the record in an empty folder, or check that the existing one matches ``spec``.
+
+    Args:
+        write: False only checks (before a run starts), leaving an empty folder as it is.
 
     Raises:
         StaleClassImagesError: the folder was made with other settings, or holds images the kit did not make.
@@ -91,6 +102,8 @@ def check_record(folder: str | Path, spec: ClassImageSpec) -> None:
             "they were made. Use an empty folder (or leave class_data_dir empty), or move your own class "
             "photos elsewhere."
         )
+    if not write:
+        return
     folder.mkdir(parents=True, exist_ok=True)
     record.write_text(json.dumps(asdict(spec), indent=2) + "\n")
 
@@ -98,6 +111,11 @@ def check_record(folder: str | Path, spec: ClassImageSpec) -> None:
 def missing_indices(folder: str | Path, num_images: int) -> list[int]:
     """Indices in ``range(num_images)`` whose image file is not there yet."""
     return [i for i in range(num_images) if not image_path(Path(folder), i).exists()]
+
+
+def class_folder(class_data_dir: str | Path | None, spec: ClassImageSpec) -> Path:
+    """The folder of the class images: ``class_data_dir``, or :func:`default_class_dir` when it is empty."""
+    return Path(class_data_dir) if class_data_dir else default_class_dir(spec)
 
 
 def generate_class_images(
@@ -123,9 +141,7 @@ def generate_class_images(
     Returns:
         the paths of images ``0 .. num_images - 1``.
     """
-    from .sampling import generate
-
-    folder = Path(class_data_dir) if class_data_dir else default_class_dir(spec)
+    folder = class_folder(class_data_dir, spec)
     check_record(folder, spec)
     todo = missing_indices(folder, num_images)
     if not todo:
@@ -135,8 +151,6 @@ def generate_class_images(
         return [image_path(folder, i) for i in range(num_images)]
     log.info("Class images: generating %d of %d in %s", len(todo), num_images, folder)
     if pipe is None:
-        from .models import load_pipeline
-
         device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         dtype = torch_dtype or (torch.float16 if device.type == "cuda" else torch.float32)
         pipe = load_pipeline(spec.model, torch_dtype=dtype, device=str(device))

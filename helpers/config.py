@@ -17,11 +17,14 @@ from typing import Any, Union, get_args, get_origin, get_type_hints
 
 import yaml
 
+from .data import IMAGE_SUFFIXES
+from .errors import LearnerError
+from .models import model_fingerprint
 from .paths import runs_dir
 from .profiles import TINY_MODEL
 
 
-class ConfigError(ValueError):
+class ConfigError(LearnerError, ValueError):
     """A configuration value or key that the kit cannot use."""
 
 
@@ -55,8 +58,8 @@ class TrainConfig(ConfigMixin):
     instance_data_dir: str = ""
     instance_prompt: str = "a photo of sks dog"
     class_data_dir: str = ""  # empty: a folder under runs/class_images named after prompt and model
-    class_prompt: str = "a photo of dog"
-    with_prior_preservation: bool = True
+    class_prompt: str = ""  # empty: the instance prompt without its identifier ("a photo of dog")
+    with_prior_preservation: bool = False  # as in the training script; the study used it for faces
     prior_loss_weight: float = 1.0
     num_class_images: int = 200
     sample_batch_size: int = 4
@@ -115,8 +118,8 @@ class TrainConfig(ConfigMixin):
             raise ConfigError(
                 f"learning_rate={self.learning_rate} must be positive (the study used 1e-6 to 5e-6)."
             )
-        if self.with_prior_preservation and not self.class_prompt:
-            raise ConfigError("with_prior_preservation needs a class_prompt, e.g. 'a photo of dog'.")
+        if self.with_prior_preservation:
+            class_prompt_of(self)  # a class prompt is given, or can be derived from the instance prompt
         resume = self.resume_from_checkpoint
         if resume and resume != "latest" and not resume.startswith("checkpoint-"):
             raise ConfigError(
@@ -124,6 +127,25 @@ class TrainConfig(ConfigMixin):
                 "inside the run's checkpoints/ folder."
             )
 
+
+def derive_class_prompt(instance_prompt: str) -> str:
+    """The instance prompt without its identifier: ``"a photo of sks toy"`` -> ``"a photo of toy"``.
+
+    The identifier is ``sks`` (the kit's and the study's) or a ``<placeholder>`` token.
+    """
+    words = instance_prompt.split()
+    kept = [w for w in words if w != "sks" and not (w.startswith("<") and w.endswith(">"))]
+    if len(kept) == len(words) or not kept:
+        raise ConfigError(
+            f"with_prior_preservation needs a class_prompt: it cannot be derived from {instance_prompt!r}, "
+            "which has no identifier ('sks' or a <token>). Set class_prompt, e.g. 'a photo of dog'."
+        )
+    return " ".join(kept)
+
+
+def class_prompt_of(config) -> str:
+    """The class prompt a run uses: ``config.class_prompt``, or one derived from the instance prompt."""
+    return config.class_prompt or derive_class_prompt(config.instance_prompt)
 
 
 # Fields that do not change the trained weights: two configs that differ only here are the same run.
@@ -237,7 +259,11 @@ def smoke_config(**changes) -> TrainConfig:
 
 
 def config_for_profile(profile, learning_rate: float, max_train_steps: int, faces: bool = False, **changes):
-    """A :class:`TrainConfig` for a profile, from the study's full-scale values.
+    """A :class:`TrainConfig` for a profile, from the study's full-scale values: the one place that maps them.
+
+    Every run of the course is checkpointed as the profile says and resumes from its last
+    checkpoint (``resume_from_checkpoint: latest``); neither changes the run's hash, so a
+    notebook re-run after a disconnect continues the interrupted run.
 
     Args:
         profile: a :class:`helpers.profiles.Profile` (``get_profile()``).
@@ -253,20 +279,20 @@ def config_for_profile(profile, learning_rate: float, max_train_steps: int, face
         "train_batch_size": profile.train_batch_size_faces if faces else profile.train_batch_size_objects,
         "num_class_images": profile.num_class_images,
         "sample_batch_size": profile.sample_batch_size,
+        "class_inference_steps": profile.class_inference_steps,
         "validation_inference_steps": profile.num_inference_steps,
         "mixed_precision": profile.mixed_precision,
         "use_8bit_adam": profile.use_8bit_adam,
         "gradient_checkpointing": profile.gradient_checkpointing,
+        "checkpointing_steps": profile.checkpointing_steps,
+        "checkpoints_total_limit": profile.checkpoints_total_limit,
+        "resume_from_checkpoint": "latest",
     }
-    if profile.name != "gpu":  # miniature models: fewer sampler steps for class images, as for validation
-        values["class_inference_steps"] = profile.num_inference_steps
     return TrainConfig.from_dict({**values, **changes})
 
 
 def files_fingerprint(folder: str | Path) -> str:
     """SHA-256 over the names and bytes of the images in ``folder`` ("" when there is no folder)."""
-    from .data import IMAGE_SUFFIXES
-
     folder = Path(folder)
     if not str(folder) or not folder.is_dir():
         return ""
@@ -284,8 +310,6 @@ def config_hash(config, exclude: set[str] = NOT_IN_HASH) -> str:
     Output paths, checkpoint/validation settings and caching switches are left out,
     so changing them does not cause a retrain.
     """
-    from .models import model_fingerprint
-
     values = {k: v for k, v in config.to_dict().items() if k not in exclude}
     if values.get("pretrained_model_name_or_path"):  # the weights, not only the name, define the start
         values["model_fingerprint"] = model_fingerprint(values["pretrained_model_name_or_path"])

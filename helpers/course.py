@@ -18,6 +18,7 @@ from pathlib import Path
 
 import yaml
 
+from .config import config_for_profile
 from .data import SubjectDataError, download_hub_dataset, list_images, make_synthetic_subject, read_manifest
 from .home import detect_platform, open_home
 from .paths import DATA_DIR, runs_dir
@@ -255,8 +256,8 @@ def study_config(
     """A DreamBooth :class:`~helpers.config.TrainConfig` for one arm of an experiment of the study.
 
     The learning rate and steps are given as the study's full-scale values and mapped
-    through the profile (``profile.lr`` / ``profile.steps``); batch size, resolution,
-    precision and memory options come from the profile too.
+    through the profile by :func:`helpers.config.config_for_profile` (the one place that does),
+    with this subject's folder and prompts.
 
     Args:
         subject: whose photos to train on.
@@ -265,27 +266,15 @@ def study_config(
         settings: the course settings (None loads them).
         **changes: any other :class:`TrainConfig` field, e.g. ``train_text_encoder=True``.
     """
-    from .config import TrainConfig
-
     settings = settings or load_settings()
-    profile = get_profile(settings.profile)
-    fields = {
-        "pretrained_model_name_or_path": settings.pretrained_model_name_or_path,
+    profile = get_profile(settings.profile).override(
+        pretrained_model_name_or_path=settings.pretrained_model_name_or_path
+    )
+    subject_fields = {
         "instance_data_dir": subject.folder,
         "instance_prompt": subject.instance_prompt,
         "class_prompt": subject.class_prompt,
         "with_prior_preservation": with_prior_preservation,
-        "num_class_images": profile.num_class_images,
-        "sample_batch_size": profile.sample_batch_size,
-        "class_inference_steps": profile.num_inference_steps,
-        "resolution": profile.resolution,
-        "train_batch_size": profile.train_batch_size_faces if face else profile.train_batch_size_objects,
-        "max_train_steps": profile.steps(study_steps),
-        "learning_rate": profile.lr(study_lr),
-        "mixed_precision": profile.mixed_precision,
-        "use_8bit_adam": profile.use_8bit_adam,
-        "gradient_checkpointing": profile.gradient_checkpointing,
-        "validation_inference_steps": profile.num_inference_steps,
         "seed": 0,
     }
-    return TrainConfig(**{**fields, **changes})
+    return config_for_profile(profile, study_lr, study_steps, faces=face, **{**subject_fields, **changes})

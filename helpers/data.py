@@ -1,4 +1,4 @@
-"""Subject and class images: find them, check them, and prepare them for training.
+"""Image folders on disk: find the subject and class images, check them, load them (training batches: ``batches``).
 
 A DreamBooth subject is a handful of photos in one folder. Most problems a learner
 hits are here (a wrong folder, a HEIC file, a tiny thumbnail, a photo shown sideways),
@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from .errors import LearnerError
 from .paths import DATA_DIR
 
 log = logging.getLogger(__name__)
@@ -24,7 +25,7 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"}
 MANIFEST = DATA_DIR / "subjects.json"
 
 
-class SubjectDataError(ValueError):
+class SubjectDataError(LearnerError, ValueError):
     """The subject or class images cannot be used as they are."""
 
 
@@ -70,35 +71,49 @@ def resize_and_crop(img: Image.Image, resolution: int, center_crop: bool = True)
     return img.crop((left, top, left + resolution, top + resolution))
 
 
-def load_images(folder: str | Path, resolution: int, center_crop: bool = True) -> list[Image.Image]:
-    """All images of a folder, upright, RGB and ``resolution`` px square.
-
-    Unreadable files are an error that lists them; images smaller than ``resolution``
-    are upscaled with a warning that lists them (they will look soft).
-    """
-    files = list_images(folder)
-    images, unreadable, small = [], [], []
-    for path in files:
+def image_problems(folder: str | Path, resolution: int) -> tuple[list[str], list[str]]:
+    """Every problem of an image folder: (unreadable files, images smaller than ``resolution``)."""
+    unreadable, small = [], []
+    for path in list_images(folder):
         try:
-            img = open_rgb(path)
-        except SubjectDataError:
+            with Image.open(path) as img:
+                img.verify()  # reads the whole file: a truncated or corrupt one fails here
+            with Image.open(path) as img:
+                size = ImageOps.exif_transpose(img).size
+        except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
             unreadable.append(path.name)
             continue
-        if min(img.size) < resolution:
-            small.append(f"{path.name} ({img.size[0]}x{img.size[1]})")
-        images.append(resize_and_crop(img, resolution, center_crop))
+        if min(size) < resolution:
+            small.append(f"{path.name} ({size[0]}x{size[1]})")
+    return unreadable, small
+
+
+def check_image_folder(folder: str | Path, resolution: int) -> None:
+    """Check a subject folder before training; all of its problems are reported in one message.
+
+    Unreadable files are an error; images smaller than ``resolution`` are named in the error (or
+    in a warning when nothing else is wrong: they are upscaled and look soft).
+    """
+    unreadable, small = image_problems(folder, resolution)
+    small_text = (f"{len(small)} image(s) are smaller than {resolution} px and would be upscaled: "
+                  f"{', '.join(small)}; use larger photos for sharper results.") if small else ""
     if unreadable:
         raise SubjectDataError(
             f"Cannot read {len(unreadable)} file(s) in {folder}: {', '.join(unreadable)}. "
-            "Re-save them as JPEG or PNG, or move them out of the folder."
+            "Re-save them as JPEG or PNG, or move them out of the folder." + (f" Also: {small_text}" if small else "")
         )
     if small:
-        warnings.warn(
-            f"{len(small)} image(s) in {folder} are smaller than {resolution} px and will be upscaled: "
-            f"{', '.join(small)}. Use larger photos for sharper results.",
-            stacklevel=2,
-        )
-    return images
+        warnings.warn(f"In {folder}: {small_text}", stacklevel=2)
+
+
+def load_images(folder: str | Path, resolution: int, center_crop: bool = True) -> list[Image.Image]:
+    """All images of a folder, upright, RGB and ``resolution`` px square.
+
+    The folder is checked first (:func:`check_image_folder`): unreadable files are an error
+    that lists them, small images a warning that lists them.
+    """
+    check_image_folder(folder, resolution)
+    return [resize_and_crop(open_rgb(path), resolution, center_crop) for path in list_images(folder)]
 
 
 def to_tensor(img: Image.Image) -> torch.Tensor:

@@ -6,6 +6,10 @@ import importlib
 import platform
 from dataclasses import dataclass, field
 
+from .home import course_home, free_bytes
+from .models import ModelUnavailableError, resolve_model
+from .profiles import PROFILE_ENV, default_profile_name, get_profile
+
 PACKAGES = ("torch", "diffusers", "transformers", "accelerate", "bitsandbytes", "peft", "safetensors", "ipywidgets")
 
 
@@ -90,8 +94,6 @@ def diagnose() -> Report:
     """Collect versions, device, precision support and the profile this machine would use."""
     import torch
 
-    from .profiles import PROFILE_ENV, default_profile_name, get_profile
-
     r = Report()
     r.facts["python"] = platform.python_version()
     for name in PACKAGES:
@@ -127,11 +129,7 @@ def diagnose() -> Report:
         r.facts["profile"] = f"{profile.name} ({PROFILE_ENV}={__import__('os').environ.get(PROFILE_ENV, 'unset')}, "
         r.facts["profile"] += f"default here: {default_profile_name()})"
         r.facts["base model"] = profile.pretrained_model_name_or_path
-        from .home import course_home, free_bytes
-
         r.facts["course home"] = f"{course_home().name}/ ({free_bytes() / 2**30:.0f} GiB free)"
-        from .models import ModelUnavailableError, resolve_model
-
         try:
             if profile.pretrained_model_name_or_path.startswith("kit:toyworld"):
                 resolve_model(profile.pretrained_model_name_or_path)

@@ -21,6 +21,8 @@ from pathlib import Path
 
 import torch
 
+from .errors import LearnerError
+
 log = logging.getLogger(__name__)
 
 UNET_PREFIX = "model.diffusion_model."
@@ -44,7 +46,7 @@ VAE_ATTENTION = {"group_norm": "norm", "to_q": "q", "to_k": "k", "to_v": "v", "t
 Rule = tuple[str, str, dict[str, str]]
 
 
-class ExportError(ValueError):
+class ExportError(LearnerError, ValueError):
     """A run or model that cannot be exported as asked."""
 
 

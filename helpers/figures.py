@@ -1,12 +1,20 @@
-"""Figures: labelled image grids and loss curves, saved with their settings in the file name."""
+"""Every picture of the course: labelled grids and tables, loss curves, the samples a run saved while
+training, plots; saved with their settings in the file name."""
 
 from __future__ import annotations
 
 import csv
+import os
 import re
+import sys
 from pathlib import Path
 
+import yaml
 from PIL import Image, ImageDraw, ImageFont
+
+from .paths import runs_dir
+
+SAMPLES_DIR = "samples"  # where a training run saves its validation grids, inside the run folder
 
 
 def slug(text: str) -> str:
@@ -129,5 +137,126 @@ def plot_losses(runs: dict[str, str | Path | dict], key: str = "loss", window: i
     if title:
         ax.set_title(title, fontsize=10)
     ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def widgets_enabled() -> bool:
+    """True in a live Jupyter kernel unless ``COURSE_INTERACTIVE=0`` (tests and headless runs)."""
+    return os.environ.get("COURSE_INTERACTIVE", "1") == "1" and "ipykernel" in sys.modules
+
+
+def validation_grids(run: str | Path, strip_labels: bool = True) -> dict[str, Image.Image]:
+    """The sample grids a run saved while training, ``{"step 50": grid, ..., "final": grid}``, in order.
+
+    Args:
+        strip_labels: cut off the grids' "seed N" header row (figures label the seeds themselves).
+    """
+    folder = Path(run) / SAMPLES_DIR
+    steps = sorted(folder.glob("step-*.png"), key=lambda p: int(p.stem.split("-")[1]))
+    found = {f"step {int(p.stem.split('-')[1])}": p for p in steps}
+    if (folder / "final.png").exists() and not (steps and _same_file(steps[-1], folder / "final.png")):
+        found["final"] = folder / "final.png"
+    grids = {k: Image.open(p).convert("RGB") for k, p in found.items()}
+    seeds = _saved_config(run).get("validation_seeds") if strip_labels else None
+    return {k: _without_header(g, len(seeds)) for k, g in grids.items()} if seeds else grids
+
+
+def _saved_config(run: str | Path) -> dict:
+    """The configuration a run saved beside its weights (empty when there is none)."""
+    path = Path(run) / "config.yaml"
+    return (yaml.safe_load(path.read_text()) or {}) if path.exists() else {}
+
+
+def _without_header(grid: Image.Image, cols: int) -> Image.Image:
+    """A validation grid without its label row: the grid is ``cols`` square cells wide, under a header."""
+    cell = grid.width // cols
+    header = grid.height % cell
+    return grid.crop((0, header, grid.width, grid.height)) if header else grid
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    return a.read_bytes() == b.read_bytes()
+
+
+def paste_table(cells: list[list[Image.Image]], row_labels: list[str], col_labels: list[str],
+                title: str | None = None, width: int | None = None) -> Image.Image:
+    """Paste images of any shape into a labelled table (each scaled to ``width`` pixels wide)."""
+    width = width or cells[0][0].width
+    scaled = [[im.resize((width, round(im.height * width / im.width))) for im in row] for row in cells]
+    heights = [max(im.height for im in row) for row in scaled]
+    font_size = max(10, min(16, width // 10))
+    try:
+        font = ImageFont.load_default(size=font_size)
+    except TypeError:  # Pillow < 10.1
+        font = ImageFont.load_default()
+    pad_left = max(len(s) for s in row_labels) * font_size * 6 // 10 + 10
+    pad_top = (font_size + 8) * (2 if title else 1)
+    title_width = len(title or "") * font_size * 6 // 10 + 8
+    size = (max(title_width, pad_left + len(col_labels) * (width + 4)), pad_top + sum(heights) + 4 * len(heights))
+    out = Image.new("RGB", size, "white")
+    draw = ImageDraw.Draw(out)
+    if title:
+        draw.text((4, 2), title, fill="black", font=font)
+    for c, label in enumerate(col_labels):
+        draw.text((pad_left + c * (width + 4) + 4, pad_top - font_size - 6), label, fill="black", font=font)
+    y = pad_top
+    for r, row in enumerate(scaled):
+        draw.text((4, y + heights[r] // 2 - font_size // 2), row_labels[r], fill="black", font=font)
+        for c, im in enumerate(row):
+            out.paste(im, (pad_left + c * (width + 4), y))
+        y += heights[r] + 4
+    return out
+
+
+def progress_table(runs: dict[str, str | Path], title: str | None = None, width: int | None = None) -> Image.Image:
+    """The runs' validation grids side by side: one row per saved step, one column per run.
+
+    Only the steps every run saved are shown, so the runs must share their validation settings.
+    """
+    grids = {label: validation_grids(run) for label, run in runs.items()}
+    steps = [s for s in next(iter(grids.values())) if all(s in g for g in grids.values())]
+    if not steps:
+        raise FileNotFoundError("No sample grids common to these runs: train them with validation_prompts and "
+                                "the same validation_steps (or delete them so they are trained again).")
+    cells = [[grids[label][s] for label in runs] for s in steps]
+    return paste_table(cells, steps, list(runs), title, width)
+
+
+def figures_dir() -> Path:
+    """``runs/figures``, created on first use."""
+    folder = runs_dir() / "figures"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def save_plot(fig, stem: str, **settings) -> Path:
+    """Save a matplotlib figure as ``runs/figures/<stem>_<settings>.png``."""
+    path = figures_dir() / figure_name(stem, **settings)
+    fig.savefig(path, dpi=120, bbox_inches="tight")
+    return path
+
+
+def plot_seconds_per_image(seconds: dict[str, float], title: str | None = None):
+    """A horizontal bar chart of sampling time per image, ``{label: seconds}``; returns the figure."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 0.35 * len(seconds) + 1))
+    ax.barh(list(seconds), list(seconds.values()), color="tab:blue")
+    ax.invert_yaxis()  # first label on top
+    ax.set_xlabel("seconds per image")
+    if title:
+        ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def show_image(img: Image.Image, width: float = 7.0):
+    """Show a PIL image (a saved grid or table) with matplotlib at ``width`` inches; returns the figure."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(width, width * img.height / img.width))
+    ax.imshow(img)
+    ax.axis("off")
     fig.tight_layout()
     return fig

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .errors import LearnerError
 from .modelcard import CARD_NAME, write_model_card
 
 # Training state and caches a shared model does not need (checkpoints hold the optimizer: GBs).
@@ -23,7 +24,7 @@ NETWORK_HELP = (
 )
 
 
-class PushError(RuntimeError):
+class PushError(LearnerError, RuntimeError):
     """The run could not be uploaded; the message says what to do."""
 
 

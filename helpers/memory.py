@@ -31,6 +31,18 @@ from typing import Self
 
 import torch
 
+from .batches import tokenize
+from .models import load_components
+from .optim import (
+    PrecisionError,
+    enable_gradient_checkpointing,
+    make_optimizer,
+    peak_memory_bytes,
+    weight_dtype_for,
+)
+from .runs import make_accelerator
+from .training import step_generator, training_step
+
 GIB = 1024**3
 
 # Parameter counts of Stable Diffusion v1-4 / v1-5 (the same architecture), for estimates without the download.
@@ -123,8 +135,6 @@ class SavedTensorMeter:
 
 def synthetic_batch(config, tokenizer, vae, rows: int, cached: bool) -> dict:
     """A batch of ``rows`` random images (or cached latent parameters) with the instance prompt's ids."""
-    from .dataset import tokenize
-
     if cached:  # (mean, log-variance) per latent channel, as the latent cache stores them
         side = config.resolution // 2 ** (len(vae.config.block_out_channels) - 1)
         images = {"latent_params": torch.randn(rows, 2 * vae.config.latent_channels, side, side)}
@@ -137,9 +147,6 @@ def synthetic_batch(config, tokenizer, vae, rows: int, cached: bool) -> dict:
 def _prepare_models(config, accelerator) -> dict:
     """Load the models and set them up as :func:`helpers.training.train_dreambooth` does."""
     from diffusers.training_utils import cast_training_params
-
-    from .models import load_components
-    from .optim import enable_gradient_checkpointing, weight_dtype_for
 
     m = load_components(config.pretrained_model_name_or_path)
     dtype, device = weight_dtype_for(config.mixed_precision), accelerator.device
@@ -168,9 +175,6 @@ def measure_training_step(config, steps: int = 2, warmup: int = 1, label: str = 
     Returns:
         a :class:`StepCost`; raises :class:`helpers.optim.PrecisionError` for a precision this machine lacks.
     """
-    from .optim import make_optimizer, peak_memory_bytes
-    from .training import make_accelerator, step_generator, training_step
-
     if steps < 1:
         raise ValueError(f"steps={steps}: measure at least one optimizer step.")
 
@@ -250,8 +254,6 @@ def measure_configurations(base, variants: dict[str, dict], steps: int = 2, warm
                            progress: bool = True) -> list[StepCost]:
     """Measure ``base`` changed by each variant (``{label: {field: value}}``); rows that cannot run here say why."""
     from tqdm.auto import tqdm
-
-    from .optim import PrecisionError
 
     costs = []
     for label, changes in tqdm(variants.items(), desc="measuring", disable=not progress):

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import torch
 
+from .errors import LearnerError
 from .paths import DATA_DIR, TOKENIZER_DIR, runs_dir
 from .profiles import TINY_MODEL, TOY_MODEL
 
@@ -21,7 +22,7 @@ log = logging.getLogger(__name__)
 TOY_MODEL_DIR = DATA_DIR / "toyworld" / "model"
 
 
-class ModelUnavailableError(RuntimeError):
+class ModelUnavailableError(LearnerError, RuntimeError):
     """A model could not be found locally nor reached on the Hub."""
 
 
@@ -197,6 +198,45 @@ def resolve_model(name_or_path: str) -> str:
             "folder that holds model_index.json, unet/, vae/, text_encoder/ and tokenizer/."
         )
     return str(path) if path.exists() else name_or_path
+
+
+def check_model_reachable(name_or_path: str) -> None:
+    """Fail now, with advice, when the base model can be neither found on disk nor reached on the Hub."""
+    path = resolve_model(name_or_path)
+    if Path(path).is_dir():
+        return
+    from huggingface_hub import hf_hub_download  # only for Hub ids
+
+    try:
+        hf_hub_download(path, "model_index.json")  # a few hundred bytes; cached for the real download
+    except Exception as err:
+        raise _unavailable(name_or_path, err) from err
+
+
+def local_folder(name_or_path: str) -> Path | None:
+    """The folder on disk that holds a model: its own folder, or a Hub id's cached copy; None when there is none."""
+    try:
+        resolved = resolve_model(name_or_path)
+    except ModelUnavailableError:
+        return None
+    if Path(resolved).is_dir():
+        return Path(resolved)
+    from huggingface_hub import snapshot_download  # only for Hub ids
+
+    try:
+        return Path(snapshot_download(resolved, local_files_only=True))
+    except Exception:  # noqa: BLE001 (not in the cache, or not a valid id: either way nothing local)
+        return None
+
+
+def model_bytes(name_or_path: str, parts: list[str] | None = None) -> int:
+    """Bytes of a model's weight files on disk (all, or those of ``parts`` such as ``["unet"]``); 0 if not local."""
+    folder = local_folder(name_or_path)
+    if folder is None:
+        return 0
+    files = [p for p in folder.rglob("*") if p.is_file() and p.suffix in (".safetensors", ".bin")]
+    keep = [p for p in files if parts is None or p.relative_to(folder).parts[0] in parts]
+    return sum(p.stat().st_size for p in keep)
 
 
 def _unavailable(name: str, err: Exception) -> ModelUnavailableError:

@@ -8,10 +8,12 @@ from collections.abc import Iterable
 
 import torch
 
+from .errors import LearnerError
+
 log = logging.getLogger(__name__)
 
 
-class PrecisionError(RuntimeError):
+class PrecisionError(LearnerError, RuntimeError):
     """The requested mixed precision cannot run on this hardware."""
 
 

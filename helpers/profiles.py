@@ -45,6 +45,9 @@ class Profile:
     mixed_precision: str  # "no", "fp16" or "bf16"
     use_8bit_adam: bool
     gradient_checkpointing: bool
+    class_inference_steps: int = 25  # sampler steps (DPM-Solver++) per class image
+    checkpointing_steps: int = 0  # 0: no intermediate checkpoints; a run resumes from the last one
+    checkpoints_total_limit: int = 1
     description: str = ""
 
     def lr(self, study_lr: float) -> float:
@@ -81,6 +84,9 @@ PROFILES: dict[str, Profile] = {
         mixed_precision="fp16",
         use_8bit_adam=True,
         gradient_checkpointing=True,
+        class_inference_steps=25,
+        checkpointing_steps=200,  # a disconnect loses at most 200 steps
+        checkpoints_total_limit=1,
         description="Stable Diffusion v1-4 at 512 px with the study's hyperparameters (a 16 GB GPU or more).",
     ),
     "cpu": Profile(
@@ -99,6 +105,9 @@ PROFILES: dict[str, Profile] = {
         mixed_precision="no",
         use_8bit_adam=False,
         gradient_checkpointing=False,
+        class_inference_steps=25,
+        checkpointing_steps=100,
+        checkpoints_total_limit=1,
         description="A miniature Stable Diffusion at 64 px, scaled-down steps and LRs (a laptop CPU, minutes).",
     ),
     "smoke": Profile(
@@ -117,6 +126,7 @@ PROFILES: dict[str, Profile] = {
         mixed_precision="no",
         use_8bit_adam=False,
         gradient_checkpointing=False,
+        class_inference_steps=3,
         description="A tiny random model and a few steps: proves the code runs (tests and CI).",
     ),
 }

@@ -9,32 +9,20 @@ steps, then DreamBooth for 500 steps at 1e-6).
 
 from __future__ import annotations
 
-import json
-import math
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
-from .config import ConfigError, ConfigMixin, config_hash, resolve_output_dir, save_config
-from .paths import display_path
-from .training import (
-    CONFIG_NAME,
-    DONE_NAME,
-    LOG_FILE,
-    RECORD_NAME,
-    LossLogger,
-    NonFiniteLossError,
-    RunExistsError,
-    make_accelerator,
-    read_log,
-    resume_state,
-    run_status,
-    save_checkpoint,
-    step_generator,
-    training_step,
-)
+from .batches import DreamBoothDataset, batch_indices, tokenize
+from .config import ConfigError, ConfigMixin, resolve_output_dir
+from .data import check_image_folder, load_images
+from .figures import image_grid
+from .models import check_model_reachable, load_components, model_bytes, resolve_model
+from .optim import check_mixed_precision, weight_dtype_for
+from .runs import Run, check_free_space, make_lr_scheduler, scaled_learning_rate
+from .sampling import generate
+from .training import step_generator, train_dreambooth, training_step
 
 EMBEDDING_NAME = "learned_embeds.safetensors"
 
@@ -154,11 +142,78 @@ def changed_rows(before: torch.Tensor, after: torch.Tensor) -> list[int]:
 
 def save_embedding(text_encoder, tokens: list[str], ids: list[int], path: Path) -> Path:
     """Write the learned rows in diffusers' format (``{token: (num_vectors, hidden)}``, safetensors)."""
-    from safetensors.torch import save_file
+    from safetensors.torch import save_file  # with diffusers' dependencies
 
     rows = text_encoder.get_input_embeddings().weight[ids].detach().float().cpu().contiguous()
     save_file({tokens[0]: rows}, str(path))
     return path
+
+
+def check_inputs(config: TextualInversionConfig) -> None:
+    """What a learner can get wrong, checked before anything is written: photos, model, precision, disk."""
+    check_image_folder(config.train_data_dir, config.resolution)
+    check_model_reachable(config.pretrained_model_name_or_path)
+    check_mixed_precision(config.mixed_precision)
+    model = model_bytes(config.pretrained_model_name_or_path)  # the saved pipeline; checkpoints are tiny
+    check_free_space(resolve_output_dir(config, "textual_inversion"), model, "This textual inversion")
+
+
+@dataclass
+class Embedding:
+    """The one trained tensor (the embedding matrix), which rows are the new word's, and the frozen rest."""
+
+    tokenizer: object
+    text_encoder: torch.nn.Module
+    ids: list[int]
+    original: torch.Tensor  # every row before training: the frozen ones are put back after each step
+    frozen: torch.Tensor  # True for every row but the placeholder's
+
+    def restore_frozen_rows(self, accelerator) -> None:
+        """Put back every row but the placeholder's (AdamW's weight decay moves rows without gradient)."""
+        with torch.no_grad():
+            weight = accelerator.unwrap_model(self.text_encoder).get_input_embeddings().weight
+            weight[self.frozen] = self.original[self.frozen].to(weight.device, weight.dtype)
+
+
+def prepare_embedding(config: TextualInversionConfig, accelerator, models: dict) -> Embedding:
+    """Add the placeholder token, freeze every weight but the embedding matrix, move frozen parts to the device."""
+    tokenizer, text_encoder = models["tokenizer"], models["text_encoder"]
+    ids = add_placeholder_token(
+        tokenizer, text_encoder, config.placeholder_token, config.initializer_token, config.num_vectors
+    )
+    weight_dtype = weight_dtype_for(config.mixed_precision)
+    models["vae"].requires_grad_(False).to(accelerator.device, dtype=weight_dtype)
+    models["unet"].requires_grad_(False).to(accelerator.device, dtype=weight_dtype)
+    text_encoder.requires_grad_(False)
+    embeddings = text_encoder.get_input_embeddings()
+    embeddings.weight.requires_grad_(True)  # the only trained tensor; its other rows are reset every step
+    frozen = torch.ones(len(tokenizer), dtype=torch.bool)
+    frozen[ids] = False
+    return Embedding(tokenizer, text_encoder, ids, embeddings.weight.detach().clone(), frozen)
+
+
+def prompt_ids(config: TextualInversionConfig, tokenizer) -> torch.Tensor:
+    """Token ids of every prompt template with the new word in it, one row per template."""
+    templates = OBJECT_TEMPLATES if config.learnable_property == "object" else STYLE_TEMPLATES
+    word = " ".join(placeholder_tokens(config.placeholder_token, config.num_vectors))
+    return torch.cat([tokenize(tokenizer, t.format(word)) for t in templates])
+
+
+def make_ti_batch(dataset, prompts: torch.Tensor, config, position: int, generator: torch.Generator) -> dict:
+    """The ``position``-th batch: cached latents of the photos, each with a prompt template drawn at random."""
+    indices = batch_indices(position, config.train_batch_size, len(dataset), config.seed)
+    templates = torch.randint(len(prompts), (len(indices),), generator=generator)  # a prompt per image
+    return {
+        "latent_params": torch.stack([dataset.example(i)["instance_images"] for i in indices]),
+        "input_ids": prompts[templates],
+        "num_instance": len(indices),
+    }
+
+
+NON_FINITE_HELP = (
+    "The textual inversion loss became {value} at step {step}; lower learning_rate (5e-4 is the usual "
+    "value) or use mixed_precision='no'. The last checkpoint (if any) is in {checkpoints}."
+)
 
 
 def train_textual_inversion(
@@ -173,193 +228,105 @@ def train_textual_inversion(
     Args:
         stop_after_steps: stop early as if interrupted (to demonstrate and test resuming).
     """
-    from diffusers import StableDiffusionPipeline
-    from diffusers.optimization import get_scheduler
-    from tqdm.auto import tqdm
-
-    from .data import load_images
-    from .dataset import DreamBoothDataset, batch_indices, tokenize
-    from .models import load_components, resolve_model
-    from .optim import weight_dtype_for
-
-    output_dir, run_hash = resolve_output_dir(config, "textual_inversion"), config_hash(config)
-    tokens = placeholder_tokens(config.placeholder_token, config.num_vectors)
-    status = run_status(output_dir, run_hash, TextualInversionConfig)
-    if status == "done":
-        print(
-            f"Reusing the finished textual inversion in {display_path(output_dir)} (same configuration, hash {run_hash})."
-        )
-        return TextualInversionResult(
-            output_dir,
-            output_dir / EMBEDDING_NAME,
-            tokens,
-            read_log(output_dir / LOG_FILE),
-            True,
-            json.loads((output_dir / RECORD_NAME).read_text()),
-        )
-    if status == "other":
-        raise RunExistsError(
-            f"{output_dir} holds another run; leave output_dir empty or choose a new folder."
-        )
-    accelerator = make_accelerator(config, output_dir)
-    start_time, weight_dtype = time.time(), weight_dtype_for(config.mixed_precision)
-    if accelerator.is_main_process:
-        save_config(config, output_dir / CONFIG_NAME)
-
+    run = Run.open(config, "textual_inversion", checks=lambda: check_inputs(config), nan_help=NON_FINITE_HELP)
+    if run.reused:
+        return ti_result(config, run.result())
+    accelerator = run.accelerator
     models = load_components(config.pretrained_model_name_or_path)
-    tokenizer, text_encoder, vae, unet = (models[k] for k in ("tokenizer", "text_encoder", "vae", "unet"))
-    ids = add_placeholder_token(
-        tokenizer, text_encoder, config.placeholder_token, config.initializer_token, config.num_vectors
-    )
-    embeddings = text_encoder.get_input_embeddings()
-    original = embeddings.weight.detach().clone()  # to restore the frozen rows and check them at the end
-    frozen = torch.ones(len(tokenizer), dtype=torch.bool)
-    frozen[ids] = False
-    vae.requires_grad_(False).to(accelerator.device, dtype=weight_dtype)
-    unet.requires_grad_(False).to(accelerator.device, dtype=weight_dtype)
-    text_encoder.requires_grad_(False)
-    embeddings.weight.requires_grad_(True)  # the only trained tensor; its other rows are reset every step
-
-    images = load_images(config.train_data_dir, config.resolution, config.center_crop)
-    dataset = DreamBoothDataset(images, config.placeholder_token, tokenizer)
+    emb = prepare_embedding(config, accelerator, models)
+    dataset = DreamBoothDataset(load_images(config.train_data_dir, config.resolution, config.center_crop),
+                                config.placeholder_token, emb.tokenizer)
+    vae = models["vae"]
     dataset.cache_latents(lambda x: vae.encode(x.to(vae.device, vae.dtype)).latent_dist.parameters)
-    templates = OBJECT_TEMPLATES if config.learnable_property == "object" else STYLE_TEMPLATES
-    word = " ".join(tokens)
-    prompt_ids = torch.cat([tokenize(tokenizer, t.format(word)) for t in templates])
+    prompts = prompt_ids(config, emb.tokenizer)
+    optimizer = torch.optim.AdamW([emb.text_encoder.get_input_embeddings().weight],
+                                  lr=scaled_learning_rate(config, run.world), weight_decay=config.adam_weight_decay)
+    lr_scheduler = make_lr_scheduler(config, optimizer, run.world)
+    text_encoder, optimizer, lr_scheduler = accelerator.prepare(emb.text_encoder, optimizer, lr_scheduler)
+    run.resume(stop_after_steps)
 
-    optimizer = torch.optim.AdamW(
-        [embeddings.weight],
-        lr=config.learning_rate
-        * (
-            config.train_batch_size * config.gradient_accumulation_steps * accelerator.num_processes
-            if config.scale_lr
-            else 1
-        ),
-        weight_decay=config.adam_weight_decay,
-    )
-    lr_scheduler = get_scheduler(
-        config.lr_scheduler,
-        optimizer,
-        num_warmup_steps=config.lr_warmup_steps * accelerator.num_processes,
-        num_training_steps=config.max_train_steps * accelerator.num_processes,
-    )
-    text_encoder, optimizer, lr_scheduler = accelerator.prepare(text_encoder, optimizer, lr_scheduler)
-    first_step, _ = resume_state(accelerator, output_dir, config.resume_from_checkpoint)
-    logger = LossLogger(output_dir, accelerator.is_main_process)
-    world, rank = accelerator.num_processes, accelerator.process_index
-    last_step = min(config.max_train_steps, stop_after_steps or config.max_train_steps)
-
-    for step in tqdm(
-        range(first_step, last_step),
-        desc="textual inversion",
-        disable=not (progress and accelerator.is_main_process),
-    ):
-        for micro in range(config.gradient_accumulation_steps):
+    accum, world, rank = config.gradient_accumulation_steps, run.world, accelerator.process_index
+    for step in run.steps("textual inversion", progress):
+        total = torch.zeros((), device=accelerator.device)
+        for micro in range(accum):
             with accelerator.accumulate(text_encoder):
                 g = step_generator(config.seed, step, micro, rank)
-                position = (step * config.gradient_accumulation_steps + micro) * world + rank
-                indices = batch_indices(position, config.train_batch_size, len(dataset), config.seed)
-                templates_idx = torch.randint(
-                    len(prompt_ids), (len(indices),), generator=g
-                )  # a prompt per image
-                batch = {
-                    "latent_params": torch.stack([dataset.example(i)["instance_images"] for i in indices]),
-                    "input_ids": prompt_ids[templates_idx],
-                    "num_instance": len(indices),
-                }
+                batch = make_ti_batch(dataset, prompts, config, (step * accum + micro) * world + rank, g)
                 with accelerator.autocast():
-                    parts = training_step(unet, text_encoder, vae, models["noise_scheduler"], batch, g)
+                    parts = training_step(models["unet"], text_encoder, vae, models["noise_scheduler"], batch, g)
                 accelerator.backward(parts.loss)
                 optimizer.step()
                 lr_scheduler.step()
                 optimizer.zero_grad(set_to_none=True)
-                with torch.no_grad():  # weight decay moves rows without gradient: put every other row back
-                    weight = accelerator.unwrap_model(text_encoder).get_input_embeddings().weight
-                    weight[frozen] = original[frozen].to(weight.device, weight.dtype)
-        loss = parts.loss.item()
-        if not math.isfinite(loss):
-            logger.close()
-            raise NonFiniteLossError(
-                f"The textual inversion loss became {loss} at step {step + 1}; lower "
-                "learning_rate (5e-4 is the usual value) or use mixed_precision='no'."
-            )
-        logger.log(step + 1, {"loss": loss, "instance_loss": loss, "lr": lr_scheduler.get_last_lr()[0]})
-        if config.checkpointing_steps and (step + 1) % config.checkpointing_steps == 0:
-            save_checkpoint(accelerator, output_dir, step + 1, config.checkpoints_total_limit)
-    logger.close()
-    if last_step < config.max_train_steps:  # stopped early on purpose: a checkpoint lets it resume
-        if not (config.checkpointing_steps and last_step % config.checkpointing_steps == 0):
-            save_checkpoint(accelerator, output_dir, last_step, config.checkpoints_total_limit)
-        accelerator.end_training()
-        accelerator.print(f"Stopped after step {last_step}; resume with resume_from_checkpoint: latest.")
-        return TextualInversionResult(output_dir, output_dir / EMBEDDING_NAME, tokens,
-                                      read_log(output_dir / LOG_FILE), False)
+                emb.restore_frozen_rows(accelerator)
+            total += parts.loss.detach()
+        loss = total / accum
+        run.end_step(step, {"loss": loss, "instance_loss": loss}, lr_scheduler.get_last_lr()[0])
+    if run.stopped_early():
+        return ti_result(config, run.result())
 
     accelerator.wait_for_everyone()
-    text_encoder = accelerator.unwrap_model(text_encoder)
-    changed = changed_rows(original, text_encoder.get_input_embeddings().weight.detach().cpu())
-    if not set(changed) <= set(ids):
-        raise RuntimeError(
-            f"Rows other than the placeholder's changed: {sorted(set(changed) - set(ids))[:10]}."
-        )
-    record = {}
-    if accelerator.is_main_process:
-        text_encoder.requires_grad_(False)
-        pipe = StableDiffusionPipeline.from_pretrained(
-            resolve_model(config.pretrained_model_name_or_path),
-            text_encoder=text_encoder.float(),
-            tokenizer=tokenizer,
-            use_safetensors=True,
-            safety_checker=None,
-            feature_extractor=None,
-            requires_safety_checker=False,
-        )
-        pipe.save_pretrained(
-            output_dir, safe_serialization=True
-        )  # base model + the new word: DreamBooth starts here
-        save_embedding(text_encoder, tokens, ids, output_dir / EMBEDDING_NAME)
-        if config.validation_prompts:
-            from .figures import image_grid
-            from .sampling import generate
+    emb.text_encoder = accelerator.unwrap_model(text_encoder)
+    changed = check_only_placeholder_changed(emb)
+    tokens = placeholder_tokens(config.placeholder_token, config.num_vectors)
+    record = run.finish(lambda: save_ti_outputs(config, run.output_dir, accelerator, emb),
+                        {"placeholder_tokens": tokens, "token_ids": emb.ids, "changed_rows": changed})
+    return ti_result(config, run.result(record))
 
-            pipe.set_progress_bar_config(disable=True)
-            pairs = [(p, s) for p in config.validation_prompts for s in config.validation_seeds]
-            out = generate(
-                pipe.to(accelerator.device),
-                [p for p, _ in pairs],
-                [s for _, s in pairs],
-                num_inference_steps=config.validation_inference_steps,
-                scheduler="dpm++",
-                resolution=config.resolution,
-                progress=False,
-            )
-            (output_dir / "samples").mkdir(exist_ok=True)
-            image_grid(out.images, len(config.validation_prompts), len(config.validation_seeds)).save(
-                output_dir / "samples" / "final.png"
-            )
-        from .optim import peak_memory_bytes
-        from .training import environment_record
 
-        record = {
-            "hash": run_hash,
-            "placeholder_tokens": tokens,
-            "token_ids": ids,
-            "changed_rows": changed,
-            "wall_time_s": round(time.time() - start_time, 2),
-            "peak_memory_bytes": peak_memory_bytes(accelerator.device),
-            **environment_record(accelerator),
-        }
-        (output_dir / RECORD_NAME).write_text(json.dumps(record, indent=2) + "\n")
-        (output_dir / DONE_NAME).write_text(json.dumps({"hash": run_hash}) + "\n")
-    accelerator.wait_for_everyone()
-    accelerator.end_training()
+def ti_result(config: TextualInversionConfig, result) -> TextualInversionResult:
+    """A :class:`TextualInversionResult` from the run's :class:`~helpers.runs.RunResult`."""
     return TextualInversionResult(
-        output_dir,
-        output_dir / EMBEDDING_NAME,
-        tokens,
-        read_log(output_dir / LOG_FILE),
-        False,
-        record,
+        result.output_dir,
+        result.output_dir / EMBEDDING_NAME,
+        placeholder_tokens(config.placeholder_token, config.num_vectors),
+        result.losses,
+        result.reused,
+        result.record,
+    )
+
+
+def check_only_placeholder_changed(emb: Embedding) -> list[int]:
+    """The embedding rows that changed; an error if any is not the placeholder's."""
+    changed = changed_rows(emb.original, emb.text_encoder.get_input_embeddings().weight.detach().cpu())
+    if not set(changed) <= set(emb.ids):
+        raise RuntimeError(f"Rows other than the placeholder's changed: {sorted(set(changed) - set(emb.ids))[:10]}.")
+    return changed
+
+
+def save_ti_outputs(config: TextualInversionConfig, output_dir: Path, accelerator, emb: Embedding) -> None:
+    """The pipeline folder (base model + the new word: DreamBooth starts here), the embedding file, samples."""
+    from diffusers import StableDiffusionPipeline
+
+    tokens = placeholder_tokens(config.placeholder_token, config.num_vectors)
+    emb.text_encoder.requires_grad_(False)
+    pipe = StableDiffusionPipeline.from_pretrained(
+        resolve_model(config.pretrained_model_name_or_path),
+        text_encoder=emb.text_encoder.float(),
+        tokenizer=emb.tokenizer,
+        use_safetensors=True,
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
+    pipe.save_pretrained(output_dir, safe_serialization=True)
+    save_embedding(emb.text_encoder, tokens, emb.ids, output_dir / EMBEDDING_NAME)
+    if not config.validation_prompts:
+        return
+    pipe.set_progress_bar_config(disable=True)
+    pairs = [(p, s) for p in config.validation_prompts for s in config.validation_seeds]
+    out = generate(
+        pipe.to(accelerator.device),
+        [p for p, _ in pairs],
+        [s for _, s in pairs],
+        num_inference_steps=config.validation_inference_steps,
+        scheduler="dpm++",
+        resolution=config.resolution,
+        progress=False,
+    )
+    (output_dir / "samples").mkdir(exist_ok=True)
+    image_grid(out.images, len(config.validation_prompts), len(config.validation_seeds)).save(
+        output_dir / "samples" / "final.png"
     )
 
 
@@ -371,8 +338,6 @@ def dreambooth_after_textual_inversion(ti: TextualInversionResult, config):
         config: a :class:`helpers.config.TrainConfig`; its model is replaced by the TI model, and
             ``{token}`` in its prompts is replaced by the placeholder token.
     """
-    from .training import train_dreambooth
-
     word = " ".join(ti.placeholder_tokens)
     return train_dreambooth(
         config.replace(

@@ -27,18 +27,18 @@ def test_generates_with_a_record_and_reuses(tmp_path, tiny_pipe, spec, monkeypat
     paths = generate_class_images(tmp_path / "dog", spec, 3, batch_size=2, pipe=tiny_pipe, progress=False)
     assert [p.name for p in paths] == ["00000.png", "00001.png", "00002.png"]
     assert (tmp_path / "dog" / "class_images.json").exists()
-    import helpers.sampling
+    import helpers.class_images
 
     monkeypatch.setattr(
-        helpers.sampling, "generate", lambda *a, **k: pytest.fail("regenerated a cached image")
+        helpers.class_images, "generate", lambda *a, **k: pytest.fail("regenerated a cached image")
     )
     assert generate_class_images(tmp_path / "dog", spec, 3, pipe=tiny_pipe, progress=False) == paths
 
 
 def test_interrupted_generation_resumes_without_duplicates(tmp_path, tiny_pipe, spec, monkeypatch):
-    import helpers.sampling
+    import helpers.class_images
 
-    real, calls = helpers.sampling.generate, []
+    real, calls = helpers.class_images.generate, []
 
     def interrupted(pipe, prompts, seeds, **kwargs):  # the second batch never finishes
         calls.append(list(seeds))
@@ -46,7 +46,7 @@ def test_interrupted_generation_resumes_without_duplicates(tmp_path, tiny_pipe, 
             raise KeyboardInterrupt
         return real(pipe, prompts, seeds, **kwargs)
 
-    monkeypatch.setattr(helpers.sampling, "generate", interrupted)
+    monkeypatch.setattr(helpers.class_images, "generate", interrupted)
     with pytest.raises(KeyboardInterrupt):
         generate_class_images(tmp_path / "a", spec, 4, batch_size=2, pipe=tiny_pipe, progress=False)
     assert sorted(p.name for p in (tmp_path / "a").iterdir()) == [
@@ -56,7 +56,7 @@ def test_interrupted_generation_resumes_without_duplicates(tmp_path, tiny_pipe, 
     ]
     calls.clear()
     monkeypatch.setattr(
-        helpers.sampling, "generate", lambda *a, **k: calls.append(list(a[2])) or real(*a, **k)
+        helpers.class_images, "generate", lambda *a, **k: calls.append(list(a[2])) or real(*a, **k)
     )
     generate_class_images(tmp_path / "a", spec, 4, batch_size=2, pipe=tiny_pipe, progress=False)
     assert calls == [[5, 6]]  # only images 2 and 3 (seeds 3 + index) were made

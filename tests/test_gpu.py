@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-from fixtures_training import make_config, train_subject  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
@@ -21,7 +20,7 @@ def precisions() -> list[str]:
 
 @pytest.mark.parametrize("precision", precisions())
 @pytest.mark.parametrize("train_text_encoder", [False, True])
-def test_mixed_precision_with_8bit_adam_trains_fp32_weights(make_config, precision, train_text_encoder):  # noqa: F811
+def test_mixed_precision_with_8bit_adam_trains_fp32_weights(make_config, precision, train_text_encoder):
     from helpers.training import train_dreambooth
 
     config = make_config(
@@ -53,7 +52,7 @@ def test_bf16_is_refused_where_the_gpu_lacks_it():
 
 
 @pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs two GPUs")
-def test_two_gpus_end_with_identical_weights(make_config, tmp_path):  # noqa: F811
+def test_two_gpus_end_with_identical_weights(make_config, tmp_path, free_port):
     """Kaggle's 2x T4 and the study's 2x A100: the CPU test's worker, on two GPUs in fp16 with 8-bit AdamW."""
     import json
     import os
@@ -69,7 +68,7 @@ def test_two_gpus_end_with_identical_weights(make_config, tmp_path):  # noqa: F8
     worker = Path(__file__).with_name("test_multiprocess.py")
     path = os.pathsep.join([str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")])
     env = {**os.environ, "PYTHONPATH": path}
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29518",
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", free_port,
                str(worker), str(config_path), str(tmp_path)]
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600, check=False)
     assert done.returncode == 0, done.stderr[-3000:]

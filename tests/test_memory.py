@@ -112,18 +112,17 @@ def test_measurement_lets_go_of_its_models(tiny_model_dir, monkeypatch):
     import gc
     import weakref
 
-    from helpers import models
     from helpers.config import smoke_config
 
     loaded = []
-    original = models.load_components
+    original = memory.load_components
 
     def spy(name):
         parts = original(name)
         loaded.append(weakref.ref(parts["unet"]))
         return parts
 
-    monkeypatch.setattr(models, "load_components", spy)
+    monkeypatch.setattr(memory, "load_components", spy)  # where measure_training_step looks it up
     memory.measure_training_step(smoke_config(pretrained_model_name_or_path=str(tiny_model_dir)), steps=1)
     gc.collect()
     assert loaded and loaded[0]() is None  # a GPU would otherwise fill up, one configuration after another

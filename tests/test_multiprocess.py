@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 
 import pytest
-from fixtures_training import make_config, train_subject  # noqa: F401 (fixtures)
 
 
 def weights_digest(module) -> str:
@@ -40,7 +39,7 @@ def worker(config_path: str, report_dir: str) -> None:
 
 
 @pytest.mark.slow
-def test_two_processes_end_identical(make_config, tmp_path, tiny_model_dir):  # noqa: F811
+def test_two_processes_end_identical(make_config, tmp_path, tiny_model_dir, free_port):
     from helpers.config import save_config
 
     config = make_config(
@@ -61,7 +60,7 @@ def test_two_processes_end_identical(make_config, tmp_path, tiny_model_dir):  # 
         "--nproc_per_node",
         "2",
         "--master_port",
-        "29517",
+        free_port,
         __file__,
         str(config_path),
         str(tmp_path),

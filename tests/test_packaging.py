@@ -57,3 +57,13 @@ def test_notebooks_match_their_sources():
 
     result = subprocess.run([sys.executable, "scripts/build_notebooks.py", "--check"], cwd=REPO_ROOT, capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stdout
+
+
+def test_console_command_is_the_same_command_line_as_python_m_helpers():
+    import importlib
+
+    import helpers.__main__
+
+    target = PYPROJECT["project"]["scripts"]["course-kit"]
+    module, func = target.split(":")
+    assert getattr(importlib.import_module(module), func) is helpers.__main__.main

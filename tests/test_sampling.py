@@ -25,10 +25,12 @@ def test_batching_does_not_change_images(tiny_pipe):
 
 
 @pytest.mark.parametrize("name", list(SCHEDULERS))
-def test_every_scheduler_makes_an_image_of_the_right_size(tiny_pipe, name):
-    out = generate(tiny_pipe, "a photo of a cat", seeds=0, num_inference_steps=4, scheduler=name, progress=False)
+def test_every_scheduler_makes_an_image_of_the_right_size(own_pipe, tiny_pipe, name):
+    shared = tiny_pipe.scheduler
+    out = generate(own_pipe, "a photo of a cat", seeds=0, num_inference_steps=4, scheduler=name, progress=False)
     assert out.images[0].size == (32, 32)
-    assert type(tiny_pipe.scheduler).__name__ == SCHEDULERS[name]
+    assert type(own_pipe.scheduler).__name__ == SCHEDULERS[name]
+    assert tiny_pipe.scheduler is shared  # the session's pipeline is left as every other test expects it
 
 
 def test_comparison_differs_only_by_scheduler_and_restores_it(tiny_pipe):

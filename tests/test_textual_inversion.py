@@ -2,10 +2,9 @@
 
 import pytest
 import torch
-from fixtures_training import make_config, train_subject  # noqa: F401 (fixtures)
 
 
-def ti_config(tiny_model_dir, train_subject, output_dir, **changes):  # noqa: F811
+def ti_config(tiny_model_dir, train_subject, output_dir, **changes):
     from helpers.textual_inversion import TextualInversionConfig
 
     fields = {
@@ -23,14 +22,14 @@ def ti_config(tiny_model_dir, train_subject, output_dir, **changes):  # noqa: F8
 
 
 @pytest.fixture(scope="module")
-def ti_run(tiny_model_dir, train_subject, tmp_path_factory):  # noqa: F811
+def ti_run(tiny_model_dir, train_subject, tmp_path_factory):
     from helpers.textual_inversion import train_textual_inversion
 
     config = ti_config(tiny_model_dir, train_subject, tmp_path_factory.mktemp("ti") / "run")
     return train_textual_inversion(config, progress=False)
 
 
-def test_resume_equals_uninterrupted(ti_run, tiny_model_dir, train_subject, tmp_path):  # noqa: F811
+def test_resume_equals_uninterrupted(ti_run, tiny_model_dir, train_subject, tmp_path):
     from safetensors.torch import load_file
 
     from helpers.textual_inversion import train_textual_inversion
@@ -79,7 +78,7 @@ def test_embedding_loads_with_diffusers(ti_run, tiny_model_dir):
     assert image.size == (32, 32)
 
 
-def test_reused_then_dreambooth_from_it(ti_run, make_config):  # noqa: F811
+def test_reused_then_dreambooth_from_it(ti_run, make_config):
     from helpers.textual_inversion import dreambooth_after_textual_inversion, train_textual_inversion
 
     again = train_textual_inversion(ti_run_config(ti_run), progress=False)

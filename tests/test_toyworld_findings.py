@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import pytest
 
+from helpers import findings
 from helpers.paths import DATA_DIR
-from helpers.toyworld import findings
 
 TOY = DATA_DIR / "toyworld"
 SAMPLING = findings.Sampling(seeds=tuple(range(4)))
@@ -53,7 +53,7 @@ def toy_config(tmp_path, subject: str, **changes):
 @pytest.fixture(scope="module")
 def base_scores():
     """Every subject's measures on the untrained base model."""
-    from helpers.toyworld.findings import FACE_SUBJECT, score_run
+    from helpers.findings import FACE_SUBJECT, score_run
 
     return {name: score_run(str(TOY / "model"), name, SAMPLING) for name in (OBJECT, FACE_SUBJECT)}
 

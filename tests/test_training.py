@@ -4,7 +4,7 @@ import math
 
 import pytest
 import torch
-from fixtures_training import make_config, same_tensors, tensors_of, train_subject  # noqa: F401 (fixtures)
+from support import same_tensors, tensors_of
 
 from helpers.training import dreambooth_loss, noise_target
 
@@ -29,7 +29,7 @@ def test_v_prediction_target():
 
 
 @pytest.fixture(scope="module")
-def full_run(make_config):  # noqa: F811
+def full_run(make_config):
     """Prior preservation, frozen text encoder, EMA, 8-bit AdamW, checkpoints and samples: 4 steps."""
     from helpers.training import train_dreambooth
 
@@ -122,7 +122,7 @@ def test_finished_run_is_reused_and_never_overwritten(full_run, capsys):
         train_dreambooth(full_run.config.replace(learning_rate=3e-4), progress=False)
 
 
-def test_resume_equals_uninterrupted(full_run, make_config):  # noqa: F811
+def test_resume_equals_uninterrupted(full_run, make_config):
     from helpers.training import train_dreambooth
 
     config = full_run.config.replace(output_dir=make_config("resumed").output_dir, validation_prompts=[])
@@ -137,7 +137,7 @@ def test_resume_equals_uninterrupted(full_run, make_config):  # noqa: F811
     assert all(torch.equal(a, b) for a, b in zip(ema, full_run.models["ema_unet"].shadow_params))
 
 
-def test_ema_covers_a_trained_text_encoder(make_config):  # noqa: F811
+def test_ema_covers_a_trained_text_encoder(make_config):
     from helpers.training import load_trained_pipeline, train_dreambooth
 
     config = make_config("ema-te", use_ema=True, ema_decay=0.5, train_text_encoder=True,
@@ -152,7 +152,7 @@ def test_ema_covers_a_trained_text_encoder(make_config):  # noqa: F811
     assert same_tensors(tensors_of(raw.text_encoder), tensors_of(result.models["text_encoder"]))
 
 
-def test_trained_text_encoder_changes(make_config, tiny_model_dir):  # noqa: F811
+def test_trained_text_encoder_changes(make_config, tiny_model_dir):
     from transformers import CLIPTextModel
 
     from helpers.training import train_dreambooth
@@ -172,9 +172,9 @@ def test_trained_text_encoder_changes(make_config, tiny_model_dir):  # noqa: F81
     assert not same_tensors(base, tensors_of(trained.models["text_encoder"]))
 
 
-def test_loss_falls_when_overfitting(make_config, tiny_model_dir):  # noqa: F811
+def test_loss_falls_when_overfitting(make_config, tiny_model_dir):
+    from helpers.batches import DreamBoothDataset, collate_fn
     from helpers.data import load_images
-    from helpers.dataset import DreamBoothDataset, collate_fn
     from helpers.models import load_components
     from helpers.training import step_generator, train_dreambooth, training_step
 
@@ -209,7 +209,7 @@ def test_loss_falls_when_overfitting(make_config, tiny_model_dir):  # noqa: F811
     assert after < 0.7 * before
 
 
-def test_non_finite_loss_stops_with_advice(make_config):  # noqa: F811
+def test_non_finite_loss_stops_with_advice(make_config):
     from helpers.training import NonFiniteLossError, train_dreambooth
 
     config = make_config(

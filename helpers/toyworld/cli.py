@@ -1,13 +1,17 @@
-"""``python -m helpers toyworld <subcommand>``: render, subjects, train-evaluator, pretrain, evaluate."""
+"""The ``toyworld`` commands of the kit's command line (see :mod:`helpers.cli`): render, subjects, train-evaluator, pretrain, evaluate, latent-mean."""
 
 from __future__ import annotations
 
 import argparse
 import json
-import logging
 from pathlib import Path
 
 from ..paths import DATA_DIR
+from . import world
+from .evaluator import train_and_save
+from .metrics import evaluate_base_model
+from .pretrain import add_latent_mean, pretrain, write_facts
+from .subjects import write_subjects
 
 TOY_DIR = DATA_DIR / "toyworld"
 
@@ -15,8 +19,6 @@ TOY_DIR = DATA_DIR / "toyworld"
 def _render(args: argparse.Namespace) -> int:
     """Write a grid of random scenes and print their captions."""
     from PIL import Image
-
-    from . import world
 
     n, cols = args.count, min(args.count, 8)
     rows = (n + cols - 1) // cols
@@ -33,16 +35,12 @@ def _render(args: argparse.Namespace) -> int:
 
 def _subjects(args: argparse.Namespace) -> int:
     """Write the subjects' instance images and manifest."""
-    from .subjects import write_subjects
-
     print(f"wrote {write_subjects(args.out_dir)}")
     return 0
 
 
 def _train_evaluator(args: argparse.Namespace) -> int:
     """Train the evaluator and save its weights and accuracy report."""
-    from .evaluator import train_and_save
-
     report = train_and_save(
         args.out_dir,
         steps=args.steps,
@@ -59,8 +57,6 @@ def _train_evaluator(args: argparse.Namespace) -> int:
 
 def _pretrain(args: argparse.Namespace) -> int:
     """Pretrain (or resume) the base model."""
-    from .pretrain import pretrain
-
     done = pretrain(args.out_dir, minutes=args.minutes, keep_checkpoint=args.keep_checkpoint)
     print(
         "finished" if done else f"paused; run the same command again to resume from {args.out_dir}/checkpoint"
@@ -70,8 +66,6 @@ def _pretrain(args: argparse.Namespace) -> int:
 
 def _evaluate(args: argparse.Namespace) -> int:
     """Judge a model's generations on held-out prompts with the evaluator."""
-    from .metrics import evaluate_base_model
-
     report = evaluate_base_model(
         args.model,
         n_prompts=args.prompts,
@@ -84,25 +78,18 @@ def _evaluate(args: argparse.Namespace) -> int:
     )
     print(json.dumps(report, indent=2))
     if args.save:
-        from .pretrain import write_facts
-
         write_facts(args.model, heldout_evaluation=report)
     return 0
 
 
 def _latent_mean(args: argparse.Namespace) -> int:
     """Record the training latents' mean in a saved model's VAE config."""
-    from .pretrain import add_latent_mean
-
     print("latents_mean:", add_latent_mean(args.model, args.images))
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of the ``toyworld`` command."""
-    parser = argparse.ArgumentParser(prog="python -m helpers toyworld", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-
+def add_commands(sub) -> None:
+    """Declare the ToyWorld subcommands on ``sub`` (an ``add_subparsers`` object); each sets ``func``."""
     p = sub.add_parser("render", help="render random scenes into a grid image")
     p.add_argument("out", help="PNG file to write")
     p.add_argument("--count", type=int, default=32)
@@ -154,11 +141,3 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model", nargs="?", default=str(TOY_DIR / "model"))
     p.add_argument("--images", type=int, default=None, help="training scenes to encode (default: all)")
     p.set_defaults(func=_latent_mean)
-    return parser
-
-
-def main(argv: list[str]) -> int:
-    """Run a ToyWorld subcommand; returns the exit status."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    args = build_parser().parse_args(argv)
-    return args.func(args)

@@ -28,15 +28,16 @@
 # %%
 import matplotlib.pyplot as plt
 
+from helpers.comparisons import own_sampler, sample_runs, scheduler_name
 from helpers.course import setup_notebook, study_config
 from helpers.data import load_images
-from helpers.experiments import (format_scores, own_sampler, paste_table, progress_table, sample_runs, save_plot,
-                                 scheduler_name, show_image, subject_prompts, toyworld_scores, validation_grids,
-                                 widgets_enabled)
+from helpers.figures import (paste_table, plot_losses, progress_table, save_image, save_plot, show_grid,
+                             show_image, validation_grids, widgets_enabled)
 from helpers.home import note_runs_in_use
-from helpers.figures import plot_losses, save_image, show_grid
 from helpers.paths import runs_dir
 from helpers.profiles import get_profile
+from helpers.prompts import subject_prompts
+from helpers.scores import format_scores, toyworld_scores
 from helpers.training import train_dreambooth
 
 SEED = 0  # training seed (data order, noise, timesteps) of every run; sampling seeds start here too

@@ -36,14 +36,15 @@ import inspect
 import matplotlib.pyplot as plt
 
 from helpers.class_images import generate_class_images
+from helpers.comparisons import own_sampler, sample_runs, scheduler_name
 from helpers.course import setup_notebook, study_config
 from helpers.data import load_images, open_rgb
-from helpers.experiments import (format_scores, own_sampler, sample_runs, save_plot, scheduler_name, subject_prompts,
-                                 toyworld_scores, widgets_enabled)
+from helpers.figures import plot_losses, save_image, save_plot, show_grid, widgets_enabled
 from helpers.home import note_runs_in_use
-from helpers.figures import plot_losses, save_image, show_grid
 from helpers.paths import runs_dir
 from helpers.profiles import get_profile
+from helpers.prompts import subject_prompts
+from helpers.scores import format_scores, toyworld_scores
 from helpers.training import class_image_spec, dreambooth_loss, train_dreambooth
 
 SEED = 0  # training seed of both runs; class image i is made from seed SEED + i; sampling seeds start here

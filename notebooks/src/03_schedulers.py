@@ -28,14 +28,15 @@
 # %%
 import matplotlib.pyplot as plt
 
+from helpers.comparisons import load_run, sample_pipeline, scheduler_comparison
 from helpers.course import setup_notebook, study_config
-from helpers.experiments import (format_scores, load_run, plot_seconds_per_image, sample_pipeline, save_plot,
-                                 scheduler_comparison, subject_prompts, toyworld_scores, widgets_enabled)
+from helpers.figures import plot_seconds_per_image, save_image, save_plot, show_grid, widgets_enabled
 from helpers.home import note_runs_in_use
-from helpers.figures import save_image, show_grid
 from helpers.paths import runs_dir
 from helpers.profiles import get_profile
+from helpers.prompts import subject_prompts
 from helpers.sampling import SCHEDULERS, STUDY_SCHEDULERS, compare_schedulers, generate
+from helpers.scores import format_scores, toyworld_scores
 from helpers.training import train_dreambooth
 
 SEED = 0  # training seed of the overfit run; sampling seeds start here too

@@ -28,17 +28,18 @@
 # %%
 import inspect
 
+from helpers.comparisons import sample_runs
 from helpers.course import setup_notebook, study_config
 from helpers.data import load_images
-from helpers.experiments import (format_scores, sample_runs, save_plot, short_prompt, show_image, subject_prompts,
-                                 toyworld_scores, widgets_enabled)
+from helpers.figures import plot_losses, save_image, save_plot, show_grid, show_image, widgets_enabled
 from helpers.home import note_runs_in_use
-from helpers.figures import plot_losses, save_image, show_grid
 from helpers.memory import cost_table, format_bytes, measure_configurations, plot_costs, sd_static_memory
 from helpers.models import load_components
 from helpers.paths import runs_dir
 from helpers.profiles import get_profile
-from helpers.training import train_dreambooth
+from helpers.prompts import short_prompt, subject_prompts
+from helpers.scores import format_scores, toyworld_scores
+from helpers.training import prepare_models, train_dreambooth
 
 SEED = 0  # training seed of both runs; sampling seeds start here too
 
@@ -83,11 +84,13 @@ fig = show_grid(photos, 1, len(photos), title=f"the {len(photos)} training photo
 # lets the words themselves move towards the subject. The study found this gave the best
 # results, above all on faces.
 #
-# In code it is one flag, `train_text_encoder`. The engine then gives the text encoder
-# gradients and puts its weights into the optimizer beside the UNet's:
+# In code it is one flag, `train_text_encoder`. `train_dreambooth` reads top to bottom: open the
+# run, load the models and data, `prepare_models`, then the loop. `prepare_models` is where the
+# flag acts: it gives the text encoder gradients and puts its weights into the optimizer beside
+# the UNet's:
 
 # %%
-source = inspect.getsource(train_dreambooth).splitlines()
+source = inspect.getsource(prepare_models).splitlines()
 wanted = ("text_encoder.requires_grad_(", "trained = [unet] + (", "params = [p for m in trained")
 print(*[line.strip() for line in source if line.strip().startswith(wanted)][:3], sep="\n")
 

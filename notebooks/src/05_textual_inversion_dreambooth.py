@@ -31,13 +31,15 @@ from dataclasses import replace
 import matplotlib.pyplot as plt
 import torch
 
+from helpers.comparisons import Comparison, sample_runs
 from helpers.course import run_finished, setup_notebook, study_config
-from helpers.experiments import Comparison, format_scores, sample_runs, save_plot, subject_prompts, toyworld_scores
+from helpers.figures import plot_losses, save_image, save_plot
 from helpers.home import note_runs_in_use
-from helpers.figures import plot_losses, save_image
 from helpers.models import load_components
 from helpers.paths import runs_dir
 from helpers.profiles import get_profile
+from helpers.prompts import subject_prompts
+from helpers.scores import format_scores, toyworld_scores
 from helpers.textual_inversion import (TextualInversionConfig, changed_rows, dreambooth_after_textual_inversion,
                                        train_textual_inversion)
 from helpers.training import train_dreambooth

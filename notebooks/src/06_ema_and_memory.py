@@ -31,15 +31,16 @@ import numpy as np
 import torch
 from diffusers.training_utils import EMAModel
 
+from helpers.comparisons import Comparison, sample_runs
 from helpers.course import setup_notebook, study_config
-from helpers.experiments import (Comparison, format_scores, sample_runs, save_plot, subject_prompts, toyworld_scores,
-                                 widgets_enabled)
+from helpers.figures import save_image, save_plot, widgets_enabled
 from helpers.home import note_runs_in_use
-from helpers.figures import save_image
 from helpers.memory import (StepCost, cost_table, describe, format_bytes, measure_configurations, plot_costs,
                             sd_static_memory)
 from helpers.paths import runs_dir
 from helpers.profiles import get_profile
+from helpers.prompts import subject_prompts
+from helpers.scores import format_scores, toyworld_scores
 from helpers.training import train_dreambooth
 
 SEED = 0  # training seed; sampling seeds start here too

@@ -1,4 +1,4 @@
-"""The DreamBooth dataset: subject ("instance") photos and, with prior preservation, class images.
+"""Training batches: the DreamBooth dataset of instance (and class) images with their prompt ids, and its batches.
 
 Each example pairs an instance image with the instance prompt and, when class images are
 given, a class image with the class prompt. :func:`collate_fn` puts the instance half of a

@@ -1,4 +1,4 @@
-"""Tests for helpers.experiments: prompts, comparisons, tables of training samples, measures and figures."""
+"""Comparisons, prompts, tables of training samples, measures and figures (the experiments of the notebooks)."""
 
 import sys
 from pathlib import Path
@@ -7,25 +7,20 @@ import pytest
 import yaml
 from PIL import Image
 
+from helpers.comparisons import Comparison, sample_runs, scheduler_comparison, scheduler_name
 from helpers.course import Subject
-from helpers.experiments import (
-    Comparison,
-    format_scores,
+from helpers.figures import (
+    image_grid,
     paste_table,
     plot_seconds_per_image,
     progress_table,
-    sample_runs,
     save_plot,
-    scheduler_comparison,
-    scheduler_name,
-    short_prompt,
-    subject_prompts,
-    toyworld_scores,
     validation_grids,
     widgets_enabled,
 )
-from helpers.figures import image_grid
+from helpers.prompts import short_prompt, subject_prompts
 from helpers.sampling import Generation
+from helpers.scores import format_scores, toyworld_scores
 
 
 def solid(value: int, size: int = 16) -> Image.Image:
@@ -179,7 +174,7 @@ def test_sample_runs_gives_every_arm_the_same_starting_noise(tiny_model_dir):
 
 
 def test_toyworld_scores_route_class_prompt_images_to_language_drift(monkeypatch):
-    import helpers.experiments as ex
+    import helpers.scores as ex
     from helpers.toyworld import metrics
 
     seen = {}

@@ -15,8 +15,20 @@ from pathlib import Path
 
 import torch
 
-from . import metrics, world
-from .subjects import SUBJECTS
+from .comparisons import release_memory
+from .course import default_settings, prepare_subject, study_config
+from .models import resolve_model
+from .profiles import get_profile
+from .prompts import subject_prompts
+from .sampling import generate
+from .textual_inversion import (
+    TextualInversionConfig,
+    dreambooth_after_textual_inversion,
+    train_textual_inversion,
+)
+from .toyworld import metrics, world
+from .toyworld.subjects import SUBJECTS, instance_images
+from .training import load_trained_pipeline, train_dreambooth
 
 OBJECT_SUBJECTS = ("dotted_star", "checked_cube", "striped_ball")
 FACE_SUBJECT = "patch_face"
@@ -52,7 +64,6 @@ def scoring_prompts(name: str, identifier: str = "sks") -> dict[str, list[str]]:
 
 def sample(pipe, prompts: list[str], sampling: Sampling) -> dict[str, list]:
     """``{prompt: images}``, one image per seed, from seeded CPU latents (identical across arms)."""
-    from ..sampling import generate
 
     pairs = [(p, s) for p in prompts for s in sampling.seeds]
     gen = generate(pipe, [p for p, _ in pairs], [s for _, s in pairs], num_inference_steps=sampling.steps,
@@ -66,7 +77,6 @@ def sample(pipe, prompts: list[str], sampling: Sampling) -> dict[str, list]:
 
 def score_images(name: str, images: dict[str, list], prompts: dict[str, list[str]]) -> dict[str, float]:
     """The DreamBooth paper's measures from images sampled with :func:`scoring_prompts`."""
-    from .subjects import instance_images
 
     def flat(role):
         return [im for p in prompts[role] for im in images[p]], [p for p in prompts[role] for _ in images[p]]
@@ -102,8 +112,6 @@ def score_pipeline(pipe, name: str, sampling: Sampling | None = None, identifier
 def score_run(run: str | Path, name: str, sampling: Sampling | None = None, ema: bool = False,
               identifier: str = "sks") -> dict[str, float]:
     """Load a run folder (or a model id) on the CPU and score it; ``ema`` uses the run's EMA UNet."""
-    from ..experiments import release_memory
-    from ..training import load_trained_pipeline
 
     pipe = load_trained_pipeline(run, ema=ema)
     pipe.set_progress_bar_config(disable=True)
@@ -131,13 +139,11 @@ class Finding:
 
 
 def _toy_subject(name: str):
-    from ..course import prepare_subject
 
     return prepare_subject(name)
 
 
 def _settings():
-    from ..course import default_settings
 
     settings = default_settings("cpu")
     if not settings.pretrained_model_name_or_path.startswith("kit:toyworld"):
@@ -147,10 +153,6 @@ def _settings():
 
 def _train(subject, study_lr, study_steps, **changes):
     """Train (or reuse) one arm, with notebook 01's sample grids so that its progress table finds them."""
-    from ..course import study_config
-    from ..experiments import subject_prompts
-    from ..profiles import get_profile
-    from ..training import train_dreambooth
 
     grids = {"validation_prompts": subject_prompts(subject, 3)[:2], "validation_seeds": [0, 1],
              "validation_steps": max(1, get_profile("cpu").steps(study_steps) // 4)}
@@ -160,7 +162,6 @@ def _train(subject, study_lr, study_steps, **changes):
 
 def base_model(sampling: Sampling, n_prompts: int = 64) -> Finding:
     """The base model on held-out captions, and what it draws for every subject's prompts before training."""
-    from ..models import resolve_model
 
     model = resolve_model(_settings().pretrained_model_name_or_path)
     f = Finding("base", "Stable Diffusion draws the classes, colours and places its captions name.",
@@ -241,13 +242,6 @@ def text_encoder(sampling: Sampling) -> Finding:
 
 def textual_inversion_dreambooth(sampling: Sampling) -> Finding:
     """Textual inversion (2000 steps), then DreamBooth from it (500 steps, 1e-6), vs notebook 04's two runs."""
-    from ..course import study_config
-    from ..profiles import get_profile
-    from ..textual_inversion import (
-        TextualInversionConfig,
-        dreambooth_after_textual_inversion,
-        train_textual_inversion,
-    )
 
     settings, profile = _settings(), get_profile("cpu")
     subject = _toy_subject(FACE_SUBJECT)

@@ -1,0 +1,148 @@
+"""Sample finished runs side by side from identical prompts and seeds (introduced in ``01_learning_rate``).
+
+A comparison samples every run (an "arm" of an experiment) from the same prompts and the same
+seeds, so the only thing that differs between two columns of a figure is the thing compared.
+"""
+
+from __future__ import annotations
+
+import gc
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from PIL import Image
+from tqdm.auto import tqdm
+
+from .figures import paste_table, show_image
+from .models import resolve_model
+from .prompts import short_prompt
+from .sampling import SCHEDULERS, Generation, generate
+from .training import load_trained_pipeline
+
+
+def pipeline_device() -> tuple[str, torch.dtype]:
+    """Where to sample and in which precision: CUDA in float16 when there is a GPU, else CPU in float32."""
+    return ("cuda", torch.float16) if torch.cuda.is_available() else ("cpu", torch.float32)
+
+
+def load_run(run: str | Path, ema: bool = False):
+    """A finished run's pipeline (or a base model id), on the sampling device, progress bars off."""
+    device, dtype = pipeline_device()
+    return load_trained_pipeline(run, ema=ema, torch_dtype=dtype, device=device)
+
+
+def release_memory() -> None:
+    """Give back the memory of models no longer referenced (call after ``del pipe``)."""
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def sample_pipeline(pipe, prompts: list[str], seeds: list[int], num_inference_steps: int,
+                    resolution: int | None = None, scheduler: str | None = None) -> Generation:
+    """One image per (prompt, seed) pair, prompt by prompt: every prompt gets the same seeds."""
+    pairs = [(p, s) for p in prompts for s in seeds]
+    return generate(pipe, [p for p, _ in pairs], [s for _, s in pairs], num_inference_steps=num_inference_steps,
+                    scheduler=scheduler, resolution=resolution, batch_size=max(1, len(seeds)), progress=False)
+
+
+@dataclass
+class Comparison:
+    """The same prompts and seeds sampled from several arms of an experiment (``{label: Generation}``)."""
+
+    generations: dict[str, Generation]
+    prompts: list[str]
+    seeds: list[int]
+    settings: dict = field(default_factory=dict)  # what every arm shared (steps, scheduler ...), for titles
+
+    @property
+    def labels(self) -> list[str]:
+        return list(self.generations)
+
+    def images(self, label: str, prompt: str | None = None) -> list[Image.Image]:
+        """The images of one arm, all of them or those of one prompt."""
+        gen = self.generations[label]
+        return [im for im, p in zip(gen.images, gen.prompts) if prompt is None or p == prompt]
+
+    def seconds_per_image(self) -> dict[str, float]:
+        """Sampling time per image of each arm."""
+        return {k: g.seconds / max(1, len(g.images)) for k, g in self.generations.items()}
+
+    def strip(self, label: str, prompt: str, cell: int) -> Image.Image:
+        """The images of one arm and one prompt side by side, seeds left to right, each ``cell`` px."""
+        images = self.images(label, prompt)
+        out = Image.new("RGB", (cell * len(images) + 2 * (len(images) - 1), cell), "white")
+        for i, im in enumerate(images):
+            out.paste(im.convert("RGB").resize((cell, cell)), (i * (cell + 2), 0))
+        return out
+
+    def grid(self, title: str | None = None, arms_as: str = "cols", cell: int | None = None) -> Image.Image:
+        """A labelled grid: one row per prompt and one column per arm (the study's layout), or arms as rows.
+
+        Each cell holds the seeds of one (prompt, arm) pair, left to right.
+
+        Args:
+            arms_as: ``"cols"`` (prompts down, arms across) or ``"rows"`` (arms down, prompts across).
+            cell: size of each image in pixels; None: the images' own size, at least 96.
+        """
+        first = next(iter(self.generations.values())).images[0]
+        cell = cell or max(96, first.width)
+        table = [[self.strip(label, p, cell) for label in self.labels] for p in self.prompts]
+        prompts = [short_prompt(p) for p in self.prompts]
+        if arms_as == "rows":
+            return paste_table([list(col) for col in zip(*table)], self.labels, prompts, title, table[0][0].width)
+        return paste_table(table, prompts, self.labels, title, table[0][0].width)
+
+    def show(self, title: str | None = None, arms_as: str = "cols", width: float | None = None):
+        """The grid drawn with matplotlib, small; returns the figure."""
+        across = len(self.labels) if arms_as == "cols" else len(self.prompts)
+        return show_image(self.grid(title, arms_as), width or min(10.0, 1.1 * across * len(self.seeds) + 2.5))
+
+
+def sample_runs(runs: dict[str, str | Path], prompts: list[str], seeds: list[int], num_inference_steps: int,
+                resolution: int | None = None, scheduler: str | None = None, ema: bool = False) -> Comparison:
+    """Load each run in turn (a run folder or a base model id), sample prompts x seeds, free it.
+
+    Args:
+        runs: ``{label: run folder or model id}``, in the order the figure shows them.
+        prompts, seeds: every arm gets every prompt with every seed.
+        scheduler: a key of ``helpers.sampling.SCHEDULERS``; None keeps each pipeline's own.
+    Returns:
+        a :class:`Comparison`, one :class:`~helpers.sampling.Generation` per label.
+    """
+    generations = {}
+    for label, run in tqdm(list(runs.items()), desc="sampling runs"):
+        pipe = load_run(run, ema=ema)
+        generations[label] = sample_pipeline(pipe, prompts, seeds, num_inference_steps, resolution, scheduler)
+        del pipe  # one pipeline in memory at a time
+        release_memory()
+    settings = {"steps": num_inference_steps, "scheduler": scheduler or "default", "seeds": seeds}
+    return Comparison(generations, list(prompts), list(seeds), settings)
+
+
+SCHEDULER_NAMES = {"pndm": "PNDM", "lms": "LMSDiscrete", "ddim": "DDIM", "dpm++": "DPM-Solver++", "euler": "Euler",
+                   "unipc": "UniPC"}
+
+
+def scheduler_name(key: str) -> str:
+    """How figures name a scheduler of ``helpers.sampling.SCHEDULERS`` ("dpm++" -> "DPM-Solver++")."""
+    return SCHEDULER_NAMES.get(key) or SCHEDULERS[key].removesuffix("Scheduler")
+
+
+def own_sampler(model: str) -> str:
+    """The key (in ``helpers.sampling.SCHEDULERS``) of the scheduler a model samples with by default.
+
+    ``"pndm"`` for Stable Diffusion 1.x, as in the study; ``"dpm++"`` for the ToyWorld model.
+    """
+    from diffusers import DiffusionPipeline
+
+    cls = DiffusionPipeline.load_config(resolve_model(model))["scheduler"][1]
+    return {v: k for k, v in SCHEDULERS.items()}.get(cls, cls)
+
+
+def scheduler_comparison(results: dict[tuple[str, int], Generation], prompt: str) -> Comparison:
+    """Turn :func:`helpers.sampling.compare_schedulers` results into a :class:`Comparison` (one arm per pair)."""
+    generations = {f"{scheduler_name(name)}, {n}": g for (name, n), g in results.items()}
+    seeds = next(iter(results.values())).seeds
+    return Comparison(generations, [prompt], list(seeds))
