@@ -36,6 +36,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from .home import hub_cache_dir
 from .models import ModelUnavailableError
 from .paths import TOKENIZER_DIR, runs_dir
 from .stats import Estimate, format_table, mean_of
@@ -114,8 +115,8 @@ def measure_device() -> str:
 
 
 def backbone_cache_dir() -> Path:
-    """Where Hub backbones are downloaded to: ``runs/models/hub``."""
-    return runs_dir() / "models" / "hub"
+    """Where Hub backbones are downloaded to: the course home's Hub cache (or ``models/hub`` there)."""
+    return hub_cache_dir() or runs_dir() / "models" / "hub"
 
 
 def _seeded(seed: int, build):

@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 
 from .errors import LearnerError
+from .home import hub_cache_dir
 from .paths import DATA_DIR, TOKENIZER_DIR, runs_dir
 from .profiles import TINY_MODEL, TOY_MODEL
 
@@ -224,7 +225,7 @@ def local_folder(name_or_path: str) -> Path | None:
     from huggingface_hub import snapshot_download  # only for Hub ids
 
     try:
-        return Path(snapshot_download(resolved, local_files_only=True))
+        return Path(snapshot_download(resolved, local_files_only=True, **hub_kwargs()))
     except Exception:  # noqa: BLE001 (not in the cache, or not a valid id: either way nothing local)
         return None
 
@@ -249,6 +250,12 @@ def _unavailable(name: str, err: Exception) -> ModelUnavailableError:
     )
 
 
+def hub_kwargs() -> dict:
+    """``{"cache_dir": ...}``: Hub downloads go to the course home's cache (:func:`helpers.home.hub_cache_dir`)."""
+    cache = hub_cache_dir()
+    return {"cache_dir": str(cache)} if cache else {}
+
+
 def dtype_kwargs(torch_dtype: torch.dtype | None) -> dict:
     """``{"torch_dtype": ...}`` only for a non-default dtype (newer diffusers warn on every ``torch_dtype``)."""
     return {} if torch_dtype in (None, torch.float32) else {"torch_dtype": torch_dtype}
@@ -269,6 +276,7 @@ def load_pipeline(name_or_path: str, torch_dtype: torch.dtype | None = None, dev
         pipe = StableDiffusionPipeline.from_pretrained(
             source,
             **dtype_kwargs(torch_dtype),
+            **hub_kwargs(),
             use_safetensors=True,
             safety_checker=None,
             feature_extractor=None,
@@ -290,14 +298,14 @@ def load_components(name_or_path: str) -> dict:
     from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
     from transformers import CLIPTextModel, CLIPTokenizer
 
-    source = resolve_model(name_or_path)
+    source, hub = resolve_model(name_or_path), hub_kwargs()
     try:
         return {
-            "tokenizer": CLIPTokenizer.from_pretrained(source, subfolder="tokenizer"),
-            "text_encoder": CLIPTextModel.from_pretrained(source, subfolder="text_encoder", use_safetensors=True),
-            "vae": AutoencoderKL.from_pretrained(source, subfolder="vae", use_safetensors=True),
-            "unet": UNet2DConditionModel.from_pretrained(source, subfolder="unet", use_safetensors=True),
-            "noise_scheduler": DDPMScheduler.from_pretrained(source, subfolder="scheduler"),
+            "tokenizer": CLIPTokenizer.from_pretrained(source, subfolder="tokenizer", **hub),
+            "text_encoder": CLIPTextModel.from_pretrained(source, subfolder="text_encoder", use_safetensors=True, **hub),
+            "vae": AutoencoderKL.from_pretrained(source, subfolder="vae", use_safetensors=True, **hub),
+            "unet": UNet2DConditionModel.from_pretrained(source, subfolder="unet", use_safetensors=True, **hub),
+            "noise_scheduler": DDPMScheduler.from_pretrained(source, subfolder="scheduler", **hub),
         }
     except (OSError, ValueError) as err:
         raise _unavailable(name_or_path, err) from err

@@ -206,7 +206,7 @@ def test_command_line_exports(tiny_model_dir, tmp_path, capsys):
     out = tmp_path / "cli.safetensors"
     assert main(["export", str(tiny_model_dir), "--single-file", str(out), "--half"]) == 0
     assert load_file(out)["model.diffusion_model.out.2.weight"].dtype == torch.float16
-    assert main(["export", str(tiny_model_dir), "--kohya", str(tmp_path / "k.safetensors")]) == 1
+    assert main(["export", str(tiny_model_dir), "--kohya", str(tmp_path / "k.safetensors")]) == 2  # not a LoRA run
     assert "--single-file" in capsys.readouterr().err
     with pytest.raises(SystemExit):  # one of --single-file / --kohya is required
         main(["export", str(tiny_model_dir)])

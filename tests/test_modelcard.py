@@ -4,7 +4,6 @@ import shutil
 
 import pytest
 import yaml
-from fixtures_training import make_config, train_subject  # noqa: F401 (fixtures)
 
 from helpers.config import save_config, smoke_config
 from helpers.modelcard import LICENSE_URL, render_model_card, write_model_card
@@ -18,17 +17,18 @@ def front_matter(card: str) -> dict:
 
 
 @pytest.fixture(scope="module")
-def finished_run(make_config):  # noqa: F811
+def finished_run(make_config):
     """A real DreamBooth run on the tiny model, with validation samples."""
     from helpers.training import train_dreambooth
 
     config = make_config(
-        "card", validation_prompts=["a photo of sks dog", "a sks dog on a beach"], validation_seeds=[0, 1]
+        "card", validation_prompts=["a photo of sks dog", "a sks dog on a beach"], validation_seeds=[0, 1],
+        with_prior_preservation=True,  # so the card has class settings to name
     )
     return train_dreambooth(config, progress=False).output_dir
 
 
-def test_card_of_a_finished_run_names_its_settings(finished_run, train_subject):  # noqa: F811
+def test_card_of_a_finished_run_names_its_settings(finished_run, train_subject):
     path = write_model_card(finished_run)
     card = path.read_text()
     assert path == finished_run / "README.md"

@@ -58,7 +58,7 @@ def push_command(run: Path, **env: str) -> subprocess.CompletedProcess:
 
 def test_offline_push_says_so_and_never_shows_the_token(run):
     result = push_command(run, HF_HUB_OFFLINE="1")
-    assert result.returncode == 1
+    assert result.returncode == 2  # a learner's mistake: one message, status 2
     assert "Could not reach the Hugging Face Hub" in result.stderr and "HF_HUB_OFFLINE" in result.stderr
     assert FAKE_TOKEN not in result.stdout + result.stderr
 
@@ -66,7 +66,7 @@ def test_offline_push_says_so_and_never_shows_the_token(run):
 def test_unreachable_hub_says_so_and_never_shows_the_token(run):
     # A closed local port: the connection is refused at once, on any machine, online or not.
     result = push_command(run, HF_HUB_OFFLINE="0", HF_ENDPOINT="http://127.0.0.1:9")
-    assert result.returncode == 1
+    assert result.returncode == 2  # a learner's mistake: one message, status 2
     assert "Could not reach the Hugging Face Hub" in result.stderr and "internet" in result.stderr
     assert FAKE_TOKEN not in result.stdout + result.stderr
 
