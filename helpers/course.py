@@ -12,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,7 +19,7 @@ import yaml
 
 from .config import config_for_profile
 from .data import SubjectDataError, download_hub_dataset, list_images, make_synthetic_subject, read_manifest
-from .home import detect_platform, open_home
+from .home import detect_platform, interactive, open_home
 from .paths import DATA_DIR, runs_dir
 from .profiles import PROFILE_ENV, TINY_MODEL, get_profile
 from .uploads import ask_for_photos, convert_heic_folder
@@ -161,11 +160,6 @@ def run_finished(config) -> bool:
     from .config import resolve_output_dir
 
     return (resolve_output_dir(config) / "done.json").exists()
-
-
-def interactive() -> bool:
-    """True in a live Jupyter kernel unless ``COURSE_INTERACTIVE=0`` (tests and headless runs)."""
-    return os.environ.get("COURSE_INTERACTIVE", "1") == "1" and "ipykernel" in sys.modules
 
 
 def ensure_photos(subject: Subject, mount=None, **ask) -> Subject:

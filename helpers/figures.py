@@ -4,14 +4,13 @@ training, plots; saved with their settings in the file name."""
 from __future__ import annotations
 
 import csv
-import os
 import re
-import sys
 from pathlib import Path
 
 import yaml
 from PIL import Image, ImageDraw, ImageFont
 
+from .home import interactive
 from .paths import runs_dir
 
 SAMPLES_DIR = "samples"  # where a training run saves its validation grids, inside the run folder
@@ -142,8 +141,8 @@ def plot_losses(runs: dict[str, str | Path | dict], key: str = "loss", window: i
 
 
 def widgets_enabled() -> bool:
-    """True in a live Jupyter kernel unless ``COURSE_INTERACTIVE=0`` (tests and headless runs)."""
-    return os.environ.get("COURSE_INTERACTIVE", "1") == "1" and "ipykernel" in sys.modules
+    """Whether to show widgets: in a live notebook, not in tests or ``make course`` (:func:`helpers.home.interactive`)."""
+    return interactive()
 
 
 def validation_grids(run: str | Path, strip_labels: bool = True) -> dict[str, Image.Image]:

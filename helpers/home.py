@@ -24,6 +24,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from .errors import LearnerError
+
 HOME_ENV = "COURSE_HOME"
 RUNS_DIR_ENV = "COURSE_RUNS_DIR"  # the name used before the course home; still honoured
 HOME_NAME = "dreambooth-course"
@@ -36,8 +38,8 @@ GIB = 1024**3
 KIT_ROOT = Path(__file__).resolve().parents[1]
 
 
-class NotEnoughSpaceError(OSError):
-    """The course home has less free space than a job will write."""
+class NotEnoughSpaceError(LearnerError, OSError):
+    """The disk under the course home has less free space than a job will write."""
 
 
 def detect_platform() -> str:
@@ -47,6 +49,11 @@ def detect_platform() -> str:
     if os.environ.get("KAGGLE_KERNEL_RUN_TYPE"):
         return "kaggle"
     return "local"
+
+
+def interactive() -> bool:
+    """True in a live Jupyter kernel unless ``COURSE_INTERACTIVE=0`` (tests and headless runs such as make course)."""
+    return os.environ.get("COURSE_INTERACTIVE", "1") == "1" and "ipykernel" in sys.modules
 
 
 def drive_folder() -> Path:
@@ -119,20 +126,21 @@ def free_bytes(path: str | Path | None = None) -> int:
     return shutil.disk_usage(path).free
 
 
-def check_free_space(need_bytes: int, what: str, path: str | Path | None = None) -> None:
-    """Raise :class:`NotEnoughSpaceError` unless ``need_bytes`` fit on the course home's disk.
+def check_free_space(folder: str | Path | None, needed: int, what: str = "this run") -> None:
+    """Raise :class:`NotEnoughSpaceError` unless ``needed`` bytes fit on the disk under ``folder``.
 
     Args:
-        need_bytes: what the job will write.
-        what: the job, as the message should name it ("this training run").
-        path: where it writes; None means the course home.
+        folder: where the job writes; None means the course home.
+        needed: what the job will write, in bytes.
+        what: the job, as the message should name it ("This DreamBooth run").
     """
-    free = free_bytes(path)
-    if free < need_bytes:
+    free = free_bytes(folder)
+    if free < needed:
         raise NotEnoughSpaceError(
-            f"{what} writes about {need_bytes / GIB:.1f} GB but only {free / GIB:.1f} GB are free in the course "
-            "home. `cleanup_candidates()` from helpers.home lists what can be deleted and how much that frees; "
-            "delete with `delete_candidates(...)`, or set COURSE_HOME to a larger disk."
+            f"{what} writes about {needed / GIB:.2f} GiB but only {free / GIB:.2f} GiB are free in the course "
+            "home. `cleanup_candidates()` from helpers.home lists what can be deleted (old checkpoints, runs no "
+            "notebook uses) and how much that frees; or lower checkpoints_total_limit, or set COURSE_HOME to a "
+            "larger disk."
         )
 
 

@@ -59,10 +59,6 @@ class MissingCheckpointError(LearnerError, FileNotFoundError):
     """The checkpoint to resume from is not there, or was not written to the end."""
 
 
-class NotEnoughSpaceError(LearnerError, OSError):
-    """The disk cannot hold what the run will write."""
-
-
 @dataclass
 class RunResult:
     """What a training run left behind."""
@@ -105,25 +101,6 @@ def never_trained(output_dir: Path) -> bool:
     if any(p.name not in kit_files for p in output_dir.iterdir()):
         return False
     return not read_log(output_dir / LOG_FILE)["step"]
-
-
-def free_bytes(folder: Path) -> int:
-    """Free space on the disk that holds ``folder`` (or the nearest folder above it that exists)."""
-    folder = Path(folder).resolve()
-    while not folder.exists():
-        folder = folder.parent
-    return shutil.disk_usage(folder).free
-
-
-def check_free_space(folder: Path, needed: int, what: str = "this run") -> None:
-    """Refuse to start when the disk under ``folder`` has less than ``needed`` bytes free."""
-    free = free_bytes(folder)
-    if free < needed:
-        raise NotEnoughSpaceError(
-            f"{what} will write about {needed / 2**30:.2f} GiB to {display_path(folder)}, but only "
-            f"{free / 2**30:.2f} GiB is free there. Delete old runs or checkpoints (under runs/), lower "
-            "checkpoints_total_limit, or set COURSE_RUNS_DIR to a larger disk."
-        )
 
 
 # ------------------------------------------------------------------------------------------- the log

@@ -18,9 +18,10 @@ from .batches import DreamBoothDataset, batch_indices, tokenize
 from .config import ConfigError, ConfigMixin, resolve_output_dir
 from .data import check_image_folder, load_images
 from .figures import image_grid
+from .home import check_free_space
 from .models import check_model_reachable, load_components, model_bytes, resolve_model
 from .optim import check_mixed_precision, weight_dtype_for
-from .runs import Run, check_free_space, make_lr_scheduler, scaled_learning_rate
+from .runs import Run, make_lr_scheduler, scaled_learning_rate
 from .sampling import generate
 from .training import step_generator, train_dreambooth, training_step
 

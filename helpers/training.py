@@ -24,6 +24,7 @@ from .class_images import ClassImageSpec, check_record, class_folder, class_imag
 from .config import TrainConfig, class_prompt_of, resolve_output_dir
 from .data import check_image_folder, load_images
 from .figures import image_grid
+from .home import check_free_space
 from .models import (
     check_model_reachable,
     dtype_kwargs,
@@ -39,7 +40,6 @@ from .runs import (
     Run,
     RunExistsError,
     RunResult,
-    check_free_space,
     make_ema,
     make_lr_scheduler,
     scaled_learning_rate,

@@ -84,9 +84,9 @@ def test_hub_cache_lives_in_the_home_unless_the_learner_chose_one(bare, monkeypa
 
 def test_free_space_check_says_what_to_do(bare, monkeypatch):
     monkeypatch.setenv("COURSE_HOME", str(bare / "h"))
-    check_free_space(1, "this run")  # one byte fits anywhere
+    check_free_space(None, 1, "this run")  # one byte fits anywhere
     with pytest.raises(NotEnoughSpaceError, match="cleanup_candidates"):
-        check_free_space(1 << 60, "this run")
+        check_free_space(None, 1 << 60, "this run")
 
 
 def make_run(root, name, checkpoints, done):

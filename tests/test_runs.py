@@ -18,12 +18,12 @@ from helpers.cli import main
 from helpers.config import TrainConfig, config_for_profile, config_hash, resolve_output_dir
 from helpers.course import CourseSettings, Subject, study_config
 from helpers.data import SubjectDataError
+from helpers.home import NotEnoughSpaceError
 from helpers.models import ModelUnavailableError
 from helpers.profiles import get_profile
 from helpers.runs import (
     LossLogger,
     NonFiniteLossError,
-    NotEnoughSpaceError,
     Run,
     list_checkpoints,
     save_checkpoint,
