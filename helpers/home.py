@@ -178,9 +178,19 @@ def folder_size(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
+CHECKPOINT_MARK = "checkpoint.json"  # written last into a checkpoint (helpers.runs): there means complete
+
+
 def _checkpoints(run: Path) -> list[Path]:
+    """A run's complete checkpoints, oldest first."""
     found = [p for p in (run / "checkpoints").glob("checkpoint-*") if p.name.split("-")[-1].isdigit()]
-    return sorted(found, key=lambda p: int(p.name.split("-")[-1]))
+    return sorted((p for p in found if (p / CHECKPOINT_MARK).is_file()), key=lambda p: int(p.name.split("-")[-1]))
+
+
+def _incomplete(run: Path) -> list[Path]:
+    """Checkpoints a run was stopped while writing (resuming skips them)."""
+    found = [p for p in (run / "checkpoints").glob("checkpoint-*") if p.is_dir()]
+    return sorted(p for p in found if not (p / CHECKPOINT_MARK).is_file())
 
 
 def _runs(home: Path) -> list[Path]:
@@ -191,7 +201,7 @@ def _runs(home: Path) -> list[Path]:
 def cleanup_candidates(home: str | Path | None = None) -> list[Candidate]:
     """What in the course home can be deleted without losing a result a notebook still shows.
 
-    - checkpoints of finished runs (the final weights are kept beside them);
+    - checkpoints of finished runs (the final weights are kept beside them), and incomplete ones;
     - all but the newest checkpoint of an unfinished run (that one is what resuming needs);
     - finished runs that no notebook uses any more (made with other settings), once notebooks
       have recorded what they use (:func:`note_runs_in_use`).
@@ -204,6 +214,7 @@ def cleanup_candidates(home: str | Path | None = None) -> list[Candidate]:
     found = []
     for run in _runs(home):
         checkpoints = _checkpoints(run)
+        found += [Candidate(c, folder_size(c), "incomplete checkpoint (stopped while written)") for c in _incomplete(run)]
         if not (run / DONE_NAME).exists():
             found += [Candidate(c, folder_size(c), "older checkpoint of an unfinished run") for c in checkpoints[:-1]]
         elif in_use and run.resolve() not in in_use:

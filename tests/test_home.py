@@ -97,6 +97,7 @@ def make_run(root, name, checkpoints, done):
     for step in checkpoints:
         (run / "checkpoints" / f"checkpoint-{step}").mkdir(parents=True)
         (run / "checkpoints" / f"checkpoint-{step}" / "state.bin").write_bytes(b"s" * 500)
+        (run / "checkpoints" / f"checkpoint-{step}" / "checkpoint.json").write_text("{}")
     if done:
         (run / "done.json").write_text(json.dumps({"step": 10}))
     return run
@@ -107,9 +108,11 @@ def test_cleanup_lists_old_checkpoints_and_unused_runs(bare, monkeypatch):
     monkeypatch.setenv("COURSE_HOME", str(root))
     finished = make_run(root, "finished", [5, 10], done=True)
     unfinished = make_run(root, "unfinished", [5, 10, 15], done=False)
+    (unfinished / "checkpoints" / "checkpoint-20.partial").mkdir()  # killed while writing it
     names = {c.path.relative_to(root).as_posix(): c.reason for c in cleanup_candidates()}
     assert set(names) == {"train/finished/checkpoints/checkpoint-5", "train/finished/checkpoints/checkpoint-10",
-                          "train/unfinished/checkpoints/checkpoint-5", "train/unfinished/checkpoints/checkpoint-10"}
+                          "train/unfinished/checkpoints/checkpoint-5", "train/unfinished/checkpoints/checkpoint-10",
+                          "train/unfinished/checkpoints/checkpoint-20.partial"}
     other = make_run(root, "other", [], done=True)
     note_runs_in_use("01", [finished])  # now the notebooks say what they use: "other" is not used
     found = cleanup_candidates()
