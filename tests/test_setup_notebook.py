@@ -102,3 +102,20 @@ def test_heic_copied_into_a_drive_folder_is_converted(tmp_path):
     converted = convert_heic_folder(tmp_path)
     assert [p.name for p in converted] == ["IMG_1.jpg"]
     assert convert_heic_folder(tmp_path) == []  # done once
+
+
+def test_a_notebook_rerun_resumes_its_interrupted_run(fresh_home, monkeypatch):
+    """What a disconnect does to a notebook's training cell, and what running the cell again does."""
+    from helpers.course import study_config
+    from helpers.training import train_dreambooth
+
+    monkeypatch.setenv("COURSE_PROFILE", "smoke")
+    settings = setup_notebook("01")
+    config = study_config(settings.object_subject, 2e-6, 800, settings=settings, checkpointing_steps=1)
+    assert config.resume_from_checkpoint == "latest" and config.max_train_steps >= 3
+    first = train_dreambooth(config, stop_after_steps=2, progress=False)  # the runtime went away here
+    assert first.losses["step"] == [1, 2]
+    again = train_dreambooth(study_config(settings.object_subject, 2e-6, 800, settings=settings), progress=False)
+    assert again.output_dir == first.output_dir  # the same run, not a new one
+    assert again.record["resumed_from"] == "checkpoint-2"
+    assert again.losses["step"] == list(range(1, config.max_train_steps + 1))
