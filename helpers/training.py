@@ -25,6 +25,7 @@ from .config import TrainConfig, class_prompt_of, resolve_output_dir
 from .data import check_image_folder, load_images
 from .figures import image_grid
 from .home import check_free_space
+from .modelcard import write_model_card
 from .models import (
     check_model_reachable,
     dtype_kwargs,
@@ -387,6 +388,8 @@ def train_dreambooth(
 
     record = run.finish(lambda: save_outputs(config, run.output_dir, accelerator, t, models),
                         {"optimizer": type(t.optimizer.optimizer).__name__})
+    if accelerator.is_main_process:
+        write_model_card(run.output_dir)  # README.md: what to say when the model is shared
     return run.result(record, t.models(accelerator) if keep_models else None)
 
 

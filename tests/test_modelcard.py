@@ -94,3 +94,8 @@ def test_card_uses_the_latest_grid_when_there_is_no_final_one(finished_run, tmp_
 def test_card_needs_a_run_folder(tmp_path):
     with pytest.raises(FileNotFoundError, match="config.yaml"):
         write_model_card(tmp_path)
+
+
+def test_every_finished_run_has_its_card(finished_run):
+    card = (finished_run / "README.md").read_text()  # written by training itself, before anyone asks
+    assert "consent" in card and "Training settings" in card
