@@ -179,10 +179,21 @@ def test_toyworld_scores_route_class_prompt_images_to_language_drift(monkeypatch
 
     seen = {}
     monkeypatch.setattr(ex, "is_toyworld", lambda subject: True)
-    monkeypatch.setattr(metrics, "subject_fidelity", lambda images, name: seen.setdefault("subject", len(images)))
-    monkeypatch.setattr(metrics, "prompt_fidelity", lambda images, prompts: seen.setdefault("prompts", prompts))
-    monkeypatch.setattr(metrics, "language_drift", lambda images, name: seen.setdefault("drift", len(images)))
+    # each stand-in records what it was given and scores nothing (0.0)
+    monkeypatch.setattr(metrics, "subject_fidelity", lambda images, name: seen.setdefault("subject", len(images)) and 0.0)
+    monkeypatch.setattr(metrics, "prompt_fidelity", lambda images, prompts: seen.setdefault("prompts", prompts) and 0.0)
+    monkeypatch.setattr(metrics, "language_drift", lambda images, name: seen.setdefault("drift", len(images)) and 0.0)
     comp = fake_comparison(labels=("only",), prompts=("a photo of sks ball", "a photo of ball"), seeds=(0, 1, 2))
     scores = toyworld_scores(Subject("striped_ball", "x", "ball"), comp, class_prompt="a photo of ball")
     assert set(scores["only"]) == {"subject_fidelity", "prompt_fidelity", "language_drift"}
     assert seen == {"subject": 3, "prompts": ["a photo of sks ball"] * 3, "drift": 3}
+    assert scores["only"]["language_drift"].n == 3  # every share says how many images it rests on
+
+
+def test_scores_print_with_their_count_and_interval():
+    from helpers.scores import as_share
+
+    text = format_scores({"high": {"subject_fidelity": as_share(0.375, 8)}, "low": {"subject_fidelity": as_share(0.125, 8)}})
+    assert "0.38 [" in text and "n=8" in text  # 3 of 8, never a bare number
+    low = as_share(0.125, 8)
+    assert low.low < 0.125 < low.high and low.n == 8
