@@ -12,6 +12,7 @@ import torch
 from PIL import Image
 
 import helpers.cli
+import helpers.home
 import helpers.runs
 import helpers.training
 from helpers.cli import main
@@ -107,7 +108,7 @@ def test_unreachable_model_stops_before_anything_is_written(make_config, tmp_pat
 
 
 def test_a_full_disk_is_reported_before_class_images(make_config, monkeypatch):
-    monkeypatch.setattr(helpers.runs, "free_bytes", lambda folder: 1000)
+    monkeypatch.setattr(helpers.home, "free_bytes", lambda folder: 1000)
     monkeypatch.setattr(helpers.training, "generate_class_images", no_class_images)
     config = make_config("full-disk", with_prior_preservation=True, checkpointing_steps=2)
     with pytest.raises(NotEnoughSpaceError, match="GiB"):
