@@ -343,7 +343,8 @@ def config_hash(config, exclude: set[str] = NOT_IN_HASH) -> str:
     """Short hash of everything that changes the result: the config fields, the base model's weights and the photos.
 
     Output paths, checkpoint/validation settings and caching switches are left out,
-    so changing them does not cause a retrain.
+    so changing them does not cause a retrain; so are the prior-preservation settings when it is
+    off, and the LoRA settings when ``use_lora`` is off (a full run's hash is the one it had before LoRA).
     """
     values = {k: v for k, v in config.to_dict().items() if k not in exclude}
     if values.get("pretrained_model_name_or_path"):  # the weights, not only the name, define the start

@@ -3,7 +3,8 @@
 Read it in this order: :func:`dreambooth_loss` (the method), :func:`training_step` (one
 forward pass), :func:`train_dreambooth` (the whole run on one screen). The run's life cycle
 (its folder, resume, checkpoints, the log, the record) is :mod:`helpers.runs`, shared with
-textual inversion; the set-up here is only what DreamBooth itself needs.
+textual inversion; the set-up here is only what DreamBooth itself needs. With ``use_lora`` the
+same loop trains LoRA adapters on a frozen base model instead of every weight (:mod:`helpers.lora`).
 
 All randomness of a step (which images, noise, timesteps, flips) comes from a generator
 seeded by ``(seed, step, micro-step, rank)``. So a run resumed from a checkpoint draws
