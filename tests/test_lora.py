@@ -273,3 +273,31 @@ def test_resume_equals_uninterrupted(checkpointed_run, make_config):
 
     saved = [load_file(str(r.output_dir / LORA_FILE)) for r in (resumed, checkpointed_run)]
     assert same_tensors(*saved)
+
+
+@pytest.mark.slow
+def test_two_processes_train_one_adapter(make_config, tmp_path, free_port):
+    """LoRA on two CPU processes (gloo): both ranks end with the same adapter, checkpoints included."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from helpers.config import save_config
+    from helpers.lora import LORA_FILE
+
+    config = make_config("lora-ddp", use_lora=True, train_text_encoder=True, max_train_steps=2,
+                         checkpointing_steps=1, resolution=16)
+    config_path = save_config(config, tmp_path / "ddp.yaml")
+    tests = Path(__file__).parent
+    env = {**os.environ, "OMP_NUM_THREADS": "1",
+           "PYTHONPATH": os.pathsep.join([str(tests), os.environ.get("PYTHONPATH", "")])}
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", free_port,
+               str(tests / "test_multiprocess.py"), str(config_path), str(tmp_path)]  # its worker trains and reports
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=400, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    reports = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
+    assert all(r["world"] == 2 for r in reports)
+    assert reports[0]["unet"] == reports[1]["unet"] and reports[0]["text_encoder"] == reports[1]["text_encoder"]
+    out = Path(config.output_dir)
+    assert (out / LORA_FILE).is_file() and (out / "checkpoints" / "checkpoint-2" / LORA_FILE).is_file()
