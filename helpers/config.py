@@ -11,6 +11,7 @@ import dataclasses
 import hashlib
 import json
 import re
+import types
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Union, get_args, get_origin, get_type_hints
@@ -97,6 +98,9 @@ class TrainConfig(ConfigMixin):
     cache_latents: bool = True  # encode every training image once instead of every step
     cache_text_embeddings: bool = True  # with a frozen text encoder: encode each prompt once
     save_fp16: bool = False  # also export the final pipeline in float16 (fp16 variant)
+    use_lora: bool = False  # train a LoRA adapter on the attention projections instead of every weight
+    rank: int = 4  # LoRA rank (diffusers' train_dreambooth_lora.py default)
+    lora_alpha: int | None = None  # LoRA scale numerator (alpha / rank); None: equal to rank
     output_dir: str = ""  # empty: runs/train/<name>-<hash>
 
     def __post_init__(self) -> None:
@@ -118,6 +122,8 @@ class TrainConfig(ConfigMixin):
             raise ConfigError(
                 f"learning_rate={self.learning_rate} must be positive (the study used 1e-6 to 5e-6)."
             )
+        if self.use_lora:
+            check_lora_settings(self)
         if self.with_prior_preservation:
             class_prompt_of(self)  # a class prompt is given, or can be derived from the instance prompt
         resume = self.resume_from_checkpoint
@@ -126,6 +132,29 @@ class TrainConfig(ConfigMixin):
                 f"resume_from_checkpoint={resume!r}: use 'latest' or a folder name like 'checkpoint-200' "
                 "inside the run's checkpoints/ folder."
             )
+
+
+def check_lora_settings(config: TrainConfig) -> None:
+    """Refuse LoRA settings that cannot work, with what to change."""
+    if config.rank < 1:
+        raise ConfigError(f"rank={config.rank} must be at least 1 (4 is diffusers' default, 16-64 is common).")
+    if config.lora_alpha is not None and config.lora_alpha <= 0:
+        raise ConfigError(f"lora_alpha={config.lora_alpha} must be positive, or null to use the rank.")
+    if config.use_ema:
+        raise ConfigError(
+            "use_ema with use_lora: the kit's EMA averages whole models, and a LoRA run saves only its "
+            "adapter. Set use_ema: false (LoRA runs do not use it), or use_lora: false to average a full run."
+        )
+    if config.save_fp16:
+        raise ConfigError(
+            "save_fp16 with use_lora: it writes a float16 copy of the whole pipeline, and a LoRA run saves "
+            "only its adapter (a few MB). Set save_fp16: false; load_trained_pipeline takes a torch_dtype."
+        )
+
+
+def effective_lora_alpha(config) -> int:
+    """The LoRA alpha a run uses: ``lora_alpha``, or the rank when it is None (adapter scale alpha / rank = 1)."""
+    return config.rank if config.lora_alpha is None else config.lora_alpha
 
 
 def derive_class_prompt(instance_prompt: str) -> str:
@@ -166,11 +195,17 @@ NOT_IN_HASH = {
 }
 
 
+# Fields of a LoRA run; a full fine-tuning run's hash leaves them out.
+LORA_FIELDS = ("use_lora", "rank", "lora_alpha")
+
+
 def _coerce(name: str, value: Any, hint: Any) -> Any:
     """Convert a YAML or command-line value to the field's type, or say what was expected."""
     origin = get_origin(hint)
-    if origin is Union:  # Optional[...] is not used by the configs, keep the first type
-        hint = get_args(hint)[0]
+    if origin in (Union, types.UnionType):  # ``int | None``: None (or "null" on the command line) stays None
+        if type(None) in get_args(hint) and (value is None or str(value).lower() in ("none", "null", "")):
+            return None
+        hint = next(a for a in get_args(hint) if a is not type(None))
         origin = get_origin(hint)
     try:
         if origin is list:
@@ -308,7 +343,8 @@ def config_hash(config, exclude: set[str] = NOT_IN_HASH) -> str:
     """Short hash of everything that changes the result: the config fields, the base model's weights and the photos.
 
     Output paths, checkpoint/validation settings and caching switches are left out,
-    so changing them does not cause a retrain.
+    so changing them does not cause a retrain; so are the prior-preservation settings when it is
+    off, and the LoRA settings when ``use_lora`` is off (a full run's hash is the one it had before LoRA).
     """
     values = {k: v for k, v in config.to_dict().items() if k not in exclude}
     if values.get("pretrained_model_name_or_path"):  # the weights, not only the name, define the start
@@ -326,6 +362,11 @@ def config_hash(config, exclude: set[str] = NOT_IN_HASH) -> str:
             "class_inference_steps",
         ):
             values.pop(name, None)
+    if not values.get("use_lora", True):  # full fine-tuning: runs made before LoRA existed keep their hash
+        for name in LORA_FIELDS:
+            values.pop(name, None)
+    elif "lora_alpha" in values:  # None and the rank train the same adapter
+        values["lora_alpha"] = effective_lora_alpha(config)
     return hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()[:12]
 
 

@@ -38,7 +38,7 @@ SETTINGS = [
     ("Seed", "seed"),
 ]
 PRIOR_FIELDS = {"prior_loss_weight", "num_class_images"}  # only meaningful with prior preservation
-LORA_FIELDS = {"rank", "lora_alpha"}
+LORA_FIELDS = {"use_lora", "rank", "lora_alpha"}
 
 OPENRAIL_TERMS = f"""\
 The base model is released under the **CreativeML OpenRAIL-M** licence ([full text]({LICENSE_URL})),

@@ -3,7 +3,8 @@
 Read it in this order: :func:`dreambooth_loss` (the method), :func:`training_step` (one
 forward pass), :func:`train_dreambooth` (the whole run on one screen). The run's life cycle
 (its folder, resume, checkpoints, the log, the record) is :mod:`helpers.runs`, shared with
-textual inversion; the set-up here is only what DreamBooth itself needs.
+textual inversion; the set-up here is only what DreamBooth itself needs. With ``use_lora`` the
+same loop trains LoRA adapters on a frozen base model instead of every weight (:mod:`helpers.lora`).
 
 All randomness of a step (which images, noise, timesteps, flips) comes from a generator
 seeded by ``(seed, step, micro-step, rank)``. So a run resumed from a checkpoint draws
@@ -25,6 +26,15 @@ from .config import TrainConfig, class_prompt_of, resolve_output_dir
 from .data import check_image_folder, load_images
 from .figures import image_grid
 from .home import check_free_space
+from .lora import (
+    add_adapters,
+    is_lora_run,
+    load_lora_run,
+    register_checkpoint_hooks,
+    save_adapter,
+    trainable_parameters,
+    write_base_reference,
+)
 from .modelcard import write_model_card
 from .models import (
     check_model_reachable,
@@ -174,10 +184,13 @@ def estimate_run_bytes(config: TrainConfig) -> int:
 
     A checkpoint holds the trained weights (fp32), two Adam moments per weight (a quarter of that
     with 8-bit Adam) and, with EMA, their average; ``checkpoints_total_limit`` of them are kept.
+    A LoRA run trains and writes only its adapter (bounded here by ``rank / 256`` of the trained models).
     """
     model = model_bytes(config.pretrained_model_name_or_path)
     trained = model_bytes(config.pretrained_model_name_or_path, ["unet"] + (
         ["text_encoder"] if config.train_text_encoder else []))
+    if config.use_lora:  # rank 4 on Stable Diffusion: about 0.1% of the UNet
+        model = trained = int(trained * min(1.0, config.rank / 256))
     per_weight = 1 + (0.5 if config.use_8bit_adam else 2) + (1 if config.use_ema else 0)
     kept = config.checkpoints_total_limit or config.max_train_steps // max(1, config.checkpointing_steps)
     checkpoints = int(trained * per_weight) * kept if config.checkpointing_steps else 0
@@ -289,10 +302,17 @@ def prepare_models(config: TrainConfig, accelerator, models: dict, dataset: Drea
     weight_dtype = weight_dtype_for(config.mixed_precision)
     # Only what is trained needs gradients; frozen parts run in half precision when it is on.
     vae.requires_grad_(False).to(accelerator.device, dtype=weight_dtype)
-    unet.requires_grad_(True).train()
-    text_encoder.requires_grad_(config.train_text_encoder).train(config.train_text_encoder)
-    if not config.train_text_encoder:
-        text_encoder.to(accelerator.device, dtype=weight_dtype)
+    if config.use_lora:  # the base weights are frozen (half precision under fp16); only adapters learn
+        for frozen in (unet, text_encoder):
+            frozen.to(accelerator.device, **({"dtype": weight_dtype} if weight_dtype != torch.float32 else {}))
+        add_adapters(config, unet, text_encoder)
+        unet.train()
+        text_encoder.train(config.train_text_encoder)
+    else:
+        unet.requires_grad_(True).train()
+        text_encoder.requires_grad_(config.train_text_encoder).train(config.train_text_encoder)
+        if not config.train_text_encoder:
+            text_encoder.to(accelerator.device, dtype=weight_dtype)
     if config.gradient_checkpointing:
         enable_gradient_checkpointing(unet, text_encoder if config.train_text_encoder else None)
     if config.cache_latents:  # the VAE then runs once per image instead of once per step
@@ -309,7 +329,7 @@ def prepare_models(config: TrainConfig, accelerator, models: dict, dataset: Drea
 
     trained = [unet] + ([text_encoder] if config.train_text_encoder else [])
     cast_training_params(trained, dtype=torch.float32)  # trainable weights stay fp32 under fp16
-    params = [p for m in trained for p in m.parameters()]
+    params = [p for m in trained for p in trainable_parameters(m)]
     optimizer = make_optimizer(
         params, scaled_learning_rate(config, accelerator.num_processes), config.use_8bit_adam,
         (config.adam_beta1, config.adam_beta2), config.adam_weight_decay, config.adam_epsilon,
@@ -318,6 +338,8 @@ def prepare_models(config: TrainConfig, accelerator, models: dict, dataset: Drea
     lr_scheduler = make_lr_scheduler(config, optimizer, accelerator.num_processes)
     *trained, optimizer, lr_scheduler = accelerator.prepare(*trained, optimizer, lr_scheduler)
     unet, text_encoder = trained[0], trained[1] if config.train_text_encoder else text_encoder
+    if config.use_lora:  # checkpoints hold the adapter, not the frozen base weights
+        register_checkpoint_hooks(accelerator, config, unet, text_encoder if config.train_text_encoder else None)
     trainee = Trainee(unet, text_encoder, trained, params, optimizer, lr_scheduler, cached_embeddings=cached)
     if config.use_ema:  # an average of every trained model, checkpointed with the run
         trainee.ema_unet = make_ema(accelerator, unet, config.ema_decay)
@@ -387,7 +409,8 @@ def train_dreambooth(
         return run.result()
 
     record = run.finish(lambda: save_outputs(config, run.output_dir, accelerator, t, models),
-                        {"optimizer": type(t.optimizer.optimizer).__name__})
+                        {"optimizer": type(t.optimizer.optimizer).__name__,
+                         "trained_parameters": sum(p.numel() for p in t.params)})
     if accelerator.is_main_process:
         write_model_card(run.output_dir)  # README.md: what to say when the model is shared
     return run.result(record, t.models(accelerator) if keep_models else None)
@@ -462,9 +485,14 @@ def save_validation(
 
 
 def save_outputs(config: TrainConfig, output_dir: Path, accelerator, trainee: Trainee, models: dict) -> None:
-    """The finished run's outputs: final samples, the pipeline and the EMA weights (main process)."""
+    """The finished run's outputs: final samples, then the pipeline and EMA weights, or the LoRA adapter (main process)."""
     if config.validation_prompts:
         save_validation(config, output_dir, "final", accelerator, trainee.unet, trainee.text_encoder, models)
+    if config.use_lora:  # the adapter and the name of its base model, not a copy of the base model
+        text_encoder = accelerator.unwrap_model(trainee.text_encoder) if config.train_text_encoder else None
+        save_adapter(output_dir, config, accelerator.unwrap_model(trainee.unet), text_encoder)
+        write_base_reference(output_dir, config)
+        return
     save_pipeline_outputs(config, output_dir, accelerator, trainee.unet, trainee.text_encoder, trainee.ema_unet,
                           models, trainee.ema_text_encoder)
 
@@ -523,11 +551,20 @@ def load_trained_pipeline(
     torch_dtype: torch.dtype | None = None,
     device: str | None = None,
 ):
-    """Load a finished run's pipeline; ``ema=True`` swaps in the EMA weights saved beside the raw ones."""
+    """Load a finished run's pipeline: a full run's folder, or a LoRA run's base model with its adapter.
+
+    Args:
+        ema: swap in the EMA weights saved beside the raw ones (full runs trained with ``use_ema``).
+    """
     from diffusers import UNet2DConditionModel
     from transformers import CLIPTextModel
 
     output_dir = Path(output_dir)
+    if is_lora_run(output_dir):
+        if ema:
+            raise FileNotFoundError(f"{output_dir} is a LoRA run: it has no EMA weights (LoRA runs do not use EMA).")
+        pipe = load_lora_run(output_dir, torch_dtype=torch_dtype)
+        return pipe.to(device) if device else pipe
     pipe = load_pipeline(str(output_dir), torch_dtype=torch_dtype)
     if ema:
         if not (output_dir / "unet_ema").is_dir():
