@@ -4,13 +4,17 @@ The notebooks stay thin; everything they share lives here, one module per concer
 imports running one way (notebooks -> experiments -> trainers -> run life cycle -> parts):
 
 - settings: ``profiles`` (gpu / cpu / smoke), ``config`` (a run's settings and its hash),
-  ``course`` (the learner's choices and subjects), ``paths``;
-- parts: ``models`` (load or build Stable Diffusion), ``data`` (image folders on disk),
-  ``batches`` (the training dataset and its batches), ``class_images``, ``sampling``, ``optim``;
+  ``course`` (the learner's choices and subjects; ``setup_notebook``), ``home`` (the course home:
+  where a learner's work lives on Colab, Kaggle or a laptop), ``paths``;
+- parts: ``models`` (load or build Stable Diffusion), ``data`` (image folders on disk), ``uploads``
+  (the learner's own photos), ``batches`` (the training dataset and its batches), ``class_images``,
+  ``sampling``, ``optim``;
 - training: ``runs`` (a run's life cycle, shared by every trainer), ``training`` (DreamBooth),
-  ``textual_inversion``, ``memory`` (what a step costs);
+  ``lora`` (LoRA adapters for DreamBooth), ``textual_inversion``, ``memory`` (what a step costs);
 - experiments: ``prompts``, ``comparisons`` (runs sampled side by side), ``scores`` (ToyWorld's
-  measures), ``figures`` (every picture), ``findings`` (the study re-run on ToyWorld);
+  measures), ``measures`` (DINO, CLIP-I, CLIP-T on real models), ``stats`` (counts and intervals),
+  ``figures`` (every picture), ``findings`` (the study re-run on ToyWorld);
+- sharing: ``export`` (one file for other tools), ``modelcard``, ``hub_push``;
 - ``toyworld/`` (the miniature world, its model and evaluator), ``doctor``, ``cli`` (the command line).
 
 Importing the package has no side effects: nothing is seeded, downloaded or plotted

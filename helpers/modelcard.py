@@ -121,7 +121,8 @@ def settings_table(config: dict) -> str:
             continue
         if field in LORA_FIELDS and not config.get("use_lora"):
             continue
-        rows.append(f"| {label} | `{config[field]}` |")
+        value = config.get("rank") if field == "lora_alpha" and config[field] is None else config[field]
+        rows.append(f"| {label} | `{value}` |")  # lora_alpha None means "equal to the rank"
     return "\n".join(rows)
 
 
