@@ -1,4 +1,5 @@
-"""``python -m helpers toyworld <subcommand>``: render, subjects, train-evaluator, pretrain, evaluate."""
+"""``python -m helpers toyworld <subcommand>``: render, subjects, train-evaluator, train-autoencoder, ae-error,
+pretrain, evaluate, latent-mean."""
 
 from __future__ import annotations
 
@@ -57,11 +58,33 @@ def _train_evaluator(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train_autoencoder(args: argparse.Namespace) -> int:
+    """Train (or resume) the broad autoencoder."""
+    from .autoencoder import AutoencoderConfig, train_autoencoder
+
+    cfg = AutoencoderConfig(seed=args.seed, **({"steps": args.steps} if args.steps else {}))
+    done = train_autoencoder(args.out_dir, minutes=args.minutes, cfg=cfg)
+    print("finished" if done else f"paused; run the same command again to resume from {args.out_dir}/checkpoint")
+    return 0
+
+
+def _ae_error(args: argparse.Namespace) -> int:
+    """Measure a VAE's reconstruction error on the subjects' photos and fresh renders."""
+    from .autoencoder import autoencoder_error, load_vae, reconstruction_figure
+
+    vae = load_vae(args.model)
+    print(json.dumps(autoencoder_error(vae, renders=args.renders, start=args.seed), indent=2))
+    if args.figure:
+        print(f"wrote {reconstruction_figure(vae, args.figure)}")
+    return 0
+
+
 def _pretrain(args: argparse.Namespace) -> int:
     """Pretrain (or resume) the base model."""
-    from .pretrain import pretrain
+    from .pretrain import PretrainConfig, pretrain
 
-    done = pretrain(args.out_dir, minutes=args.minutes, keep_checkpoint=args.keep_checkpoint)
+    cfg = PretrainConfig(vae_dir=args.vae)
+    done = pretrain(args.out_dir, minutes=args.minutes, cfg=cfg, keep_checkpoint=args.keep_checkpoint)
     print(
         "finished" if done else f"paused; run the same command again to resume from {args.out_dir}/checkpoint"
     )
@@ -128,10 +151,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pool", type=int, default=None, help="renders in the training pool")
     p.set_defaults(func=_train_evaluator)
 
+    p = sub.add_parser("train-autoencoder", help="train the autoencoder on broad renders (resumes by itself)")
+    p.add_argument("out_dir", help="the VAE folder to write")
+    p.add_argument("--minutes", type=float, default=None, help="stop (resumable) after this many minutes")
+    p.add_argument("--steps", type=int, default=None, help="optimiser steps (default: the recipe's)")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_train_autoencoder)
+
+    p = sub.add_parser("ae-error", help="a VAE's mean absolute reconstruction error (0-255) on subjects and renders")
+    p.add_argument("model", nargs="?", default=str(TOY_DIR / "model"), help="a pipeline folder or a VAE folder")
+    p.add_argument("--renders", type=int, default=1000, help="fresh pretraining renders to measure")
+    p.add_argument("--seed", type=int, default=8_000_000, help="the first render's seed")
+    p.add_argument("--figure", default=None, help="also save subject photos above their reconstructions (PNG)")
+    p.set_defaults(func=_ae_error)
+
     p = sub.add_parser("pretrain", help="pretrain the miniature Stable Diffusion (resumes by itself)")
     p.add_argument("out_dir", nargs="?", default=str(TOY_DIR / "model"))
     p.add_argument("--minutes", type=float, default=None, help="stop (resumable) after this many minutes")
     p.add_argument("--keep-checkpoint", action="store_true", help="keep OUT_DIR/checkpoint when finished")
+    p.add_argument(
+        "--vae", default=None, help="a VAE folder from train-autoencoder to use instead of training one (phase 1)"
+    )
     p.set_defaults(func=_pretrain)
 
     p = sub.add_parser("evaluate", help="score a model's generations on held-out prompts")
