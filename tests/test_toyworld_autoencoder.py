@@ -71,6 +71,13 @@ def test_error_measure_counts_every_photo(tmp_path):
     assert all(0 < r["mae"] <= r["worst"] <= 255 for r in [*report["subjects"].values(), report["renders"]])
     images = ae.fresh_renders(2)
     assert np.all(ae.mean_abs_error(_Identity(), images) == 0)  # a perfect autoencoder scores 0
+    figure = Image.open(ae.reconstruction_figure([vae, _Identity()], tmp_path / "f.png", scale=2))
+    rows = len(subjects.SUBJECTS) * 3  # photos, then one row per autoencoder
+    assert figure.size == (subjects.INSTANCE_COUNT * 64 * 2, rows * 64 * 2)
+    top = np.asarray(figure)[: 64 * 2]
+    assert np.array_equal(
+        top, np.asarray(figure)[2 * 64 * 2 : 3 * 64 * 2]
+    )  # the perfect one redraws the photos
 
 
 class _Identity:
@@ -145,3 +152,18 @@ def test_pretraining_can_start_from_a_trained_autoencoder(tmp_path):
     wrong.vae_dir = str(tmp_path / "vae")
     with pytest.raises(ValueError, match="channels"):
         Pretrainer(tmp_path / "other", wrong).run()
+
+
+AUTOENCODER = TOY / "autoencoder"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (AUTOENCODER / "config.json").exists(), reason="no trained autoencoder is committed")
+def test_committed_autoencoder_reconstructs_as_reported_and_better_than_the_shipped_one():
+    report = json.loads((AUTOENCODER / "report.json").read_text())
+    measured = ae.autoencoder_error(AUTOENCODER, renders=100)
+    shipped = ae.autoencoder_error(TOY / "model", renders=0)
+    for name in subjects.SUBJECTS:
+        assert measured["subjects"][name]["mae"] == pytest.approx(report["subjects"][name]["mae"], abs=0.05)
+        assert measured["subjects"][name]["mae"] < 0.85 * shipped["subjects"][name]["mae"], name
+    assert measured["renders"]["mae"] == pytest.approx(report["renders"]["mae"], abs=1.5)  # 100 of its 1,000

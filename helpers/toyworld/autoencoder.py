@@ -235,17 +235,23 @@ def autoencoder_error(folder_or_vae, renders: int = 1000, start: int = FRESH_SEE
     return report
 
 
-def reconstruction_figure(vae, path: str | Path) -> Path:
-    """Save a figure: each subject's photos (top row) above their reconstructions (bottom row)."""
-    photos = subject_photos()
+def reconstruction_figure(vaes, path: str | Path, scale: int = 3) -> Path:
+    """Save a figure: per subject, a row of its photos, then a row of reconstructions per VAE.
+
+    Args:
+        vaes: one VAE or a list of them (e.g. the old and the new autoencoder).
+        path: the PNG to write.
+        scale: pixels per image pixel, so that dots and checks can be seen.
+    """
+    vaes = vaes if isinstance(vaes, (list, tuple)) else [vaes]
     rows = []
-    for images in photos.values():
-        rows += [np.concatenate(list(images), axis=1), np.concatenate(list(reconstruct(vae, images)), axis=1)]
-    grid = Image.fromarray(np.concatenate(rows, axis=0)).resize(
-        (rows[0].shape[1] * 3, len(rows) * rows[0].shape[0] * 3), Image.NEAREST
-    )
+    for images in subject_photos().values():
+        rows.append(np.concatenate(list(images), axis=1))
+        rows += [np.concatenate(list(reconstruct(vae, images)), axis=1) for vae in vaes]
+    grid = Image.fromarray(np.concatenate(rows, axis=0))
+    grid = grid.resize((grid.width * scale, grid.height * scale), Image.NEAREST)
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    grid.save(path)
+    grid.save(path, optimize=True)
     return Path(path)
 
 

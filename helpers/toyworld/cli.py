@@ -73,7 +73,10 @@ def _ae_error(args: argparse.Namespace) -> int:
     from .autoencoder import autoencoder_error, load_vae, reconstruction_figure
 
     vae = load_vae(args.model)
-    print(json.dumps(autoencoder_error(vae, renders=args.renders, start=args.seed), indent=2))
+    report = autoencoder_error(vae, renders=args.renders, start=args.seed)
+    print(json.dumps(report, indent=2))
+    if args.out:
+        Path(args.out).write_text(json.dumps({"model": args.model, **report}, indent=2) + "\n")
     if args.figure:
         print(f"wrote {reconstruction_figure(vae, args.figure)}")
     return 0
@@ -163,6 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--renders", type=int, default=1000, help="fresh pretraining renders to measure")
     p.add_argument("--seed", type=int, default=8_000_000, help="the first render's seed")
     p.add_argument("--figure", default=None, help="also save subject photos above their reconstructions (PNG)")
+    p.add_argument("--out", default=None, help="also write the report to this JSON file")
     p.set_defaults(func=_ae_error)
 
     p = sub.add_parser("pretrain", help="pretrain the miniature Stable Diffusion (resumes by itself)")
