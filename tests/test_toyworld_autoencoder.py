@@ -72,12 +72,12 @@ def test_error_measure_counts_every_photo(tmp_path):
     images = ae.fresh_renders(2)
     assert np.all(ae.mean_abs_error(_Identity(), images) == 0)  # a perfect autoencoder scores 0
     figure = Image.open(ae.reconstruction_figure([vae, _Identity()], tmp_path / "f.png", scale=2))
-    rows = len(subjects.SUBJECTS) * 3  # photos, then one row per autoencoder
-    assert figure.size == (subjects.INSTANCE_COUNT * 64 * 2, rows * 64 * 2)
-    top = np.asarray(figure)[: 64 * 2]
-    assert np.array_equal(
-        top, np.asarray(figure)[2 * 64 * 2 : 3 * 64 * 2]
-    )  # the perfect one redraws the photos
+    wide = len(subjects.SUBJECTS) * subjects.INSTANCE_COUNT  # every photo, side by side
+    assert figure.size == (wide * 64 * 2, 3 * 64 * 2)  # photos, then one row per autoencoder
+    rows = np.asarray(figure).reshape(3, 64 * 2, wide * 64 * 2, 3)
+    assert np.array_equal(rows[0], rows[2]) and not np.array_equal(
+        rows[0], rows[1]
+    )  # the perfect one redraws them
 
 
 class _Identity:

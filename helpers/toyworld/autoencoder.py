@@ -235,20 +235,22 @@ def autoencoder_error(folder_or_vae, renders: int = 1000, start: int = FRESH_SEE
     return report
 
 
-def reconstruction_figure(vaes, path: str | Path, scale: int = 3) -> Path:
-    """Save a figure: per subject, a row of its photos, then a row of reconstructions per VAE.
+def reconstruction_figure(
+    vaes, path: str | Path, scale: int = 3, photos: tuple[int, ...] | None = None
+) -> Path:
+    """Save a figure: the subjects' photos side by side, below them one row of reconstructions per VAE.
 
     Args:
         vaes: one VAE or a list of them (e.g. the old and the new autoencoder).
         path: the PNG to write.
         scale: pixels per image pixel, so that dots and checks can be seen.
+        photos: which of each subject's photos to show (indices); None shows all.
     """
     vaes = vaes if isinstance(vaes, (list, tuple)) else [vaes]
-    rows = []
-    for images in subject_photos().values():
-        rows.append(np.concatenate(list(images), axis=1))
-        rows += [np.concatenate(list(reconstruct(vae, images)), axis=1) for vae in vaes]
-    grid = Image.fromarray(np.concatenate(rows, axis=0))
+    chosen = [p if photos is None else p[list(photos)] for p in subject_photos().values()]
+    images = np.concatenate(chosen)
+    rows = [images] + [reconstruct(vae, images) for vae in vaes]
+    grid = Image.fromarray(np.concatenate([np.concatenate(list(row), axis=1) for row in rows], axis=0))
     grid = grid.resize((grid.width * scale, grid.height * scale), Image.NEAREST)
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     grid.save(path, optimize=True)
