@@ -167,3 +167,15 @@ def test_committed_autoencoder_reconstructs_as_reported_and_better_than_the_ship
         assert measured["subjects"][name]["mae"] == pytest.approx(report["subjects"][name]["mae"], abs=0.05)
         assert measured["subjects"][name]["mae"] < 0.85 * shipped["subjects"][name]["mae"], name
     assert measured["renders"]["mae"] == pytest.approx(report["renders"]["mae"], abs=1.5)  # 100 of its 1,000
+
+
+def test_command_line_trains_and_measures(tmp_path, capsys):
+    from helpers.toyworld.cli import main
+
+    out = tmp_path / "vae"
+    assert main(["train-autoencoder", str(out), "--steps", "1", "--channels", "8", "16"]) == 0
+    assert json.loads((out / "autoencoder.json").read_text())["config"]["vae_channels"] == [8, 16]
+    assert main(["ae-error", str(out), "--renders", "2", "--out", str(tmp_path / "r.json")]) == 0
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["renders"]["n"] == 2 and set(report["subjects"]) == set(subjects.SUBJECTS)
+    assert "finished" in capsys.readouterr().out
