@@ -179,3 +179,15 @@ def test_command_line_trains_and_measures(tmp_path, capsys):
     report = json.loads((tmp_path / "r.json").read_text())
     assert report["renders"]["n"] == 2 and set(report["subjects"]) == set(subjects.SUBJECTS)
     assert "finished" in capsys.readouterr().out
+
+
+def test_a_run_can_start_from_a_trained_autoencoder(tmp_path):
+    import torch
+
+    assert ae.AutoencoderTrainer(tmp_path / "first", ae.AutoencoderConfig(**SMALL, steps=2)).run()
+    whole = {**SMALL, "crop": 64, "batch": 4, "steps": 1, "init_dir": str(tmp_path / "first")}
+    trainer = ae.AutoencoderTrainer(tmp_path / "whole", ae.AutoencoderConfig(**whole))
+    given = ae.load_vae(tmp_path / "first").state_dict()
+    for model in (trainer.vae, trainer.ema):
+        assert all(torch.equal(given[n], w) for n, w in model.state_dict().items())
+    assert trainer.run()  # whole 64 px images: one crop per image

@@ -276,6 +276,7 @@ class AutoencoderConfig:
     kl_weight: float = 1e-6
     ema_decay: float = 0.998  # the saved VAE is the weights' moving average: usable whenever training stops
     checkpoint_minutes: float = 5.0
+    init_dir: str | None = None  # start from this VAE folder's weights (e.g. whole-image fine-tuning, crop=64)
     extra: dict = field(default_factory=dict)  # free-form notes kept with the facts
 
 
@@ -318,6 +319,8 @@ class AutoencoderTrainer:
         if cfg.batch % cfg.images_per_step:
             raise ValueError("batch must be a multiple of images_per_step")
         self.vae = build_vae(cfg)
+        if cfg.init_dir is not None:
+            self.vae.load_state_dict(load_vae(cfg.init_dir).state_dict())
         self.ema = copy.deepcopy(self.vae).eval().requires_grad_(False)
         self.opt = torch.optim.AdamW(self.vae.parameters(), lr=cfg.lr, weight_decay=0.0)
         self.state = {"step": 0, "seconds": 0.0, "loss": None, "subject_mae": None}

@@ -62,7 +62,14 @@ def _train_autoencoder(args: argparse.Namespace) -> int:
     """Train (or resume) the broad autoencoder."""
     from .autoencoder import AutoencoderConfig, train_autoencoder
 
-    changes = {"steps": args.steps, "vae_channels": tuple(args.channels) if args.channels else None}
+    changes = {
+        "steps": args.steps,
+        "vae_channels": tuple(args.channels) if args.channels else None,
+        "init_dir": args.init,
+        "crop": args.crop,
+        "batch": args.batch,
+        "lr": args.lr,
+    }
     cfg = AutoencoderConfig(seed=args.seed, **{k: v for k, v in changes.items() if v is not None})
     done = train_autoencoder(args.out_dir, minutes=args.minutes, cfg=cfg)
     print("finished" if done else f"paused; run the same command again to resume from {args.out_dir}/checkpoint")
@@ -160,6 +167,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--minutes", type=float, default=None, help="stop (resumable) after this many minutes")
     p.add_argument("--steps", type=int, default=None, help="optimiser steps (default: the recipe's)")
     p.add_argument("--channels", type=int, nargs="+", default=None, help="VAE block widths (default: 16 32 64)")
+    p.add_argument("--init", default=None, help="start from this VAE folder's weights")
+    p.add_argument("--crop", type=int, default=None, help="crop side in pixels (64: whole images)")
+    p.add_argument("--batch", type=int, default=None, help="crops per step (a multiple of 8)")
+    p.add_argument("--lr", type=float, default=None)
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_train_autoencoder)
 
