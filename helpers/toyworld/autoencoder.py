@@ -9,7 +9,10 @@ noise and patterned walls. The pretraining captions name none of the patterns, s
 text encoder still never see a subject's feature; only the pixels can show it.
 
 :class:`AutoencoderTrainer` runs the recipe (seeded, resumable from its checkpoint, with a
-progress bar); :func:`autoencoder_error` measures how well a VAE redraws the subjects' photos
+progress bar). It trains on 32 px crops, which is cheap, then goes on from those weights
+(``init_dir``) on whole 64 px images: a VAE trained on crops alone redraws whole images
+about twice as badly, since its normalisation and attention only saw part of a picture.
+:func:`autoencoder_error` measures how well a VAE redraws the subjects' photos
 and fresh pretraining renders (``python -m helpers toyworld ae-error MODEL``).
 """
 
