@@ -1,4 +1,5 @@
-"""The ``toyworld`` commands of the kit's command line (see :mod:`helpers.cli`): render, subjects, train-evaluator, pretrain, evaluate, latent-mean."""
+"""The ``toyworld`` commands of the kit's command line (see :mod:`helpers.cli`): render, subjects,
+train-evaluator, train-autoencoder, ae-error, pretrain, evaluate, latent-mean."""
 
 from __future__ import annotations
 
@@ -8,9 +9,16 @@ from pathlib import Path
 
 from ..paths import DATA_DIR
 from . import world
+from .autoencoder import (
+    AutoencoderConfig,
+    autoencoder_error,
+    load_vae,
+    reconstruction_figure,
+    train_autoencoder,
+)
 from .evaluator import train_and_save
 from .metrics import evaluate_base_model
-from .pretrain import add_latent_mean, pretrain, write_facts
+from .pretrain import PretrainConfig, add_latent_mean, pretrain, write_facts
 from .subjects import write_subjects
 
 TOY_DIR = DATA_DIR / "toyworld"
@@ -55,9 +63,38 @@ def _train_evaluator(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train_autoencoder(args: argparse.Namespace) -> int:
+    """Train (or resume) the broad autoencoder."""
+    changes = {
+        "steps": args.steps,
+        "vae_channels": tuple(args.channels) if args.channels else None,
+        "init_dir": args.init,
+        "crop": args.crop,
+        "batch": args.batch,
+        "lr": args.lr,
+    }
+    cfg = AutoencoderConfig(seed=args.seed, **{k: v for k, v in changes.items() if v is not None})
+    done = train_autoencoder(args.out_dir, minutes=args.minutes, cfg=cfg)
+    print("finished" if done else f"paused; run the same command again to resume from {args.out_dir}/checkpoint")
+    return 0
+
+
+def _ae_error(args: argparse.Namespace) -> int:
+    """Measure a VAE's reconstruction error on the subjects' photos and fresh renders."""
+    vae = load_vae(args.model)
+    report = autoencoder_error(vae, renders=args.renders, start=args.seed)
+    print(json.dumps(report, indent=2))
+    if args.out:
+        Path(args.out).write_text(json.dumps({"model": args.model, **report}, indent=2) + "\n")
+    if args.figure:
+        print(f"wrote {reconstruction_figure(vae, args.figure)}")
+    return 0
+
+
 def _pretrain(args: argparse.Namespace) -> int:
     """Pretrain (or resume) the base model."""
-    done = pretrain(args.out_dir, minutes=args.minutes, keep_checkpoint=args.keep_checkpoint)
+    cfg = PretrainConfig(vae_dir=args.vae)
+    done = pretrain(args.out_dir, minutes=args.minutes, cfg=cfg, keep_checkpoint=args.keep_checkpoint)
     print(
         "finished" if done else f"paused; run the same command again to resume from {args.out_dir}/checkpoint"
     )
@@ -115,10 +152,33 @@ def add_commands(sub) -> None:
     p.add_argument("--pool", type=int, default=None, help="renders in the training pool")
     p.set_defaults(func=_train_evaluator)
 
+    p = sub.add_parser("train-autoencoder", help="train the autoencoder on broad renders (resumes by itself)")
+    p.add_argument("out_dir", help="the VAE folder to write")
+    p.add_argument("--minutes", type=float, default=None, help="stop (resumable) after this many minutes")
+    p.add_argument("--steps", type=int, default=None, help="optimiser steps (default: the recipe's)")
+    p.add_argument("--channels", type=int, nargs="+", default=None, help="VAE block widths (default: 16 32 64)")
+    p.add_argument("--init", default=None, help="start from this VAE folder's weights")
+    p.add_argument("--crop", type=int, default=None, help="crop side in pixels (64: whole images)")
+    p.add_argument("--batch", type=int, default=None, help="crops per step (a multiple of 8)")
+    p.add_argument("--lr", type=float, default=None)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_train_autoencoder)
+
+    p = sub.add_parser("ae-error", help="a VAE's mean absolute reconstruction error (0-255) on subjects and renders")
+    p.add_argument("model", nargs="?", default=str(TOY_DIR / "model"), help="a pipeline folder or a VAE folder")
+    p.add_argument("--renders", type=int, default=1000, help="fresh pretraining renders to measure")
+    p.add_argument("--seed", type=int, default=8_000_000, help="the first render's seed")
+    p.add_argument("--figure", default=None, help="also save subject photos above their reconstructions (PNG)")
+    p.add_argument("--out", default=None, help="also write the report to this JSON file")
+    p.set_defaults(func=_ae_error)
+
     p = sub.add_parser("pretrain", help="pretrain the miniature Stable Diffusion (resumes by itself)")
     p.add_argument("out_dir", nargs="?", default=str(TOY_DIR / "model"))
     p.add_argument("--minutes", type=float, default=None, help="stop (resumable) after this many minutes")
     p.add_argument("--keep-checkpoint", action="store_true", help="keep OUT_DIR/checkpoint when finished")
+    p.add_argument(
+        "--vae", default=None, help="a VAE folder from train-autoencoder to use instead of training one (phase 1)"
+    )
     p.set_defaults(func=_pretrain)
 
     p = sub.add_parser("evaluate", help="score a model's generations on held-out prompts")

@@ -1,7 +1,8 @@
 """Pretrain the miniature ToyWorld Stable Diffusion from scratch on a CPU.
 
 The recipe follows Stable Diffusion's at toy scale: (1) a VAE phase (reconstruction plus a
-small KL term); (2) every training image encoded once and cached, with the VAE's scaling
+small KL term), or a VAE trained beforehand on broader pictures (``vae_dir``, made by
+:mod:`helpers.toyworld.autoencoder`); (2) every training image encoded once and cached, with the VAE's scaling
 factor set to 1/std of the latents; (3) UNet and text encoder trained jointly with the
 epsilon-prediction MSE on SD's DDPM schedule, dropping 10 % of captions so that
 classifier-free guidance works; (4) a short polish: the averaged weights trained on with a
@@ -51,6 +52,7 @@ class PretrainConfig:
     spec: TinySpec = field(default_factory=lambda: TOY_SPEC)
     seed: int = 0
     n_images: int = 16000  # training scenes: seeds 0 .. n_images-1 of world.sample_scene
+    vae_dir: str | None = None  # a VAE folder (train-autoencoder) to use instead of phase 1; None: train one here
     vae_steps: int = 500
     vae_batch: int = 32
     vae_crop: int = 32  # the VAE is convolutional: training on crops is 4x cheaper than on full images
@@ -240,6 +242,22 @@ class Pretrainer:
 
     # ---- phases ---------------------------------------------------------------------------
 
+    def load_vae(self, folder: str | Path) -> None:
+        """Phase 1 from a VAE trained beforehand: its weights replace the recipe's own VAE."""
+        from .autoencoder import load_vae
+
+        trained = load_vae(folder)
+        if tuple(trained.config.block_out_channels) != tuple(self.cfg.spec.vae_channels):
+            raise ValueError(
+                f"The VAE in {folder} has channels {tuple(trained.config.block_out_channels)}, the recipe's spec "
+                f"{tuple(self.cfg.spec.vae_channels)}; train it with the same channels or change spec.vae_channels."
+            )
+        self.parts["vae"].load_state_dict(trained.state_dict())
+        facts = Path(folder) / "autoencoder.json"  # how the VAE was trained, kept with the model's facts
+        if facts.exists():
+            self.state.setdefault("extra_facts", {})["autoencoder"] = json.loads(facts.read_text())
+        self.state.update(phase="encode", step=0)
+
     def train_vae(self, images: np.ndarray, deadline: float) -> bool:
         """Phase 1: VAE reconstruction + KL; returns False if the deadline stopped it."""
         from tqdm.auto import tqdm
@@ -407,6 +425,8 @@ class Pretrainer:
         else:
             log.info("Rendering %d training scenes", self.cfg.n_images)
             images, captions = render_dataset(self.cfg.n_images)
+            if self.state["phase"] == "vae" and self.cfg.vae_dir is not None:
+                self.load_vae(self.cfg.vae_dir)
             if self.state["phase"] == "vae" and not self.train_vae(images, deadline):
                 self.save_checkpoint()
                 return False

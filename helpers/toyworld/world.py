@@ -66,6 +66,11 @@ def _jitter(rgb: tuple[int, int, int], rng: np.random.Generator, amount: int = 1
     return tuple(int(np.clip(c + rng.integers(-amount, amount + 1), 0, 255)) for c in rgb)
 
 
+def _rgb(colour: str | tuple) -> tuple[int, ...]:
+    """The RGB value of a colour name of :data:`COLOURS`, or an RGB triple as it is."""
+    return COLOURS[colour] if isinstance(colour, str) else tuple(int(c) for c in colour)
+
+
 def _shade(rgb: tuple[int, ...], factor: float) -> tuple[int, ...]:
     """Darken (factor < 1) or lighten (factor > 1, towards white) a colour."""
     if factor <= 1:
@@ -171,26 +176,34 @@ def _outline_colour(fill: tuple[int, ...]) -> tuple[int, ...]:
     return (150, 150, 150) if sum(fill) < 150 else _shade(fill, 0.45)
 
 
-def _pattern_layer(pattern: str, canvas: int, c: float, r: float, fill: tuple, second: tuple) -> Image.Image:
-    """A full-canvas RGB image painted with a subject's pattern over the fill colour."""
+def _pattern_layer(
+    pattern: str, canvas: int, c: float, r: float, fill: tuple, second: tuple, scale: float = 1.0
+) -> Image.Image:
+    """A full-canvas RGB image painted with a subject's pattern over the fill colour.
+
+    ``scale`` multiplies the pattern's period (1 is the subjects' own); smaller scales draw more
+    repeats so that the pattern still covers the object.
+    """
     img = Image.new("RGB", (canvas, canvas), fill)
     draw = ImageDraw.Draw(img)
+    r = r * scale
+    reach = math.ceil(1 / scale)  # repeats grow as the period shrinks
     if pattern == "dots":
         step, rad = 0.36 * r, 0.11 * r
-        for iy in range(-3, 4):
-            for ix in range(-3, 4):
+        for iy in range(-3 * reach, 3 * reach + 1):
+            for ix in range(-3 * reach, 3 * reach + 1):
                 x, y = c + ix * step + (step / 2) * (iy % 2), c + iy * step
                 draw.ellipse((x - rad, y - rad, x + rad, y + rad), fill=second)
     elif pattern == "checks":
         step = r / 2
-        for iy in range(-4, 4):
-            for ix in range(-4, 4):
+        for iy in range(-4 * reach, 4 * reach):
+            for ix in range(-4 * reach, 4 * reach):
                 if (ix + iy) % 2 == 0:
                     x, y = c + ix * step, c + iy * step
                     draw.rectangle((x, y, x + step, y + step), fill=second)
     elif pattern == "stripes":
         step = r / 2.5
-        for k in range(-6, 6, 2):
+        for k in range(-6 * reach, 6 * reach, 2):
             y = c + k * step
             draw.rectangle((0, y, canvas, y + step), fill=second)
     return img
@@ -199,7 +212,7 @@ def _pattern_layer(pattern: str, canvas: int, c: float, r: float, fill: tuple, s
 def _draw_object(scene: dict, rng: np.random.Generator, canvas: int) -> tuple[Image.Image, Image.Image]:
     """Draw a toy object, centred and upright, on a ``canvas``-sized layer; returns (rgb, mask)."""
     c, r = canvas / 2, scene["size"] * canvas / 2
-    fill = _jitter(COLOURS[scene["colour"]], rng)
+    fill = _jitter(_rgb(scene["colour"]), rng)
     edge = _outline_colour(fill)
     width = max(2, int(r / 8))
     mask = Image.new("L", (canvas, canvas), 0)
@@ -215,7 +228,8 @@ def _draw_object(scene: dict, rng: np.random.Generator, canvas: int) -> tuple[Im
     else:
         mdraw.polygon(_place(_unit_polygon(cls), c, r), fill=255)
     second = (250, 250, 250) if scene["pattern"] != "checks" else (245, 215, 40)
-    rgb = _pattern_layer(scene["pattern"], canvas, c, r, fill, second)
+    second = _rgb(scene.get("pattern_colour", second))  # only the autoencoder's broad scenes change these two
+    rgb = _pattern_layer(scene["pattern"], canvas, c, r, fill, second, scene.get("pattern_scale", 1.0))
     draw = ImageDraw.Draw(rgb)
     if cls == "ball":  # a highlight and a shadow make it read as a sphere
         hr = 0.28 * r
@@ -242,8 +256,8 @@ def _draw_object(scene: dict, rng: np.random.Generator, canvas: int) -> tuple[Im
 def _draw_face(scene: dict, rng: np.random.Generator, canvas: int) -> tuple[Image.Image, Image.Image]:
     """Draw a cartoon face, centred and upright, on a ``canvas``-sized layer; returns (rgb, mask)."""
     c, r = canvas / 2, scene["size"] * canvas / 2 * 0.85
-    skin = _jitter(SKIN_TONES[scene["skin"]], rng, 8)
-    hair = _jitter(COLOURS[scene["colour"]], rng)
+    skin = _jitter(SKIN_TONES.get(scene["skin"], scene["skin"]), rng, 8)  # a tone's name or an RGB triple
+    hair = _jitter(_rgb(scene["colour"]), rng)
     rgb = Image.new("RGB", (canvas, canvas), skin)
     mask = Image.new("L", (canvas, canvas), 0)
     draw, mdraw = ImageDraw.Draw(rgb), ImageDraw.Draw(mask)
@@ -313,7 +327,19 @@ def _draw_face(scene: dict, rng: np.random.Generator, canvas: int) -> tuple[Imag
 def render(scene: dict, size: int = IMAGE_SIZE) -> Image.Image:
     """Draw a scene (an attribute dict) as an RGB image; the same dict always gives the same image."""
     rng = np.random.default_rng(scene["seed"])
-    bg = background(scene["background"], rng, size)
+    out = paint(background(scene["background"], rng, size), scene, rng)
+    return Image.fromarray(np.clip(out + 0.5, 0, 255).astype(np.uint8))
+
+
+def paint(image: np.ndarray, scene: dict, rng: np.random.Generator) -> np.ndarray:
+    """Paint a scene's object over an image (a float ``(size, size, 3)`` array); returns the new array.
+
+    Args:
+        image: what lies behind the object, 0..255.
+        scene: the object's attributes (its ``background`` is not used here).
+        rng: draws colour jitter; :func:`render` passes the one that drew the background.
+    """
+    size = image.shape[0]
     canvas = size * _SS
     rgb, mask = (_draw_face if scene["cls"] == "face" else _draw_object)(scene, rng, canvas)
     shift = ((scene["x"] - 0.5) * canvas, (scene["y"] - 0.5) * canvas)
@@ -321,8 +347,7 @@ def render(scene: dict, size: int = IMAGE_SIZE) -> Image.Image:
     mask = mask.rotate(scene["angle"], resample=Image.BICUBIC, translate=shift)
     rgb = np.asarray(rgb.resize((size, size), Image.BOX), float)
     alpha = np.asarray(mask.resize((size, size), Image.BOX), float)[..., None] / 255
-    out = bg * (1 - alpha) + rgb * alpha
-    return Image.fromarray(np.clip(out + 0.5, 0, 255).astype(np.uint8))
+    return image * (1 - alpha) + rgb * alpha
 
 
 def make_scene(cls: str, colour: str, background: str, seed: int = 0, **attrs) -> dict:
