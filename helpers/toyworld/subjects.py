@@ -20,8 +20,11 @@ _CONTEXTS = ("sand", "grass", "sky", "water", "brick")
 
 
 @dataclass(frozen=True)
-class Subject:
-    """One subject: its class, the attributes that make it itself, and what identifies it."""
+class ToySubject:
+    """One ToyWorld subject as the world draws it: its class, the attributes that make it itself, what identifies it.
+
+    (The learner-facing subject, a folder of photos and its prompts, is :class:`helpers.course.Subject`.)
+    """
 
     name: str
     cls: str
@@ -50,25 +53,25 @@ class Subject:
         return prompts
 
 
-SUBJECTS: dict[str, Subject] = {
+SUBJECTS: dict[str, ToySubject] = {
     s.name: s
     for s in (
-        Subject(
+        ToySubject(
             "dotted_star", "star", {"colour": "red", "pattern": "dots"}, "a red star with white polka dots"
         ),
-        Subject(
+        ToySubject(
             "checked_cube",
             "cube",
             {"colour": "blue", "pattern": "checks"},
             "a blue cube with a yellow checkerboard",
         ),
-        Subject(
+        ToySubject(
             "striped_ball",
             "ball",
             {"colour": "green", "pattern": "stripes"},
             "a green ball with white stripes",
         ),
-        Subject(
+        ToySubject(
             "patch_face",
             "face",
             {
