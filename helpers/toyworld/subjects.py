@@ -21,7 +21,7 @@ _CONTEXTS = ("sand", "grass", "sky", "water", "brick")
 
 @dataclass(frozen=True)
 class ToySubject:
-    """One ToyWorld subject as the world draws it: its class, the attributes that make it itself, what identifies it.
+    """A ToyWorld subject as the world draws it: its class, the attributes that make it itself, its mark.
 
     (The learner-facing subject, a folder of photos and its prompts, is :class:`helpers.course.Subject`.)
     """
