@@ -170,12 +170,12 @@ def test_committed_autoencoder_reconstructs_as_reported_and_better_than_the_ship
 
 
 def test_command_line_trains_and_measures(tmp_path, capsys):
-    from helpers.toyworld.cli import main
+    from helpers.cli import main  # the kit's one command line: `course-kit toyworld ...`
 
     out = tmp_path / "vae"
-    assert main(["train-autoencoder", str(out), "--steps", "1", "--channels", "8", "16"]) == 0
+    assert main(["toyworld", "train-autoencoder", str(out), "--steps", "1", "--channels", "8", "16"]) == 0
     assert json.loads((out / "autoencoder.json").read_text())["config"]["vae_channels"] == [8, 16]
-    assert main(["ae-error", str(out), "--renders", "2", "--out", str(tmp_path / "r.json")]) == 0
+    assert main(["toyworld", "ae-error", str(out), "--renders", "2", "--out", str(tmp_path / "r.json")]) == 0
     report = json.loads((tmp_path / "r.json").read_text())
     assert report["renders"]["n"] == 2 and set(report["subjects"]) == set(subjects.SUBJECTS)
     assert "finished" in capsys.readouterr().out
