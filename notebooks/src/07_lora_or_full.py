@@ -25,6 +25,8 @@
 # %% install
 
 # %%
+import torch
+
 from helpers.comparisons import sample_runs
 from helpers.course import setup_notebook, study_config
 from helpers.figures import save_image, widgets_enabled
@@ -78,25 +80,33 @@ for label, c in configs.items():
 # state; the run folder keeps only them, plus the name of the base model.
 #
 # ## 2. Train both
-# A finished run with the same settings is reused.
+# A finished run with the same settings is reused. On a GPU the peak-memory counter is reset
+# before each run, so that each records its own peak.
 
 # %%
-results = {label: train_dreambooth(c) for label, c in configs.items()}
+results = {}
+for label, c in configs.items():
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
+    results[label] = train_dreambooth(c)
 runs = {label: r.output_dir for label, r in results.items()}
 note_runs_in_use("07", runs.values())  # the course home's clean-up keeps them
 
 # %% [markdown]
 # ## 3. What each run cost
-# The run records hold the trained weight count, the peak memory (GPU only: a CPU has no
-# allocator counter, shown as "-") and the median time of one optimizer step.
+# The run records hold the trained weight count, the peak memory and the median time of one
+# optimizer step. Peak memory is shown on a GPU only: on a CPU the record holds the process's
+# resident memory, which only grows, so a second run in the same process inherits the first's
+# peak (`benchmarks/train_step.py` measures each configuration in a process of its own).
 
 # %%
+on_gpu = torch.cuda.is_available()
 print(f"{'run':<12} {'trained weights':>16} {'peak memory':>12} {'s / step':>9} {'on disk':>10}")
 for label, r in results.items():
     rec = r.record
     trained = f"{rec['trained_parameters']:,}" if rec.get("trained_parameters") else "-"
     step = f"{rec['median_step_s']:.3f}" if rec.get("median_step_s") else "-"
-    print(f"{label:<12} {trained:>16} {format_bytes(rec.get('peak_memory_bytes')):>12} {step:>9} "
+    print(f"{label:<12} {trained:>16} {format_bytes(rec.get('peak_memory_bytes') if on_gpu else None):>12} {step:>9} "
           f"{format_bytes(folder_size(r.output_dir)):>10}")
 print(f"seconds per step: median over the {results['full'].config.max_train_steps} steps of each run")
 
