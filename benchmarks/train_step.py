@@ -6,7 +6,7 @@ at 512 px on a GPU (``--full-sd``). The kit's step is also timed against a bare 
 does the same forward, backward and update with nothing else around it.
 
     python benchmarks/train_step.py            # CPU matrix -> benchmarks/results/train_step_cpu.{json,md}
-    python benchmarks/train_step.py --full-sd  # GPU: SD 1.5 at 512 px (memory goals < 12 / < 10 GiB)
+    python benchmarks/train_step.py --full-sd  # GPU: SD 1.5 at 512 px (memory goals < 12 / < 10 GiB; LoRA < 8 GiB)
 """
 
 from __future__ import annotations
@@ -36,6 +36,8 @@ CPU_MATRIX = {
     "unet+te, prior, latents cached": {"train_text_encoder": True, "cache_latents": True},
     "unet, prior, latents+text cached": {"cache_latents": True, "cache_text_embeddings": True},
     "unet, prior, bf16": {"mixed_precision": "bf16"},
+    "LoRA unet, prior": {"use_lora": True},
+    "LoRA unet+te, prior": {"use_lora": True, "train_text_encoder": True},
 }
 GPU_MATRIX = {
     "unet, prior, fp16, AdamW": {"train_batch_size": 1, "mixed_precision": "fp16"},
@@ -59,6 +61,17 @@ GPU_MATRIX = {
         "gradient_checkpointing": True,
         "train_text_encoder": True,
         "cache_latents": True,
+    },
+    "LoRA unet, prior, fp16, AdamW (goal < 8 GiB)": {
+        "train_batch_size": 1,
+        "mixed_precision": "fp16",
+        "use_lora": True,
+    },
+    "LoRA unet+te, prior, fp16, AdamW": {
+        "train_batch_size": 1,
+        "mixed_precision": "fp16",
+        "use_lora": True,
+        "train_text_encoder": True,
     },
 }
 
