@@ -14,7 +14,8 @@ imports running one way (notebooks -> experiments -> trainers -> run life cycle 
 - experiments: ``prompts``, ``comparisons`` (runs sampled side by side), ``scores`` (ToyWorld's
   measures), ``measures`` (DINO, CLIP-I, CLIP-T on real models), ``stats`` (counts and intervals),
   ``figures`` (every picture), ``findings`` (the study re-run on ToyWorld);
-- sharing: ``export`` (one file for other tools), ``modelcard``, ``hub_push``;
+- using and sharing a model: ``playground`` (draw from a finished run), ``export`` (one file for other
+  tools), ``modelcard``, ``hub_push``;
 - ``toyworld/`` (the miniature world, its model and evaluator), ``doctor``, ``cli`` (the command line).
 
 Importing the package has no side effects: nothing is seeded, downloaded or plotted
