@@ -22,18 +22,20 @@ def settle(pipe):
     return pipe
 
 
-def draw(pipe, seed: int = 0):
+def draw(pipe, seed: int = 0, prompt: str = "a photo of sks dog", steps: int = 3, size: int = 32):
     """One image as an array, from a fixed seed."""
     settle(pipe)
     generator = torch.Generator().manual_seed(seed)
     return pipe(
-        "a photo of sks dog",
-        num_inference_steps=3,
-        height=32,
-        width=32,
-        generator=generator,
-        output_type="np",
+        prompt, num_inference_steps=steps, height=size, width=size, generator=generator, output_type="np"
     ).images
+
+
+def assert_same_weights(ours, theirs, names=("unet", "vae", "text_encoder")):
+    """Every weight of each named part is back in its place, under its own name."""
+    for name in names:
+        a, b = getattr(ours, name).state_dict(), getattr(theirs, name).state_dict()
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), name
 
 
 @pytest.fixture(scope="module")
@@ -47,10 +49,7 @@ def test_single_file_loads_with_diffusers_and_draws_the_same_image(tiny_model_di
 
     text_encoder = CLIPTextModel.from_pretrained(tiny_model_dir / "text_encoder")
     pipe = load_single_file(exported, tiny_model_dir, text_encoder=text_encoder)
-    for name in ("unet", "vae"):  # every weight back in its place
-        ours, theirs = getattr(tiny_pipe, name).state_dict(), getattr(pipe, name).state_dict()
-        assert ours.keys() == theirs.keys()
-        assert all(torch.equal(ours[k], theirs[k]) for k in ours), name
+    assert_same_weights(tiny_pipe, pipe, ("unet", "vae"))
     assert (draw(pipe) == draw(tiny_pipe)).all()
 
 
@@ -138,21 +137,9 @@ def test_four_level_model_round_trips(tmp_path):
     from helpers.models import load_pipeline
 
     run, pipe = load_pipeline(str(model)), load_single_file(path, model)
-    for name in ("unet", "vae", "text_encoder"):
-        ours, theirs = getattr(run, name).state_dict(), getattr(pipe, name).state_dict()
-        assert all(torch.equal(ours[k], theirs[k]) for k in ours), name
-    images = [
-        settle(p)(
-            "a photo",
-            num_inference_steps=2,
-            height=64,
-            width=64,
-            generator=torch.Generator().manual_seed(3),
-            output_type="np",
-        ).images
-        for p in (run, pipe)
-    ]
-    assert (images[0] == images[1]).all()
+    assert_same_weights(run, pipe)
+    photo = {"seed": 3, "prompt": "a photo", "steps": 2, "size": 64}
+    assert (draw(run, **photo) == draw(pipe, **photo)).all()
 
 
 def test_toyworld_model_round_trips_and_warns_about_its_scale(tmp_path, caplog):
@@ -164,19 +151,9 @@ def test_toyworld_model_round_trips_and_warns_about_its_scale(tmp_path, caplog):
         path = export_single_file(TOY_MODEL_DIR, tmp_path / "toy.safetensors")
     assert "scales latents by 0.515" in caplog.text
     run, pipe = load_pipeline(str(TOY_MODEL_DIR)), load_single_file(path, TOY_MODEL_DIR)
-    for name in ("unet", "vae", "text_encoder"):
-        ours, theirs = getattr(run, name).state_dict(), getattr(pipe, name).state_dict()
-        assert ours.keys() == theirs.keys() and all(torch.equal(ours[k], theirs[k]) for k in ours), name
-    images = [
-        settle(p)(
-            "a photo of a red ball",
-            num_inference_steps=2,
-            generator=torch.Generator().manual_seed(0),
-            output_type="np",
-        ).images
-        for p in (run, pipe)
-    ]
-    assert (images[0] == images[1]).all()
+    assert_same_weights(run, pipe)
+    ball = {"prompt": "a photo of a red ball", "steps": 2, "size": 64}  # ToyWorld's own 64 px
+    assert (draw(run, **ball) == draw(pipe, **ball)).all()
 
 
 def test_ema_export_takes_the_averaged_weights(tiny_model_dir, tmp_path):
