@@ -17,11 +17,12 @@ from pathlib import Path
 
 import yaml
 
-from .config import config_for_profile
+from .config import config_for_profile, config_hash, resolve_output_dir
 from .data import SubjectDataError, download_hub_dataset, list_images, make_synthetic_subject, read_manifest
 from .home import detect_platform, interactive, open_home
 from .paths import DATA_DIR, runs_dir
 from .profiles import PROFILE_ENV, TINY_MODEL, get_profile
+from .runs import run_status
 from .uploads import ask_for_photos, convert_heic_folder
 
 TOY_SUBJECTS = DATA_DIR / "toyworld" / "subjects"
@@ -157,9 +158,7 @@ def load_settings(quiet: bool = False) -> CourseSettings:
 
 def run_finished(config) -> bool:
     """Whether the run of ``config`` has already finished in the course home (so using it costs nothing)."""
-    from .config import resolve_output_dir
-
-    return (resolve_output_dir(config) / "done.json").exists()
+    return run_status(resolve_output_dir(config), config_hash(config), type(config)) == "done"
 
 
 def ensure_photos(subject: Subject, mount=None, **ask) -> Subject:

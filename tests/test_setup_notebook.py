@@ -106,7 +106,7 @@ def test_heic_copied_into_a_drive_folder_is_converted(tmp_path):
 
 def test_a_notebook_rerun_resumes_its_interrupted_run(fresh_home, monkeypatch):
     """What a disconnect does to a notebook's training cell, and what running the cell again does."""
-    from helpers.course import study_config
+    from helpers.course import run_finished, study_config
     from helpers.training import train_dreambooth
 
     monkeypatch.setenv("COURSE_PROFILE", "smoke")
@@ -114,8 +114,8 @@ def test_a_notebook_rerun_resumes_its_interrupted_run(fresh_home, monkeypatch):
     config = study_config(settings.object_subject, 2e-6, 800, settings=settings, checkpointing_steps=1)
     assert config.resume_from_checkpoint == "latest" and config.max_train_steps >= 3
     first = train_dreambooth(config, stop_after_steps=2, progress=False)  # the runtime went away here
-    assert first.losses["step"] == [1, 2]
+    assert first.losses["step"] == [1, 2] and not run_finished(config)
     again = train_dreambooth(study_config(settings.object_subject, 2e-6, 800, settings=settings), progress=False)
     assert again.output_dir == first.output_dir  # the same run, not a new one
     assert again.record["resumed_from"] == "checkpoint-2"
-    assert again.losses["step"] == list(range(1, config.max_train_steps + 1))
+    assert again.losses["step"] == list(range(1, config.max_train_steps + 1)) and run_finished(config)
