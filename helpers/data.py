@@ -160,43 +160,6 @@ def read_manifest() -> dict:
     return json.loads(MANIFEST.read_text())
 
 
-def save_uploads(uploads, folder: str | Path) -> list[Path]:
-    """Save the files of an ipywidgets ``FileUpload`` value into ``folder``; returns the saved paths.
-
-    Each file is checked as an image before it is kept, so a wrong upload fails here, not
-    in the middle of training.
-    """
-    import io
-
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    saved = []
-    for item in uploads:  # ipywidgets 8: a tuple of dicts with name and content
-        name, content = Path(item["name"]).name, bytes(item["content"])
-        try:
-            Image.open(io.BytesIO(content)).verify()
-        except Exception as err:  # noqa: BLE001 (PIL raises many kinds of errors on a broken file)
-            raise SubjectDataError(f"Upload {name!r} is not an image this kit can read ({err}); use JPEG or PNG.")
-        (folder / name).write_bytes(content)
-        saved.append(folder / name)
-    return saved
-
-
-def upload_widget(folder: str | Path):
-    """An upload button that saves the chosen photos into ``folder`` (Jupyter, Colab, Kaggle)."""
-    import ipywidgets as widgets
-
-    button = widgets.FileUpload(accept="image/*", multiple=True, description="Subject photos")
-    status = widgets.Label("")
-
-    def on_change(change):
-        paths = save_uploads(change["new"], folder)
-        status.value = f"saved {len(paths)} image(s) to {Path(folder).name}/"
-
-    button.observe(on_change, names="value")
-    return widgets.VBox([button, status])
-
-
 def download_hub_dataset(repo_id: str, folder: str | Path) -> Path:
     """Download the images of a Hub dataset (e.g. ``diffusers/dog-example``) into ``folder``.
 

@@ -15,10 +15,10 @@ from helpers.data import (
     open_rgb,
     read_manifest,
     resize_and_crop,
-    save_uploads,
     to_pil,
     to_tensor,
 )
+from helpers.uploads import save_uploads
 
 
 def test_missing_folder(tmp_path):
