@@ -32,7 +32,9 @@ HOME_NAME = "dreambooth-course"
 COLAB_ROOT = Path("/content")
 KAGGLE_ROOT = Path("/kaggle/working")
 IN_USE_FILE = "runs_in_use.json"
-DONE_NAME = "done.json"  # what a finished run holds (helpers.training writes it)
+# What a run folder holds when finished, and a checkpoint when complete (helpers.runs writes both).
+DONE_NAME = "done.json"
+CHECKPOINT_MARK = "checkpoint.json"
 GIB = 1024**3
 # The kit is installed editable (``pip install -e .``), so the package sits in the repository.
 KIT_ROOT = Path(__file__).resolve().parents[1]
@@ -176,9 +178,6 @@ class Candidate:
 def folder_size(path: Path) -> int:
     """Bytes of all files under ``path``."""
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
-
-
-CHECKPOINT_MARK = "checkpoint.json"  # written last into a checkpoint (helpers.runs): there means complete
 
 
 def _checkpoints(run: Path) -> list[Path]:

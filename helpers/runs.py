@@ -34,16 +34,15 @@ import torch
 
 from .config import ConfigError, config_hash, load_config, resolve_output_dir, save_config
 from .errors import LearnerError
+from .home import CHECKPOINT_MARK, DONE_NAME  # the course home's clean-up reads run folders too
 from .optim import check_mixed_precision, peak_memory_bytes
 from .paths import display_path
 
 LOG_COLUMNS = ["step", "loss", "instance_loss", "prior_loss", "lr"]
-DONE_NAME = "done.json"
 RECORD_NAME = "run.json"
 LOG_FILE = "logs/train_log.csv"  # inside the run folder
 CONFIG_NAME = "config.yaml"
 CHECKPOINTS = "checkpoints"
-CHECKPOINT_MARK = "checkpoint.json"  # written last into a checkpoint: its presence means "complete"
 PARTIAL_SUFFIX = ".partial"  # a checkpoint being written
 
 
