@@ -29,37 +29,19 @@ def previous_sampling(out: str) -> dict | None:
     return json.loads(path.read_text()).get("sampling") if path.exists() else None
 
 
-def main(argv: list[str] | None = None) -> int:
+def save(out: Path, done: dict, sampling, train_seed: int) -> None:
+    """Write the scored experiments as JSON and markdown (verdicts judged afresh)."""
+    import torch
+
     from helpers import findings
 
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", nargs="+", choices=list(findings.EXPERIMENTS), help="run only these experiments")
-    parser.add_argument("--seeds", type=int, default=8, help="images per prompt and arm (default 8)")
-    parser.add_argument("--out", default=str(RESULTS / "toyworld_findings"), help="output path without suffix")
-    parser.add_argument("--rejudge", action="store_true", help="recompute verdicts and tables from the saved JSON only")
-    args = parser.parse_args(argv)
-    os.environ["COURSE_PROFILE"] = "cpu"
-    sampling = findings.Sampling(seeds=tuple(range(args.seeds)))
-    if args.rejudge and previous_sampling(args.out):
-        sampling = findings.Sampling(**{**previous_sampling(args.out), "seeds": tuple(previous_sampling(args.out)["seeds"])})
-    out = Path(args.out)
-    previous = json.loads(out.with_suffix(".json").read_text()) if out.with_suffix(".json").exists() else {}
-    done = {f["key"]: f for f in previous.get("findings", [])}
-    keys = [] if args.rejudge else args.only or list(findings.EXPERIMENTS)
-    t0 = time.perf_counter()
-    for key in keys:
-        print(f"== {key}", flush=True)
-        finding = findings.run_experiment(key, sampling)
-        done[key] = dataclasses.asdict(finding)
-        print(findings.markdown([finding]), flush=True)
     ordered = [findings.Finding(**done[k]) for k in findings.EXPERIMENTS if k in done]
     for f in ordered:
         f.verdict, f.notes = findings.judge(f.key, f.arms)
-    import torch
-
     record = {
         "what": "ToyWorld findings: the course's experiments in the cpu profile, scored by the ToyWorld evaluator",
         "sampling": dataclasses.asdict(sampling),
+        "train_seed": train_seed,
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
         "findings": [dataclasses.asdict(f) for f in ordered],
@@ -71,6 +53,35 @@ def main(argv: list[str] | None = None) -> int:
               "named by the study's learning rates and steps; the cpu profile trains them at 100x the learning "
               "rate for half the steps (helpers/profiles.py).\n\n")
     out.with_suffix(".md").write_text(header + findings.markdown(ordered))
+
+
+def main(argv: list[str] | None = None) -> int:
+    from helpers import findings
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", nargs="+", choices=list(findings.EXPERIMENTS), help="run only these experiments")
+    parser.add_argument("--seeds", type=int, default=8, help="images per prompt and arm (default 8)")
+    parser.add_argument("--out", default=str(RESULTS / "toyworld_findings"), help="output path without suffix")
+    parser.add_argument("--train-seed", type=int, default=0,
+                        help="training seed of every arm (default 0, as the notebooks); other seeds write *_seed<N>.json")
+    parser.add_argument("--rejudge", action="store_true", help="recompute verdicts and tables from the saved JSON only")
+    args = parser.parse_args(argv)
+    os.environ["COURSE_PROFILE"] = "cpu"
+    sampling = findings.Sampling(seeds=tuple(range(args.seeds)))
+    if args.rejudge and previous_sampling(args.out):
+        sampling = findings.Sampling(**{**previous_sampling(args.out), "seeds": tuple(previous_sampling(args.out)["seeds"])})
+    out = Path(args.out + (f"_seed{args.train_seed}" if args.train_seed else ""))
+    previous = json.loads(out.with_suffix(".json").read_text()) if out.with_suffix(".json").exists() else {}
+    done = {f["key"]: f for f in previous.get("findings", [])}
+    keys = [] if args.rejudge else args.only or list(findings.EXPERIMENTS)
+    t0 = time.perf_counter()
+    for key in keys:
+        print(f"== {key}", flush=True)
+        finding = findings.run_experiment(key, sampling, seed=args.train_seed)
+        done[key] = dataclasses.asdict(finding)
+        print(findings.markdown([finding]), flush=True)
+        save(out, done, sampling, args.train_seed)  # after each experiment: an interruption keeps what is scored
+    save(out, done, sampling, args.train_seed)
     print(f"wrote {out.with_suffix('.md').name} and .json in {(time.perf_counter() - t0) / 60:.1f} min")
     return 0
 

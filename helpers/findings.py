@@ -151,16 +151,20 @@ def _settings():
     return settings
 
 
-def _train(subject, study_lr, study_steps, **changes):
-    """Train (or reuse) one arm, with notebook 01's sample grids so that its progress table finds them."""
+def _train(subject, study_lr, study_steps, seed: int = 0, **changes):
+    """Train (or reuse) one arm, with notebook 01's sample grids so that its progress table finds them.
+
+    ``seed`` is the training seed (the notebooks train with 0); other seeds repeat an arm to see
+    how much its result depends on the draw of noise, timesteps and batches.
+    """
 
     grids = {"validation_prompts": subject_prompts(subject, 3)[:2], "validation_seeds": [0, 1],
              "validation_steps": max(1, get_profile("cpu").steps(study_steps) // 4)}
-    config = study_config(subject, study_lr, study_steps, settings=_settings(), seed=0, **{**grids, **changes})
+    config = study_config(subject, study_lr, study_steps, settings=_settings(), seed=seed, **{**grids, **changes})
     return train_dreambooth(config, progress=False).output_dir
 
 
-def base_model(sampling: Sampling, n_prompts: int = 64) -> Finding:
+def base_model(sampling: Sampling, n_prompts: int = 64, seed: int = 0) -> Finding:
     """The base model on held-out captions, and what it draws for every subject's prompts before training."""
 
     model = resolve_model(_settings().pretrained_model_name_or_path)
@@ -175,7 +179,7 @@ def base_model(sampling: Sampling, n_prompts: int = 64) -> Finding:
     return f
 
 
-def learning_rate(sampling: Sampling, subjects: tuple[str, ...] = OBJECT_SUBJECTS) -> Finding:
+def learning_rate(sampling: Sampling, subjects: tuple[str, ...] = OBJECT_SUBJECTS, seed: int = 0) -> Finding:
     """High (5e-6) vs low (2e-6) LR, 400 study steps, batch 4, no prior preservation, on every object subject."""
     f = Finding("learning_rate", "Objects: at 400 steps a high LR (5e-6) overfits; a low LR (2e-6) learns the "
                 "subject and still follows new prompts.",
@@ -184,40 +188,40 @@ def learning_rate(sampling: Sampling, subjects: tuple[str, ...] = OBJECT_SUBJECT
     for name in subjects:
         subject = _toy_subject(name)
         for label, lr in (("high LR 5e-6", 5e-6), ("low LR 2e-6", 2e-6)):
-            f.arms[f"{name}: {label}"] = score_run(_train(subject, lr, 400), name, sampling)
+            f.arms[f"{name}: {label}"] = score_run(_train(subject, lr, 400, seed), name, sampling)
     f.verdict, f.notes = judge(f.key, f.arms)
     return f
 
 
-def steps_sweet_spot(sampling: Sampling, subjects: tuple[str, ...] = ("dotted_star", "striped_ball")) -> Finding:
+def steps_sweet_spot(sampling: Sampling, subjects: tuple[str, ...] = ("dotted_star", "striped_ball"), seed: int = 0) -> Finding:
     """The low LR (2e-6) for 400, 800 and 1600 study steps: likeness against following new prompts."""
     f = Finding("steps", "Find the sweet spot: with a low LR, add steps until the subject appears; past it the "
                 "model overfits and stops following prompts.", goal="report only")
     for name in subjects:
         subject = _toy_subject(name)
         for steps in (400, 800, 1600):
-            f.arms[f"{name}: {steps} steps"] = score_run(_train(subject, 2e-6, steps), name, sampling)
+            f.arms[f"{name}: {steps} steps"] = score_run(_train(subject, 2e-6, steps, seed), name, sampling)
     f.verdict, f.notes = judge(f.key, f.arms)
     return f
 
 
-def prior_preservation(sampling: Sampling) -> Finding:
+def prior_preservation(sampling: Sampling, seed: int = 0) -> Finding:
     """The face at 2e-6, 1200 study steps, batch 2, with and without prior preservation."""
     subject = _toy_subject(FACE_SUBJECT)
     f = Finding("prior_preservation", "Faces need prior preservation: without it the class word drifts towards "
                 "the subject (language drift) and the model overfits.",
                 goal="language drift without prior >= with prior + 0.2")
     for label, prior in (("without prior", False), ("with prior", True)):
-        f.arms[label] = score_run(_train(subject, 2e-6, 1200, with_prior_preservation=prior, face=True),
+        f.arms[label] = score_run(_train(subject, 2e-6, 1200, seed, with_prior_preservation=prior, face=True),
                                   FACE_SUBJECT, sampling)
     f.verdict, f.notes = judge(f.key, f.arms)
     return f
 
 
-def schedulers(sampling: Sampling, name: str = OBJECT_SUBJECTS[0]) -> Finding:
+def schedulers(sampling: Sampling, name: str = OBJECT_SUBJECTS[0], seed: int = 0) -> Finding:
     """The overfit (high-LR) object run sampled with each scheduler at the study's 50 and 100 steps (halved)."""
     subject = _toy_subject(name)
-    run = _train(subject, 5e-6, 400)
+    run = _train(subject, 5e-6, 400, seed)
     f = Finding("schedulers", "On an overfit model DDIM gives cleaner images than PNDM and LMSDiscrete.",
                 goal="report only")
     for key in ("pndm", "lms", "ddim", "dpm++", "euler", "unipc"):
@@ -228,19 +232,19 @@ def schedulers(sampling: Sampling, name: str = OBJECT_SUBJECTS[0]) -> Finding:
     return f
 
 
-def text_encoder(sampling: Sampling) -> Finding:
+def text_encoder(sampling: Sampling, seed: int = 0) -> Finding:
     """The face with prior preservation, text encoder frozen vs trained (notebook 04's arms)."""
     subject = _toy_subject(FACE_SUBJECT)
     f = Finding("text_encoder", "Training the text encoder as well gives the best faces and follows complex "
                 "prompts better, at a higher memory cost.", goal="report only")
     for label, te in (("frozen text encoder", False), ("text encoder trained", True)):
-        f.arms[label] = score_run(_train(subject, 2e-6, 1200, with_prior_preservation=True, face=True,
+        f.arms[label] = score_run(_train(subject, 2e-6, 1200, seed, with_prior_preservation=True, face=True,
                                          train_text_encoder=te), FACE_SUBJECT, sampling)
     f.verdict, f.notes = judge(f.key, f.arms)
     return f
 
 
-def textual_inversion_dreambooth(sampling: Sampling) -> Finding:
+def textual_inversion_dreambooth(sampling: Sampling, seed: int = 0) -> Finding:
     """Textual inversion (2000 steps), then DreamBooth from it (500 steps, 1e-6), vs notebook 04's two runs."""
 
     settings, profile = _settings(), get_profile("cpu")
@@ -249,27 +253,27 @@ def textual_inversion_dreambooth(sampling: Sampling) -> Finding:
         pretrained_model_name_or_path=settings.pretrained_model_name_or_path, train_data_dir=subject.folder,
         placeholder_token="<sks>", initializer_token=subject.class_noun, resolution=profile.resolution,
         train_batch_size=profile.train_batch_size_faces, max_train_steps=profile.steps(2000),
-        learning_rate=5e-4, mixed_precision=profile.mixed_precision, seed=0), progress=False)
-    after = study_config(subject, 1e-6, 500, with_prior_preservation=True, face=True, settings=settings, seed=0,
+        learning_rate=5e-4, mixed_precision=profile.mixed_precision, seed=seed), progress=False)
+    after = study_config(subject, 1e-6, 500, with_prior_preservation=True, face=True, settings=settings, seed=seed,
                          instance_prompt=f"a photo of {{token}} {subject.class_noun}")
     ti_db = dreambooth_after_textual_inversion(ti, after)
     f = Finding("textual_inversion", "Textual inversion followed by DreamBooth beat plain DreamBooth on faces, "
                 "but not DreamBooth with the text encoder.", goal="report only")
     f.arms["textual inversion only"] = score_run(ti.output_dir, FACE_SUBJECT, sampling, identifier="<sks>")
     f.arms["TI + DreamBooth"] = score_run(ti_db.output_dir, FACE_SUBJECT, sampling, identifier="<sks>")
-    f.arms["DreamBooth"] = score_run(_train(subject, 2e-6, 1200, with_prior_preservation=True, face=True),
+    f.arms["DreamBooth"] = score_run(_train(subject, 2e-6, 1200, seed, with_prior_preservation=True, face=True),
                                      FACE_SUBJECT, sampling)
     f.arms["DreamBooth + text encoder"] = score_run(
-        _train(subject, 2e-6, 1200, with_prior_preservation=True, face=True, train_text_encoder=True),
+        _train(subject, 2e-6, 1200, seed, with_prior_preservation=True, face=True, train_text_encoder=True),
         FACE_SUBJECT, sampling)
     f.verdict, f.notes = judge(f.key, f.arms)
     return f
 
 
-def ema(sampling: Sampling, name: str = OBJECT_SUBJECTS[0]) -> Finding:
+def ema(sampling: Sampling, name: str = OBJECT_SUBJECTS[0], seed: int = 0) -> Finding:
     """The low-LR object run with EMA: its raw weights against their moving average."""
     subject = _toy_subject(name)
-    run = _train(subject, 2e-6, 400, use_ema=True)
+    run = _train(subject, 2e-6, 400, seed, use_ema=True)
     f = Finding("ema", "EMA made little difference over a few hundred steps.", goal="report only")
     f.arms["raw weights"] = score_run(run, name, sampling)
     f.arms["EMA weights"] = score_run(run, name, sampling, ema=True)
@@ -364,11 +368,11 @@ EXPERIMENTS = {
 }
 
 
-def run_experiment(key: str, sampling: Sampling | None = None) -> Finding:
-    """Run (or reuse) one experiment's arms and score them; times the whole experiment."""
+def run_experiment(key: str, sampling: Sampling | None = None, seed: int = 0) -> Finding:
+    """Run (or reuse) one experiment's arms with training seed ``seed`` and score them; times the whole experiment."""
     t0 = time.perf_counter()
-    torch.manual_seed(0)
-    finding = EXPERIMENTS[key](sampling or Sampling())
+    torch.manual_seed(seed)
+    finding = EXPERIMENTS[key](sampling or Sampling(), seed=seed)
     finding.seconds = time.perf_counter() - t0
     return finding
 

@@ -6,7 +6,7 @@ The paper (Ruiz et al. 2022) judges a fine-tuned model with two pretrained backb
 measure  what it averages                                                        table column
 =======  ======================================================================  =====================
 DINO     cosine similarity of DINO ViT-S/16 embeddings, generated vs real        subject_fidelity
-CLIP-I   the same with CLIP image embeddings                                     subject_fidelity_clip
+CLIP-I   the same with CLIP image embeddings                                     subject_similarity
 CLIP-T   cosine similarity of each image's CLIP embedding and its prompt's       prompt_fidelity
 PRES     DINO similarity of plain class-prompt images to the real subject        language_drift
 DIV      1 - DINO cosine between images of one prompt ("DIV, DINO-based")        diversity
@@ -52,7 +52,7 @@ MODEL_TYPES = {"dino": "vit", "clip": "clip"}  # what a backbone's config.json m
 
 COLUMNS = {  # table column -> the measure that fills it
     "subject_fidelity": "DINO",
-    "subject_fidelity_clip": "CLIP-I",
+    "subject_similarity": "CLIP-I",
     "prompt_fidelity": "CLIP-T",
     "language_drift": "PRES",
     "diversity": "DIV, DINO-based",
@@ -402,7 +402,7 @@ def score_run(
             dino_own, clip_own = embed_images(backbones.dino, images), embed_images(backbones.clip, images)
             texts = embed_texts(backbones.clip, [clip_text(p, identifier) for p in prompts])
             row["subject_fidelity"] = mean_of(cosine_to_references(dino_own, dino_refs), seed)
-            row["subject_fidelity_clip"] = mean_of(cosine_to_references(clip_own, clip_refs), seed)
+            row["subject_similarity"] = mean_of(cosine_to_references(clip_own, clip_refs), seed)
             row["prompt_fidelity"] = mean_of((clip_own * texts).sum(dim=1).tolist(), seed)
         if class_prompt is not None and images_by_prompt.get(class_prompt):
             drift = embed_images(backbones.dino, images_by_prompt[class_prompt])

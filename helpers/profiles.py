@@ -48,6 +48,9 @@ class Profile:
     class_inference_steps: int = 25  # sampler steps (DPM-Solver++) per class image
     checkpointing_steps: int = 0  # 0: no intermediate checkpoints; a run resumes from the last one
     checkpoints_total_limit: int = 1
+    # The backbones that score subjects outside ToyWorld (helpers.measures): the DreamBooth paper's.
+    dino_model: str = "facebook/dino-vits16"
+    clip_model: str = "openai/clip-vit-base-patch32"
     description: str = ""
 
     def lr(self, study_lr: float) -> float:
@@ -127,6 +130,8 @@ PROFILES: dict[str, Profile] = {
         use_8bit_adam=False,
         gradient_checkpointing=False,
         class_inference_steps=3,
+        dino_model="kit:tiny-dino",  # tiny random backbones: the measures' code path, offline
+        clip_model="kit:tiny-clip",
         description="A tiny random model and a few steps: proves the code runs (tests and CI).",
     ),
 }

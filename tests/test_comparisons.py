@@ -174,20 +174,26 @@ def test_sample_runs_gives_every_arm_the_same_starting_noise(tiny_model_dir):
 
 
 def test_toyworld_scores_route_class_prompt_images_to_language_drift(monkeypatch):
+    import torch
+
     import helpers.scores as ex
     from helpers.toyworld import metrics
 
     seen = {}
     monkeypatch.setattr(ex, "is_toyworld", lambda subject: True)
+    monkeypatch.setattr(ex, "reference_photos", lambda subject: [solid(9)])
     # each stand-in records what it was given and scores nothing (0.0)
     monkeypatch.setattr(metrics, "subject_fidelity", lambda images, name: seen.setdefault("subject", len(images)) and 0.0)
     monkeypatch.setattr(metrics, "prompt_fidelity", lambda images, prompts: seen.setdefault("prompts", prompts) and 0.0)
     monkeypatch.setattr(metrics, "language_drift", lambda images, name: seen.setdefault("drift", len(images)) and 0.0)
+    monkeypatch.setattr(metrics, "embed", lambda images: torch.nn.functional.normalize(torch.ones(len(images), 4), dim=1))
     comp = fake_comparison(labels=("only",), prompts=("a photo of sks ball", "a photo of ball"), seeds=(0, 1, 2))
     scores = toyworld_scores(Subject("striped_ball", "x", "ball"), comp, class_prompt="a photo of ball")
-    assert set(scores["only"]) == {"subject_fidelity", "prompt_fidelity", "language_drift"}
+    assert list(scores["only"]) == ["subject_fidelity", "subject_similarity", "prompt_fidelity", "language_drift",
+                                    "diversity"]
     assert seen == {"subject": 3, "prompts": ["a photo of sks ball"] * 3, "drift": 3}
     assert scores["only"]["language_drift"].n == 3  # every share says how many images it rests on
+    assert scores["only"]["subject_similarity"].value == pytest.approx(1.0)  # identical embeddings
 
 
 def test_scores_print_with_their_count_and_interval():

@@ -160,7 +160,7 @@ def test_score_run_fills_toyworlds_columns_with_counts_and_intervals(backbones, 
     row = measures.score_run(run_images(images), [noise(30), noise(31)], class_prompt=CLASS, backbones=backbones)
     assert list(row) == list(measures.COLUMNS) and TOYWORLD_COLUMNS <= set(row)
     assert all(isinstance(cell, Estimate) for cell in row.values())
-    assert {k: cell.n for k, cell in row.items()} == {"subject_fidelity": 6, "subject_fidelity_clip": 6,
+    assert {k: cell.n for k, cell in row.items()} == {"subject_fidelity": 6, "subject_similarity": 6,
                                                        "prompt_fidelity": 6, "language_drift": 3, "diversity": 6}
     assert all(not math.isnan(cell.low) for cell in row.values())
     # the class prompt's images are drift only: without a class prompt they count as the run's own
@@ -175,7 +175,7 @@ def test_score_run_agrees_with_the_measures_one_by_one(backbones, images):
     prompts = [p for p in (INSTANCE, BEACH, BLUE) for _ in by_prompt[p]]
     alone = {
         "subject_fidelity": measures.subject_similarity(backbones.dino, own, refs),
-        "subject_fidelity_clip": measures.subject_similarity(backbones.clip, own, refs),
+        "subject_similarity": measures.subject_similarity(backbones.clip, own, refs),
         "prompt_fidelity": measures.prompt_similarity(backbones.clip, own, prompts, identifier="sks"),
         "language_drift": measures.subject_similarity(backbones.dino, by_prompt[CLASS], refs),
         "diversity": measures.diversity(backbones.dino, own, prompts),

@@ -1,0 +1,96 @@
+"""One measure table per figure on every profile: ToyWorld's evaluator or the paper's backbones."""
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from helpers import scores
+from helpers.comparisons import Comparison
+from helpers.course import Subject, prepare_subject
+from helpers.profiles import get_profile
+from helpers.sampling import Generation
+from helpers.toyworld import world
+
+
+def noise(seed: int, size: int = 32) -> Image.Image:
+    rng = np.random.default_rng(seed)
+    return Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8))
+
+
+def comparison_of(images_by_label: dict[str, dict[str, list[Image.Image]]]) -> Comparison:
+    """A comparison whose arms hold exactly these images (one seed per image)."""
+    prompts = list(next(iter(images_by_label.values())))
+    seeds = list(range(len(next(iter(images_by_label.values()))[prompts[0]])))
+    gens = {label: Generation([im for p in prompts for im in by[p]], [p for p in prompts for _ in by[p]],
+                              [s for _ in prompts for s in seeds], seconds=1.0)
+            for label, by in images_by_label.items()}
+    return Comparison(gens, prompts, seeds)
+
+
+@pytest.fixture
+def photo_subject(tmp_path):
+    """A subject outside ToyWorld with three photos on disk (the learner's own, say)."""
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for i in range(3):
+        noise(100 + i).save(folder / f"{i}.png")
+    return Subject("my_ball", str(folder), "ball")
+
+
+def test_a_table_on_smoke_uses_the_tiny_backbones_and_has_every_column(runs_dir, photo_subject):
+    photos = scores.reference_photos(photo_subject)
+    comp = comparison_of({
+        "copies": {"a photo of sks ball": photos[:2], "a photo of ball": [noise(7), noise(8)]},
+        "noise": {"a photo of sks ball": [noise(1), noise(2)], "a photo of ball": [noise(3), noise(4)]},
+    })
+    table = scores.score_comparison(photo_subject, comp, class_prompt="a photo of ball", profile=get_profile("smoke"))
+    assert table.judge == "kit:tiny-dino + kit:tiny-clip"
+    assert table.columns == list(scores.COLUMNS)
+    copies, other = table.rows["copies"], table.rows["noise"]
+    assert copies["subject_fidelity"].value > other["subject_fidelity"].value  # the photos themselves score higher
+    assert copies["subject_fidelity"].n == 2 and copies["language_drift"].n == 2
+    text = str(table)
+    assert "subject (DINO)" in text and "prompt (CLIP-T)" in text and "n=2" in text
+
+
+def test_toyworld_and_backbones_fill_the_same_columns(runs_dir, photo_subject):
+    toy = prepare_subject("striped_ball")
+    if not scores.is_toyworld(toy):
+        pytest.skip("the ToyWorld evaluator is not built")
+    render = [world.render(world.sample_scene(i)) for i in range(2)]
+    arms = {"one": {f"a photo of sks {toy.class_noun}": render, toy.class_prompt: render}}
+    on_toyworld = scores.score_arms(toy, arms, class_prompt=toy.class_prompt)
+    arms = {"one": {"a photo of sks ball": render, photo_subject.class_prompt: render}}
+    on_smoke = scores.score_arms(photo_subject, arms, photo_subject.class_prompt, get_profile("smoke"))
+    assert on_toyworld.judge == "ToyWorld evaluator"
+    assert on_toyworld.columns == on_smoke.columns == list(scores.COLUMNS)
+    assert set(on_toyworld.headers) == set(on_smoke.headers) == set(scores.COLUMNS)
+
+
+def test_a_backbone_that_cannot_load_leaves_a_note_not_an_error(runs_dir, photo_subject, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    profile = get_profile("smoke", dino_model="nobody/not-a-model", clip_model="kit:tiny-clip")
+    comp = comparison_of({"a": {"a photo of sks ball": [noise(1)]}})
+    table = scores.score_comparison(photo_subject, comp, profile=profile, name="01_test")
+    assert table.rows == {} and "no measures" in str(table) and "nobody/not-a-model" in str(table)
+    assert not (runs_dir / scores.SCORES_DIR / "01_test.json").exists()  # nothing saved without numbers
+
+
+def test_a_named_table_is_saved_in_the_course_home_and_reads_back(runs_dir, photo_subject):
+    comp = comparison_of({"a": {"a photo of sks ball": [noise(1), noise(2)]}})
+    table = scores.score_comparison(photo_subject, comp, name="07_lora", profile=get_profile("smoke"))
+    saved = scores.load_saved_scores()
+    assert "07_lora" in saved
+    record = saved["07_lora"]
+    assert record["profile"] == "smoke" and record["subject"] == "my_ball"
+    cell = record["rows"]["a"]["subject_fidelity"]
+    assert cell["n"] == 2 and cell["value"] == pytest.approx(table.rows["a"]["subject_fidelity"].value)
+    json.dumps(record)  # plain JSON
+
+
+def test_unreadable_photos_give_a_note(tmp_path):
+    comp = comparison_of({"a": {"p": [noise(1)]}})
+    table = scores.score_comparison(Subject("gone", str(tmp_path / "missing"), "ball"), comp)
+    assert table.rows == {} and "could not be read" in str(table)
