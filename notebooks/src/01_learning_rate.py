@@ -37,7 +37,7 @@ from helpers.home import note_runs_in_use
 from helpers.paths import runs_dir
 from helpers.profiles import get_profile
 from helpers.prompts import subject_prompts
-from helpers.scores import format_scores, toyworld_scores
+from helpers.scores import score_comparison
 from helpers.training import train_dreambooth
 
 SEED = 0  # training seed (data order, noise, timesteps) of every run; sampling seeds start here too
@@ -159,7 +159,7 @@ grid = comparison.grid(title=f"{subject.name}: {steps_here} steps, {scheduler_na
 path = save_image(grid, runs_dir() / "figures", "01_lr_comparison", subject=subject.name, seed=SEED,
                   steps=steps_here, sampler=sampler)
 fig = comparison.show(title=f"high vs low learning rate, {subject.name}, seeds {seeds}")
-print(format_scores(toyworld_scores(subject, comparison)))
+print(score_comparison(subject, comparison, name="01_learning_rate"))
 
 # %% [markdown]
 # What to look for. The high-LR run reached the subject sooner, but by the end its samples
@@ -167,6 +167,27 @@ print(format_scores(toyworld_scores(subject, comparison)))
 # images get grainy or oddly coloured: it has **overfit**. The low-LR run keeps following the
 # prompt while showing the subject: this is the result the study preferred on every object.
 # (In `smoke` the tiny random model draws noise; the code path is what is being tested.)
+
+# %% [markdown]
+# **Reading the table under the figure.** Every comparison in the course prints one, with the
+# same columns on every profile; only the judge changes, and its last line names it.
+# - On ToyWorld (`cpu`) the kit's evaluator looks at each image: *subject* is the share of
+#   images it recognises as your subject, *prompt* the share that show what the prompt asked
+#   for (the place, the colour), *drift* the share of plain class-prompt images that show the
+#   subject. The *cosine* and *diversity* columns compare the evaluator's features.
+# - With real photos (`gpu`, or your own subject) the DreamBooth paper's backbones judge:
+#   DINO ViT-S/16 and CLIP-I (mean cosine similarity between each image and your photos),
+#   CLIP-T (image against its prompt, without `sks`), PRES (class-prompt images against your
+#   photos) and a diversity from DINO features. For scale, the paper's Table 1 gives DreamBooth
+#   on Stable Diffusion DINO 0.668, CLIP-I 0.803, CLIP-T 0.305 (real photos of the subject
+#   against each other: DINO 0.774, CLIP-I 0.885); its user study could see differences of
+#   about 0.1 DINO or 0.05 CLIP-T.
+#
+# Each cell reads `value [low, high], n=N`: the 95% interval and the number of images behind
+# it. With a handful of images the intervals are wide. Two arms whose intervals overlap a lot
+# may well be the same; the findings table in the README settles each comparison with the
+# interval of the difference. (In `smoke` the backbones are tiny random networks, so the
+# numbers mean nothing there.)
 
 # %% [markdown]
 # ## 6. Underfit, good, overfit

@@ -44,7 +44,7 @@ from helpers.home import note_runs_in_use
 from helpers.paths import runs_dir
 from helpers.profiles import get_profile
 from helpers.prompts import subject_prompts
-from helpers.scores import format_scores, toyworld_scores
+from helpers.scores import score_comparison
 from helpers.training import class_image_spec, dreambooth_loss, train_dreambooth
 
 SEED = 0  # training seed of both runs; class image i is made from seed SEED + i; sampling seeds start here
@@ -155,7 +155,7 @@ title = f"{subject.name}: {with_prior.max_train_steps} steps, LR {with_prior.lea
 path = save_image(comparison.grid(title=title), runs_dir() / "figures", "02_prior_comparison", subject=subject.name,
                   seed=SEED, steps=with_prior.max_train_steps, sampler=sampler)
 fig = comparison.show(title=f"without vs with prior preservation, {subject.name}")
-print(format_scores(toyworld_scores(subject, comparison)))
+print(score_comparison(subject, comparison, name="02_prior_preservation"))
 
 # %% [markdown]
 # In the study, the face trained without prior preservation came out worse at these settings:
@@ -176,7 +176,7 @@ path = save_image(drift.grid(title=f"'{subject.class_prompt}', seeds {seeds}", a
                   runs_dir() / "figures", "02_language_drift", subject=subject.name, seed=SEED,
                   steps=with_prior.max_train_steps)
 fig = drift.show(title=f"'{subject.class_prompt}' after each run", arms_as="rows")
-print(format_scores(toyworld_scores(subject, drift, class_prompt=subject.class_prompt)))
+print(score_comparison(subject, drift, class_prompt=subject.class_prompt, name="02_language_drift"))
 
 # %% [markdown]
 # ## 7. The study's other face runs (`gpu` only)

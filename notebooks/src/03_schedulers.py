@@ -36,7 +36,7 @@ from helpers.paths import runs_dir
 from helpers.profiles import get_profile
 from helpers.prompts import subject_prompts
 from helpers.sampling import SCHEDULERS, STUDY_SCHEDULERS, compare_schedulers, generate
-from helpers.scores import format_scores, toyworld_scores
+from helpers.scores import score_comparison
 from helpers.training import train_dreambooth
 
 SEED = 0  # training seed of the overfit run; sampling seeds start here too
@@ -136,7 +136,7 @@ title = f"'{prompt}', overfit run (study LR {lr:.0e}, {steps} steps), seeds {see
 path = save_image(comparison.grid(title=title, arms_as="rows"), runs_dir() / "figures", "03_study_schedulers",
                   subject=subject.name, seed=SEED, steps=f"{inference_steps[0]}-{inference_steps[1]}")
 fig = comparison.show(title="the study's schedulers, same starting noise", arms_as="rows")
-print(format_scores(toyworld_scores(subject, comparison)))
+print(score_comparison(subject, comparison, name="03_schedulers"))
 
 # %% [markdown]
 # What the study saw on its overfit runs: DDIM clearly better than PNDM and LMSDiscrete, with
@@ -155,7 +155,7 @@ comparison_newer = scheduler_comparison(newer, prompt)
 path = save_image(comparison_newer.grid(title=title, arms_as="rows"), runs_dir() / "figures", "03_newer_schedulers",
                   subject=subject.name, seed=SEED, steps=f"{inference_steps[0]}-{inference_steps[1]}")
 fig = comparison_newer.show(title="newer schedulers, same starting noise", arms_as="rows")
-print(format_scores(toyworld_scores(subject, comparison_newer)))
+print(score_comparison(subject, comparison_newer, name="03_newer_samplers"))
 
 # %% [markdown]
 # ## 5. Time per image

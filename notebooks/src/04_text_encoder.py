@@ -38,7 +38,7 @@ from helpers.models import load_components
 from helpers.paths import runs_dir
 from helpers.profiles import get_profile
 from helpers.prompts import short_prompt, subject_prompts
-from helpers.scores import format_scores, toyworld_scores
+from helpers.scores import score_comparison
 from helpers.training import prepare_models, train_dreambooth
 
 SEED = 0  # training seed of both runs; sampling seeds start here too
@@ -156,14 +156,15 @@ grid = comparison.grid(title=title)
 path = save_image(grid, runs_dir() / "figures", "04_text_encoder", subject=subject.name, seed=SEED,
                   steps=steps_here)
 fig = comparison.show(title=title)
-print(format_scores(toyworld_scores(subject, comparison)))
+print(score_comparison(subject, comparison, name="04_text_encoder"))
 
 # %% [markdown]
 # What to look for. With the frozen encoder the face is there on the simple prompt, but
 # complex prompts tend to lose either the face or the request. With the trained encoder the
 # study saw more realistic faces that also followed complex prompts, and less overfitting.
-# With a ToyWorld subject the table above counts this: *subject fidelity* is the share of
-# images that show the subject, *prompt fidelity* the share that show what the prompt asked.
+# The table above measures this: on ToyWorld *subject* is the share of images that show the
+# subject and *prompt* the share that show what the prompt asked; on `gpu` the same columns
+# hold DINO, CLIP-I and CLIP-T similarities, each with its interval and image count.
 # On ToyWorld (`cpu`) training the encoder makes no difference: in the kit's findings table
 # (`benchmarks/results/toyworld_findings.md`, 8 seeds per prompt) the frozen encoder scores
 # 0.33 subject fidelity and the trained one 0.31, and both put glasses on the face whenever

@@ -39,7 +39,7 @@ from helpers.models import load_components
 from helpers.paths import runs_dir
 from helpers.profiles import get_profile
 from helpers.prompts import subject_prompts
-from helpers.scores import format_scores, toyworld_scores
+from helpers.scores import score_comparison
 from helpers.textual_inversion import (TextualInversionConfig, changed_rows, dreambooth_after_textual_inversion,
                                        train_textual_inversion)
 from helpers.training import train_dreambooth
@@ -202,7 +202,7 @@ grid = comparison.grid(title=title)
 path = save_image(grid, runs_dir() / "figures", "05_ti_dreambooth", subject=subject.name, seed=SEED,
                   ti_steps=ti_config.max_train_steps, db_steps=ti_db.config.max_train_steps)
 fig = comparison.show(title=title)
-print(format_scores(toyworld_scores(subject, comparison)))
+print(score_comparison(subject, comparison, name="05_textual_inversion"))
 
 # %% [markdown]
 # What to look for, column by column. Textual inversion alone can only describe the face with
@@ -210,7 +210,8 @@ print(format_scores(toyworld_scores(subject, comparison)))
 # learns the face but may cling to the training photos. DreamBooth started from the learned
 # word did better than plain DreamBooth in the study, though it copied the photos' style a
 # little more (a hint of overfitting), and full text-encoder fine-tuning stayed the best.
-# With a ToyWorld subject the table above gives subject and prompt fidelity per column.
+# The table above gives subject and prompt fidelity per column (ToyWorld's shares on `cpu`,
+# DINO, CLIP-I and CLIP-T on `gpu`), each with its interval and image count.
 # ToyWorld (`cpu`) does not reproduce the study here: in the kit's findings table textual
 # inversion alone reaches 0.02 subject fidelity, DreamBooth after it 0.29 and plain
 # DreamBooth 0.33. One learned vector cannot describe an eyepatch in the words of a model

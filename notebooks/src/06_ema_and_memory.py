@@ -40,7 +40,7 @@ from helpers.memory import (StepCost, cost_table, describe, format_bytes, measur
 from helpers.paths import runs_dir
 from helpers.profiles import get_profile
 from helpers.prompts import subject_prompts
-from helpers.scores import format_scores, toyworld_scores
+from helpers.scores import score_comparison
 from helpers.training import train_dreambooth
 
 SEED = 0  # training seed; sampling seeds start here too
@@ -105,7 +105,7 @@ title = f"{subject.name}: {config.max_train_steps} steps, with and without EMA, 
 grid = comparison.grid(title=title)
 path = save_image(grid, runs_dir() / "figures", "06_ema", subject=subject.name, seed=SEED, steps=config.max_train_steps)
 fig = comparison.show(title=title)
-print(format_scores(toyworld_scores(subject, comparison)))
+print(score_comparison(subject, comparison, name="06_ema"))
 
 # %% [markdown]
 # How different are the two columns? The mean pixel difference between matching images

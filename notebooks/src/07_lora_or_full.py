@@ -36,7 +36,7 @@ from helpers.paths import runs_dir
 from helpers.playground import Playground
 from helpers.profiles import get_profile
 from helpers.prompts import subject_prompts
-from helpers.scores import format_scores, toyworld_scores
+from helpers.scores import score_comparison
 from helpers.training import train_dreambooth
 
 SEED = 0  # training seed; sampling seeds start here too
@@ -125,11 +125,12 @@ title = f"{subject.name}: full vs LoRA rank {RANK}, seeds {seeds}"
 path = save_image(comparison.grid(title=title), runs_dir() / "figures", "07_lora_or_full", subject=subject.name,
                   rank=RANK, seed=SEED)
 fig = comparison.show(title=title)
-print(format_scores(toyworld_scores(subject, comparison)))
+print(score_comparison(subject, comparison, name="07_lora_or_full"))
 
 # %% [markdown]
-# On ToyWorld the scores say how often the subject is recognised (subject fidelity) and how
-# often the prompt's setting is respected (prompt fidelity), each with its count and interval.
+# The scores say how close the images come to the subject and how well they follow the prompt:
+# on ToyWorld as shares of images (recognised as the subject, showing the prompt's setting), on
+# `gpu` as DINO, CLIP-I and CLIP-T similarities; each with its count and interval.
 # With few samples the intervals overlap widely: read them before declaring a winner.
 #
 # ## 5. Use the model
