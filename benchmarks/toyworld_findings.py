@@ -8,6 +8,8 @@ and the other way round.
     python benchmarks/toyworld_findings.py                      # every experiment (26 min on 2 cores without the steps sweep)
     python benchmarks/toyworld_findings.py --only base prior_preservation --seeds 16
     python benchmarks/toyworld_findings.py --rejudge              # tables and verdicts from the saved JSON
+    python benchmarks/toyworld_findings.py --train-seed 1 --only learning_rate prior_preservation ...
+    python benchmarks/toyworld_findings.py --pool                 # the seeds' files pooled: *_seeds.md
 """
 
 from __future__ import annotations
@@ -55,6 +57,31 @@ def save(out: Path, done: dict, sampling, train_seed: int) -> None:
     out.with_suffix(".md").write_text(header + findings.markdown(ordered))
 
 
+def pool(out: Path) -> int:
+    """Pool ``<out>.json`` and ``<out>_seed<N>.json`` into ``<out>_seeds.md``: intervals over runs, verdicts."""
+    from helpers import verdicts
+
+    files = [out.with_suffix(".json"), *sorted(out.parent.glob(out.name + "_seed*.json"))]
+    records = [json.loads(p.read_text()) for p in files if p.exists()]
+    pooled = verdicts.from_records(records)
+    if not pooled:
+        print("No experiment scored with counts yet: run the experiments first (see --train-seed).")
+        return 1
+    seeds = sorted({s for f in pooled for s in f.seeds})
+    sampling = records[0]["sampling"]
+    header = (f"# ToyWorld findings over training seeds {', '.join(map(str, seeds))}\n\n"
+              "Each arm of the headline experiments trained once per seed and sampled with seeds "
+              f"0-{len(sampling['seeds']) - 1} per prompt ({sampling['steps']} steps, guidance "
+              f"{sampling['guidance']}). A cell is the mean over all runs' images with its 95% interval "
+              "(a bootstrap that resamples runs, then images, so run-to-run differences count); n is the "
+              "images behind each cell. A verdict agrees or disagrees with the study only where the "
+              "interval of the difference excludes zero.\n\n")
+    target = out.parent / (out.name + "_seeds.md")
+    target.write_text(header + verdicts.markdown(pooled))
+    print(target.read_text())
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     from helpers import findings
 
@@ -64,9 +91,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default=str(RESULTS / "toyworld_findings"), help="output path without suffix")
     parser.add_argument("--train-seed", type=int, default=0,
                         help="training seed of every arm (default 0, as the notebooks); other seeds write *_seed<N>.json")
+    parser.add_argument("--pool", action="store_true",
+                        help="pool the saved files of every training seed into *_seeds.md (intervals, verdicts)")
     parser.add_argument("--rejudge", action="store_true", help="recompute verdicts and tables from the saved JSON only")
     args = parser.parse_args(argv)
     os.environ["COURSE_PROFILE"] = "cpu"
+    if args.pool:
+        return pool(Path(args.out))
     sampling = findings.Sampling(seeds=tuple(range(args.seeds)))
     if args.rejudge and previous_sampling(args.out):
         sampling = findings.Sampling(**{**previous_sampling(args.out), "seeds": tuple(previous_sampling(args.out)["seeds"])})

@@ -75,8 +75,13 @@ def sample(pipe, prompts: list[str], sampling: Sampling) -> dict[str, list]:
     return out
 
 
-def score_images(name: str, images: dict[str, list], prompts: dict[str, list[str]]) -> dict[str, float]:
-    """The DreamBooth paper's measures from images sampled with :func:`scoring_prompts`."""
+def score_images(name: str, images: dict[str, list], prompts: dict[str, list[str]]) -> dict:
+    """The DreamBooth paper's measures from images sampled with :func:`scoring_prompts`.
+
+    Each measure is a float (a share of images, or a mean over images). ``n`` gives the
+    number of images behind each, and ``per_image`` the values the means average, so that
+    intervals can be drawn later (see :func:`estimates`).
+    """
 
     def flat(role):
         return [im for p in prompts[role] for im in images[p]], [p for p in prompts[role] for _ in images[p]]
@@ -86,16 +91,26 @@ def score_images(name: str, images: dict[str, list], prompts: dict[str, list[str
     attr, attr_prompts = flat("attribute")
     cls, _ = flat("class")
     references = instance_images(name)
-    return {
-        "subject_fidelity": metrics.subject_fidelity(own + ctx, name),
-        "subject_similarity": metrics.subject_similarity(own + ctx, references),
+    shown = own + ctx
+    shown_e, refs_e, own_e = metrics.embed(shown), metrics.embed(references), metrics.embed(own)
+    per_image = {
+        "subject_similarity": (shown_e @ refs_e.T).mean(dim=1).tolist(),
+        "copying": (shown_e @ refs_e.T).max(dim=1).values.tolist(),
+        "diversity": ((1 - own_e @ own_e.T).sum(dim=1) / max(1, len(own) - 1)).tolist() if len(own) > 1 else [],
+    }
+    row = {
+        "subject_fidelity": metrics.subject_fidelity(shown, name),
         "context_fidelity": metrics.prompt_fidelity(ctx, ctx_prompts, keys=("background",)),
         "attribute_fidelity": metrics.prompt_fidelity(attr, attr_prompts, keys=("colour", "glasses")),
-        "copying": metrics.copying(own + ctx, references),
         "language_drift": metrics.language_drift(cls, name),
         "class_fidelity": metrics.prompt_fidelity(cls, [prompts["class"][0]] * len(cls), keys=("cls",)),
-        "diversity": metrics.diversity(own),
+        **{k: sum(v) / len(v) if v else 0.0 for k, v in per_image.items()},
     }
+    row["n"] = {"subject_fidelity": len(shown), "context_fidelity": len(ctx), "attribute_fidelity": len(attr),
+                "language_drift": len(cls), "class_fidelity": len(cls), "subject_similarity": len(shown),
+                "copying": len(shown), "diversity": len(per_image["diversity"])}
+    row["per_image"] = per_image
+    return row
 
 
 def score_pipeline(pipe, name: str, sampling: Sampling | None = None, identifier: str = "sks") -> dict[str, float]:
@@ -394,7 +409,7 @@ def markdown(findings: list[Finding]) -> str:
         out.append(f"### {f.key.replace('_', ' ')}\n")
         out.append(f"*Study:* {f.study}  \n*Goal:* {f.goal}  \n*Verdict:* **{f.verdict}**"
                    + (f" ({f.notes})" if f.notes else "") + f"  \n*Time:* {f.seconds / 60:.1f} min\n")
-        keys = [k for row in f.arms.values() for k in row if k != "sample_seconds"]
+        keys = [k for row in f.arms.values() for k in row if k not in ("sample_seconds", "n", "per_image")]
         cols = [c for c in COLUMNS if c in keys] + list(dict.fromkeys(k for k in keys if k not in COLUMNS))
         out.append("| arm | " + " | ".join(SHORT.get(c, c) for c in cols) + " |")
         out.append("|---|" + "---:|" * len(cols))

@@ -209,3 +209,69 @@ def format_table(table: dict[str, dict[str, Estimate]], headers: dict[str, str] 
     lines += [f"{label:<{label_width}}" + "".join(f"{cell:>{w}}" for cell, w in zip(row, widths))
               for label, row in zip(table, cells)]
     return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------- several training runs
+
+
+def _groups(groups: Sequence[Sequence[float]]) -> list[np.ndarray]:
+    return [_as_sorted_array(g) for g in groups if len(g)]
+
+
+def _clustered_means(groups: list[np.ndarray], picks: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Pooled means of resampled runs: ``picks[r]`` says which runs resample ``r`` takes, each resampled inside."""
+    out = np.empty(len(picks))
+    for r, chosen in enumerate(picks):
+        total = count = 0.0
+        for g in (groups[i] for i in chosen):
+            total += g[rng.integers(0, len(g), size=len(g))].sum()
+            count += len(g)
+        out[r] = total / count
+    return out
+
+
+def clustered_mean(groups: Sequence[Sequence[float]], seed: int = 0, resamples: int = BOOTSTRAP_RESAMPLES) -> Estimate:
+    """The pooled mean of per-image values from several training runs, with a two-level bootstrap interval.
+
+    Each resample draws the runs with replacement, then the images inside each drawn run, so
+    the interval holds the differences between runs as well as the draw of images. With one
+    run it is the ordinary bootstrap. ``n`` counts images; a 0/1 value per image makes it a share.
+
+    Args:
+        groups: one sequence of per-image values per training run (e.g. per training seed).
+        seed: the bootstrap's seed.
+    """
+    data = _groups(groups)
+    n = sum(len(g) for g in data)
+    if n == 0:
+        return Estimate(math.nan, 0, math.nan, math.nan)
+    value = float(sum(g.sum() for g in data) / n)
+    if n < 2:
+        return Estimate(value, n, math.nan, math.nan)
+    rng = np.random.default_rng(seed)
+    picks = rng.integers(0, len(data), size=(resamples, len(data)))
+    low, high = _percentiles(_clustered_means(data, picks, rng), 0.95)
+    return Estimate(value, n, low, high, samples=tuple(float(v) for g in data for v in g))
+
+
+def clustered_difference(groups_a: Sequence[Sequence[float]], groups_b: Sequence[Sequence[float]], seed: int = 0,
+                         resamples: int = BOOTSTRAP_RESAMPLES) -> Estimate:
+    """Pooled ``mean(a) - mean(b)`` over runs paired by position (the same training seed), two-level bootstrap.
+
+    Each resample draws the same runs for both arms (a run of ``a`` and its partner in ``b``
+    share their seed), then the images inside each.
+    """
+    pairs = [(_as_sorted_array(a), _as_sorted_array(b)) for a, b in zip(groups_a, groups_b, strict=True)
+             if len(a) and len(b)]
+    n = (sum(len(a) for a, _ in pairs), sum(len(b) for _, b in pairs))
+    if not pairs:
+        return Estimate(math.nan, n, math.nan, math.nan, kind="difference")
+    a_data, b_data = [a for a, _ in pairs], [b for _, b in pairs]
+    d = float(sum(a.sum() for a in a_data) / n[0] - sum(b.sum() for b in b_data) / n[1])
+    if min(n) < 2:
+        return Estimate(d, n, math.nan, math.nan, kind="difference")
+    rng = np.random.default_rng(seed)
+    picks = rng.integers(0, len(pairs), size=(resamples, len(pairs)))
+    draws = _clustered_means(a_data, picks, rng) - _clustered_means(b_data, picks, rng)
+    low, high = _percentiles(draws, 0.95)
+    return Estimate(d, n, low, high, kind="difference")

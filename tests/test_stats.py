@@ -2,8 +2,10 @@
 
 import math
 
+import numpy as np
 import pytest
 
+from helpers import stats
 from helpers.stats import (
     NO_CLEAR_DIFFERENCE,
     Z95,
@@ -149,3 +151,31 @@ def test_format_table_has_one_line_per_row_and_a_header_per_column():
     assert len(lines) == 3 and "subject fidelity" in lines[0] and "language_drift" in lines[0]
     assert lines[1].startswith("high lr") and "n=8" in lines[1] and lines[1].rstrip().endswith("-")
     assert str(share(0, 8)) in lines[2]
+
+
+def test_clustered_mean_of_one_run_is_the_plain_bootstrap_and_is_seeded():
+    values = [0.1, 0.4, 0.35, 0.8, 0.55, 0.2]
+    one = stats.clustered_mean([values], seed=3)
+    assert one.value == pytest.approx(np.mean(values)) and one.n == 6
+    assert one == stats.clustered_mean([values], seed=3)
+    assert one.low < one.value < one.high
+
+
+def test_runs_that_disagree_widen_the_clustered_interval():
+    same = [[1] * 20 + [0] * 20] * 3  # three runs, each 0.5
+    split = [[1] * 36 + [0] * 4, [1] * 20 + [0] * 20, [1] * 4 + [0] * 36]  # 0.9, 0.5, 0.1: the same 60 of 120
+    a, b = stats.clustered_mean(same), stats.clustered_mean(split)
+    assert a.value == b.value == 0.5 and a.n == b.n == 120
+    assert (b.high - b.low) > 2 * (a.high - a.low)  # the run-to-run spread counts, not just the images
+
+
+def test_clustered_difference_pairs_runs_and_separates_clear_effects():
+    high = [[1] * 30 + [0] * 10] * 3
+    low = [[1] * 10 + [0] * 30] * 3
+    diff = stats.clustered_difference(high, low)
+    assert diff.value == pytest.approx(0.5) and diff.n == (120, 120) and diff.low > 0
+    assert stats.verdict(diff, +1) == "agrees" and stats.verdict(diff, -1) == "disagrees"
+    noisy = stats.clustered_difference([[1, 0, 1, 0]] * 3, [[0, 1, 1, 0]] * 3)
+    assert stats.verdict(noisy, +1) == stats.NO_CLEAR_DIFFERENCE
+    with pytest.raises(ValueError):
+        stats.clustered_difference([[1]], [[1], [0]])  # runs must pair up

@@ -1,0 +1,166 @@
+"""The findings over several training seeds: every number with its interval, every verdict from a difference.
+
+One training run per arm says little: the same arm trained again from another seed can land
+elsewhere. ``benchmarks/toyworld_findings.py --train-seed N`` repeats the headline experiments
+(learning rate, prior preservation, schedulers, text encoder, EMA) with other seeds; this
+module pools the runs of each arm and judges each finding of the study:
+
+- every measure is the pooled mean over the runs' images with a two-level bootstrap interval
+  (:func:`helpers.stats.clustered_mean`: runs, then images), so run-to-run differences widen it;
+- a finding "agrees" or "disagrees" with the study only when the interval of the difference
+  between its arms (runs paired by seed) excludes zero, and is "no clear difference" otherwise.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from . import stats
+from .stats import Estimate
+
+SHARES = ("subject_fidelity", "context_fidelity", "attribute_fidelity", "language_drift", "class_fidelity")
+MEANS = ("subject_similarity", "copying", "diversity")
+HEADLINE = ("learning_rate", "prior_preservation", "schedulers", "text_encoder", "ema")
+SHORT = {"subject_fidelity": "subject", "context_fidelity": "context", "attribute_fidelity": "attribute",
+         "language_drift": "drift", "class_fidelity": "class", "subject_similarity": "similarity",
+         "copying": "copying", "diversity": "diversity"}
+
+
+@dataclass
+class SeededFinding:
+    """One experiment over several training seeds: each arm's rows (one per seed), the verdict and why."""
+
+    key: str
+    study: str
+    arms: dict[str, list[dict]]  # label -> one scored row per training seed, in seed order
+    seeds: list[int]
+    verdict: str = ""
+    notes: list[str] = field(default_factory=list)
+
+
+def per_image(row: dict, measure: str) -> list[float]:
+    """The per-image values behind one measure of a scored row: 0/1 hits for a share, the values for a mean.
+
+    Raises:
+        KeyError: the row was scored before counts were kept (re-run the experiment).
+    """
+    if measure in SHARES:
+        n = row["n"][measure]
+        k = round(row[measure] * n)
+        return [1.0] * k + [0.0] * (n - k)
+    return list(row["per_image"][measure])
+
+
+def pooled(rows: Sequence[dict], *measures: str) -> Estimate:
+    """The measures' values pooled over images and runs (several share measures give one share of hits)."""
+    return stats.clustered_mean([[v for m in measures for v in per_image(r, m)] for r in rows])
+
+
+def compare(rows_a: Sequence[dict], rows_b: Sequence[dict], *measures: str) -> Estimate:
+    """``a - b`` of the pooled measures, runs paired by training seed, with its 95% interval."""
+    groups = [[[v for m in measures for v in per_image(r, m)] for r in rows] for rows in (rows_a, rows_b)]
+    return stats.clustered_difference(*groups)
+
+
+def _said(name: str, diff: Estimate, runs: int) -> str:
+    lo, hi = diff.low, diff.high
+    return (f"{name} {diff.value:+.2f} [{lo:+.2f}, {hi:+.2f}], n={diff.n[0]} vs {diff.n[1]} images "
+            f"over {runs} run{'s' if runs > 1 else ''} each")
+
+
+def _tally(verdicts: list[str]) -> str:
+    """One verdict from several: all agree, any disagree, or a mix with no clear difference."""
+    if verdicts and all(v == "agrees" for v in verdicts):
+        return "agrees"
+    if "disagrees" in verdicts:
+        return "disagrees" if "agrees" not in verdicts else "mixed"
+    return "agrees in part" if "agrees" in verdicts else stats.NO_CLEAR_DIFFERENCE
+
+
+def judge(f: SeededFinding) -> SeededFinding:
+    """Fill in the verdict and its reasons (each a difference with its interval)."""
+    a, runs = f.arms, len(f.seeds)
+    notes, verdicts = [], []
+
+    def weigh(name, rows_a, rows_b, measures, expected):
+        diff = compare(rows_a, rows_b, *measures)
+        v = stats.verdict(diff, expected)
+        verdicts.append(v)
+        notes.append(f"{_said(name, diff, runs)}: {v}")
+
+    if f.key == "learning_rate":
+        for name in sorted({label.split(":")[0] for label in a}):
+            high, low = a[f"{name}: high LR 5e-6"], a[f"{name}: low LR 2e-6"]
+            weigh(f"{name}: prompt fidelity (context and attribute), high - low LR", high, low,
+                  ("context_fidelity", "attribute_fidelity"), -1)
+        lows = [pooled(rows, "subject_fidelity") for label, rows in a.items() if "low LR" in label]
+        notes.append(f"goal: low-LR subject fidelity >= 0.7 on every object: "
+                     f"{'met' if min(e.value for e in lows) >= 0.7 else 'not met'} "
+                     f"({', '.join(f'{e.value:.2f}' for e in lows)})")
+    elif f.key == "prior_preservation":
+        weigh("language drift, without - with prior", a["without prior"], a["with prior"], ("language_drift",), +1)
+    elif f.key == "schedulers":
+        both = {k: [r for s in (25, 50) for r in a[f"{k}, {s} steps"]] for k in ("pndm", "lms", "ddim")}
+        # pooled over 25 and 50 steps: pair the runs of each step count with each other
+        for other in ("pndm", "lms"):
+            weigh(f"subject, context and attribute hits, DDIM - {other.upper()} (25 and 50 steps)",
+                  both["ddim"], both[other], ("subject_fidelity", "context_fidelity", "attribute_fidelity"), +1)
+    elif f.key == "text_encoder":
+        trained, frozen = a["text encoder trained"], a["frozen text encoder"]
+        weigh("subject fidelity, trained - frozen text encoder", trained, frozen, ("subject_fidelity",), +1)
+        weigh("attribute (the complex prompt), trained - frozen", trained, frozen, ("attribute_fidelity",), +1)
+    elif f.key == "ema":
+        diff = compare(a["EMA weights"], a["raw weights"], "subject_fidelity", "context_fidelity")
+        v = stats.verdict(diff, +1)
+        notes.append(f"{_said('subject and context hits, EMA - raw weights', diff, runs)}")
+        # the study found little difference: no clear difference is what it predicts
+        verdicts.append("agrees" if v == stats.NO_CLEAR_DIFFERENCE else "disagrees")
+    else:
+        raise KeyError(f.key)
+    f.verdict, f.notes = _tally(verdicts), notes
+    return f
+
+
+def from_records(records: Sequence[dict], keys: Sequence[str] = HEADLINE) -> list[SeededFinding]:
+    """Gather the experiments of several saved findings files (one per training seed) and judge them.
+
+    Only rows scored with counts (``n``) are used; an experiment missing from a seed's file
+    is simply pooled over the seeds that have it.
+    """
+    out = []
+    for key in keys:
+        found = [(r.get("train_seed", 0), f) for r in records for f in r["findings"]
+                 if f["key"] == key and all("n" in row for row in f["arms"].values())]
+        if not found:
+            continue
+        found.sort(key=lambda sf: sf[0])
+        labels = list(found[0][1]["arms"])
+        arms = {label: [f["arms"][label] for _, f in found] for label in labels}
+        finding = SeededFinding(key, found[0][1]["study"], arms, [s for s, _ in found])
+        out.append(judge(finding))
+    return out
+
+
+def markdown(findings: Sequence[SeededFinding]) -> str:
+    """The pooled findings as markdown: verdict and reasons, then one table per experiment."""
+    out = []
+    for f in findings:
+        out.append(f"### {f.key.replace('_', ' ')}\n")
+        out.append(f"*Study:* {f.study}  \n*Training seeds:* {', '.join(map(str, f.seeds))}  \n"
+                   f"*Verdict:* **{f.verdict}**\n")
+        out += [f"- {n}" for n in f.notes] + [""]
+        first = next(iter(f.arms.values()))[0]
+        cols = [m for m in (*SHARES, *MEANS) if m in first and (m in SHARES or m in first.get("per_image", {}))]
+        counts = {m: sum(r["n"][m] for r in next(iter(f.arms.values()))) for m in cols}
+        out.append("| arm | " + " | ".join(f"{SHORT[m]} (n={counts[m]})" for m in cols) + " | subject by seed |")
+        out.append("|---|" + "---:|" * (len(cols) + 1))
+        for label, rows in f.arms.items():
+            cells = []
+            for m in cols:
+                e = pooled(rows, m)
+                cells.append(f"{e.value:.2f} [{e.low:.2f}, {e.high:.2f}]")
+            by_seed = " / ".join(f"{r['subject_fidelity']:.2f}" for r in rows)
+            out.append(f"| {label} | " + " | ".join(cells) + f" | {by_seed} |")
+        out.append("")
+    return "\n".join(out)
