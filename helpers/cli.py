@@ -86,6 +86,18 @@ def _textual_inversion(args: argparse.Namespace) -> int:
     return 0
 
 
+def _findings_table(args: argparse.Namespace) -> int:
+    """A profile's column of the README's findings table, from the notebooks' saved score tables."""
+    from .findings_table import write_findings_column
+
+    cells = write_findings_column(args.home, args.readme, args.out, args.profile)
+    for experiment, text in cells.items():
+        print(f"{experiment}: {text}")
+    if args.readme:
+        print(f"filled the {args.profile!r} column of {args.readme}")
+    return 0
+
+
 # ------------------------------------------------------------------------------------------- the options
 
 
@@ -152,6 +164,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("repo_id", help="your-name/model-name")
     p.add_argument("--public", action="store_true", help="create the repository as public")
     p.set_defaults(func=_push)
+
+    p = sub.add_parser("findings-table", parents=[common],
+                       help="the findings table's column of a profile, from the score tables the notebooks saved")
+    p.add_argument("--home", default=None, help="the course home (default: the one the notebooks use)")
+    p.add_argument("--profile", default="gpu", help="whose tables to use (default gpu)")
+    p.add_argument("--readme", default=None, metavar="README.md", help="fill the profile's column of this README")
+    p.add_argument("--out", default=None, metavar="FILE.md", help="write every table, with intervals, here")
+    p.set_defaults(func=_findings_table)
 
     usage = "%(prog)s [--config FILE.yaml] [--set KEY=VALUE ...] [--SETTING VALUE ...] [--debug]"
     p = sub.add_parser("train", parents=[common], help="DreamBooth: fine-tune a model on a subject's photos",
