@@ -134,9 +134,9 @@ def score_steps(subject: Subject, runs: Mapping[str, str | Path], class_prompt: 
 
 
 def _counts(scores: StepScores, run: str, columns: Sequence[str]) -> str:
-    """``"n=4"``, or ``"n=2-4"`` where the run's points rest on different numbers of images."""
+    """``"n=4 images"``, or ``"n=2-4 images"`` where the run's points rest on different numbers of images."""
     ns = sorted({p.estimate.n for p in scores.points if p.run == run and p.column in columns})
-    return f"n={ns[0]}" if len(ns) == 1 else f"n={ns[0]}-{ns[-1]}"
+    return f"n={ns[0]} image{'s' * (ns[0] != 1)}" if len(ns) == 1 else f"n={ns[0]}-{ns[-1]} images"
 
 
 def _error_bars(estimates: Sequence[Estimate]) -> list[list[float]]:
@@ -156,7 +156,7 @@ def _draw_column(ax, scores: StepScores, column: str, dodge: float) -> None:
             continue
         shift = dodge * (i - (len(runs) - 1) / 2)
         ax.errorbar([s + shift for s in steps], [e.value for e in estimates], yerr=_error_bars(estimates),
-                    marker="o", capsize=3, label=f"{run} ({_counts(scores, run, [column])} images per point)")
+                    marker="o", capsize=3, label=f"{run} ({_counts(scores, run, [column])} per point)")
     ax.set_ylabel(scores.headers.get(column, column).replace(" (", "\n("), fontsize=9)
     if all(p.estimate.kind == "share" for p in scores.points if p.column == column):
         ax.set_ylim(-0.05, 1.05)

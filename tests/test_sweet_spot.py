@@ -171,3 +171,12 @@ def test_the_plot_has_one_line_per_run_and_one_point_per_saved_step():
     assert list(fig.axes[1].get_xticks()) == [50, 100, 150, 200]
     assert "ball, seed 0" in fig._suptitle.get_text() and "95%" in fig._suptitle.get_text()
     plt.close(fig)
+
+
+def test_the_legend_counts_one_image_in_the_singular():
+    import matplotlib.pyplot as plt
+
+    curve = StepScores([CurvePoint("only", 1, "subject_fidelity", share(1, 1))], {}, "a judge")
+    fig = plot_sweet_spot(curve, columns=["subject_fidelity"])
+    assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()] == ["only (n=1 image per point)"]
+    plt.close(fig)
