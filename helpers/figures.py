@@ -178,6 +178,52 @@ def _same_file(a: Path, b: Path) -> bool:
     return a.read_bytes() == b.read_bytes()
 
 
+def cut_grid(grid: Image.Image, rows: int, cols: int, cell: int) -> list[Image.Image]:
+    """The cells of a grid of ``rows x cols`` square images of ``cell`` pixels, row by row.
+
+    A label row above the cells (the "seed N" header of validation grids) is cut off first.
+
+    Raises:
+        ValueError: the grid is not ``cols`` cells wide and ``rows`` cells (plus a header) high.
+    """
+    header = grid.height - rows * cell
+    if grid.width != cols * cell or not 0 <= header < cell:
+        raise ValueError(f"A {grid.width}x{grid.height} grid does not hold {rows} rows x {cols} columns of "
+                         f"{cell}-pixel images (under a header row lower than one image).")
+    return [grid.crop((c * cell, header + r * cell, (c + 1) * cell, header + (r + 1) * cell))
+            for r in range(rows) for c in range(cols)]
+
+
+def validation_samples(run: str | Path) -> dict[str, dict[str, list[Image.Image]]]:
+    """The images a run sampled while training, ``{"step 50": {prompt: [one image per seed]}, ...}``.
+
+    The grids of :func:`validation_grids` (same labels, same order) cut back into their cells with
+    the run's ``validation_prompts``, ``validation_seeds`` and ``resolution`` from its config.yaml.
+
+    Raises:
+        FileNotFoundError: the run saved no grids (or no config.yaml to read them with).
+        ValueError: a grid's shape does not match the run's validation settings.
+    """
+    config = _saved_config(run)
+    prompts, seeds = config.get("validation_prompts") or [], config.get("validation_seeds") or []
+    grids = validation_grids(run, strip_labels=False)
+    if not (grids and prompts and seeds and config.get("resolution")):
+        raise FileNotFoundError(f"The run {Path(run).name} saved no validation grids with their settings: train "
+                                "it with validation_prompts and validation_steps (or delete it so it is trained again).")
+    by_step = {}
+    for label, grid in grids.items():
+        try:
+            cells = cut_grid(grid, len(prompts), len(seeds), int(config["resolution"]))
+        except ValueError as err:
+            raise ValueError(f"{err} The grid '{label}' of the run {Path(run).name} does not match its "
+                             "config.yaml: delete the run's samples folder, or the run, and train it again.") from None
+        by_prompt: dict[str, list[Image.Image]] = {}
+        for i, prompt in enumerate(prompts):  # a prompt listed twice keeps the images of both rows
+            by_prompt.setdefault(prompt, []).extend(cells[i * len(seeds):(i + 1) * len(seeds)])
+        by_step[label] = by_prompt
+    return by_step
+
+
 def paste_table(cells: list[list[Image.Image]], row_labels: list[str], col_labels: list[str],
                 title: str | None = None, width: int | None = None) -> Image.Image:
     """Paste images of any shape into a labelled table (each scaled to ``width`` pixels wide)."""
