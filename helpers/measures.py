@@ -133,12 +133,38 @@ def _pil_processor(name: str):
     return getattr(transformers, f"{name}Pil", None) or getattr(transformers, name)
 
 
-def build_tiny_dino(out_dir: str | Path, seed: int = 0, image_size: int = 32) -> Path:
-    """A tiny random DINO-shaped ViT saved as a transformers folder (for tests and the ``smoke`` profile)."""
+@dataclass(frozen=True)
+class BackboneShape:
+    """The size of a randomly initialised backbone: tiny for tests, or the paper's backbones' own."""
+
+    hidden: int
+    layers: int
+    heads: int
+    intermediate: int
+    patch: int
+    image_size: int
+    text_hidden: int = 0  # CLIP only; 0: the same as ``hidden``
+    projection: int = 16
+
+
+TINY_SHAPE = BackboneShape(hidden=32, layers=2, heads=4, intermediate=64, patch=8, image_size=32)
+DINO_VITS16_SHAPE = BackboneShape(hidden=384, layers=12, heads=6, intermediate=1536, patch=16, image_size=224)
+CLIP_B32_SHAPE = BackboneShape(hidden=768, layers=12, heads=12, intermediate=3072, patch=32, image_size=224,
+                               text_hidden=512, projection=512)
+
+
+def build_tiny_dino(out_dir: str | Path, seed: int = 0, image_size: int = 32,
+                    shape: BackboneShape = TINY_SHAPE) -> Path:
+    """A random DINO-shaped ViT saved as a transformers folder (tiny: tests and ``smoke``; or full-size).
+
+    ``shape=DINO_VITS16_SHAPE`` gives the size of the paper's DINO ViT-S/16 (random weights), for
+    checking memory and speed on a GPU without downloading anything.
+    """
     from transformers import ViTConfig, ViTModel
 
-    config = ViTConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
-                       image_size=image_size, patch_size=8)
+    image_size = shape.image_size if shape is not TINY_SHAPE else image_size
+    config = ViTConfig(hidden_size=shape.hidden, num_hidden_layers=shape.layers, num_attention_heads=shape.heads,
+                       intermediate_size=shape.intermediate, image_size=image_size, patch_size=shape.patch)
     model = _seeded(seed, lambda: ViTModel(config, add_pooling_layer=False))
     processor = _pil_processor("ViTImageProcessor")(
         size={"height": image_size, "width": image_size}, image_mean=[0.485, 0.456, 0.406],
@@ -148,17 +174,22 @@ def build_tiny_dino(out_dir: str | Path, seed: int = 0, image_size: int = 32) ->
     return Path(out_dir)
 
 
-def build_tiny_clip(out_dir: str | Path, seed: int = 0, image_size: int = 32) -> Path:
-    """A tiny random CLIP with the kit's tokenizer, saved as a transformers folder."""
+def build_tiny_clip(out_dir: str | Path, seed: int = 0, image_size: int = 32,
+                    shape: BackboneShape = TINY_SHAPE) -> Path:
+    """A random CLIP with the kit's tokenizer saved as a transformers folder (tiny, or ``CLIP_B32_SHAPE``)."""
     from transformers import CLIPConfig, CLIPModel, CLIPTokenizer
 
+    image_size = shape.image_size if shape is not TINY_SHAPE else image_size
     tokenizer = CLIPTokenizer.from_pretrained(TOKENIZER_DIR)
-    shared = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4}
-    text = {**shared, "vocab_size": len(tokenizer), "max_position_embeddings": tokenizer.model_max_length,
+    text_hidden = shape.text_hidden or shape.hidden
+    text = {"hidden_size": text_hidden, "intermediate_size": 4 * text_hidden if shape.text_hidden else shape.intermediate,
+            "num_hidden_layers": shape.layers, "num_attention_heads": max(1, text_hidden // 64) if shape.text_hidden
+            else shape.heads, "vocab_size": len(tokenizer), "max_position_embeddings": tokenizer.model_max_length,
             "bos_token_id": tokenizer.bos_token_id, "eos_token_id": tokenizer.eos_token_id,
             "pad_token_id": tokenizer.pad_token_id}
-    vision = {**shared, "image_size": image_size, "patch_size": 8}
-    config = CLIPConfig(text_config=text, vision_config=vision, projection_dim=16)
+    vision = {"hidden_size": shape.hidden, "intermediate_size": shape.intermediate, "num_hidden_layers": shape.layers,
+              "num_attention_heads": shape.heads, "image_size": image_size, "patch_size": shape.patch}
+    config = CLIPConfig(text_config=text, vision_config=vision, projection_dim=shape.projection)
     model = _seeded(seed, lambda: CLIPModel(config))
     processor = _pil_processor("CLIPImageProcessor")(
         size={"shortest_edge": image_size}, crop_size={"height": image_size, "width": image_size})

@@ -273,3 +273,14 @@ def test_the_papers_table_1_is_kept_for_reference():
     assert table["Textual Inversion (Stable Diffusion)"] == {"DINO": 0.569, "CLIP-I": 0.780, "CLIP-T": 0.255}
     text = measures.paper_reference()
     assert "3000 generated images" in text and "0.305" in text
+
+
+def test_full_size_random_backbones_have_the_papers_shapes(tmp_path):
+    """The GPU check scores with random backbones of the real sizes: ViT-S/16 (22M) and CLIP ViT-B/32."""
+    dino = measures.load_backbone("dino", str(measures.build_tiny_dino(tmp_path / "dino", shape=measures.DINO_VITS16_SHAPE)))
+    params = sum(p.numel() for p in dino.model.parameters())
+    assert 21e6 < params < 23e6  # ViT-S/16 without its pooler: 21.7M
+    assert measures.embed_images(dino, [noise(0)]).shape == (1, 384)
+    clip = measures.load_backbone("clip", str(measures.build_tiny_clip(tmp_path / "clip", shape=measures.CLIP_B32_SHAPE)))
+    assert measures.embed_images(clip, [noise(1)]).shape == (1, 512)
+    assert measures.embed_texts(clip, ["a photo of dog"]).shape == (1, 512)
