@@ -12,7 +12,10 @@ from .errors import LearnerError
 from .modelcard import CARD_NAME, write_model_card
 
 # Training state and caches a shared model does not need (checkpoints hold the optimizer: GBs).
-IGNORE_PATTERNS = ["checkpoints/**", "logs/tensorboard/**", "**/.ipynb_checkpoints/**"]
+IGNORE_PATTERNS = ["checkpoints/**", "logs/tensorboard/**", "**/.ipynb_checkpoints/**", "config.yaml"]
+# Settings that hold a place on the learner's machine (their photos' folder, their Drive ...): shared by name only
+LOCAL_PATH_FIELDS = ("instance_data_dir", "class_data_dir", "output_dir", "logging_dir", "pretrained_model_name_or_path",
+                     "textual_inversion_dir", "init_dir")
 
 LOGIN_HELP = (
     "Log in once with `hf auth login` (older huggingface_hub: `huggingface-cli login`), or set the "
@@ -70,6 +73,19 @@ def check_run_folder(run_dir: Path) -> None:
         )
 
 
+def shareable_config(run_dir: Path) -> bytes:
+    """The run's ``config.yaml`` with every local folder cut to its last name (a Hub id stays as it is)."""
+    import yaml
+
+    config = yaml.safe_load((run_dir / "config.yaml").read_text()) or {}
+    for key in LOCAL_PATH_FIELDS:
+        value = config.get(key)
+        if isinstance(value, str) and ("/" in value or "\\" in value) and (
+                Path(value).is_absolute() or Path(value).exists() or value.startswith(("~", "."))):
+            config[key] = Path(value).name
+    return yaml.safe_dump(config, sort_keys=False).encode()
+
+
 def push_run(run_dir: str | Path, repo_id: str, private: bool = True, token: str | None = None) -> str:
     """Upload a finished run to the Hub: ``create_repo`` (private unless told), then ``upload_folder``.
 
@@ -103,6 +119,8 @@ def push_run(run_dir: str | Path, repo_id: str, private: bool = True, token: str
             ignore_patterns=IGNORE_PATTERNS,
             commit_message="Upload a DreamBooth run from the course kit",
         )
+        api.upload_file(path_or_fileobj=shareable_config(run_dir), path_in_repo="config.yaml", repo_id=repo_id,
+                        repo_type="model", commit_message="The run's settings, without local folders")
     except Exception as err:  # noqa: BLE001 (every failure becomes one message without the token)
         raise explain(err, token, repo_id) from None
     return str(url)

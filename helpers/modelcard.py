@@ -168,10 +168,16 @@ def usage_section(config: dict, lora: bool) -> str:
     base = config.get("pretrained_model_name_or_path", "")
     prompt = config.get("instance_prompt", "a photo of sks dog")
     if lora:
-        load = (
-            f'pipe = StableDiffusionPipeline.from_pretrained("{base}")\n'
-            'pipe.load_lora_weights("<this repository or folder>")'
-        )
+        if base.startswith("kit:"):  # the course kit's own model: it resolves the name to a folder
+            source = ("from helpers.models import resolve_model  # the course kit's own base model\n\n"
+                      f'pipe = StableDiffusionPipeline.from_pretrained(resolve_model("{base}"))\n')
+        elif Path(base).is_absolute() or Path(base).exists():  # a folder on the trainer's machine
+            source = (f"# the base model the adapter was trained on (a local folder, {Path(base).name!r}, "
+                      "when it was trained)\n"
+                      'pipe = StableDiffusionPipeline.from_pretrained("<the base model\'s folder or Hub id>")\n')
+        else:
+            source = f'pipe = StableDiffusionPipeline.from_pretrained("{base}")\n'
+        load = source + 'pipe.load_lora_weights("<this repository or folder>")'
         export = "`python -m helpers export RUN --kohya OUT.safetensors` writes the adapter for AUTOMATIC1111 or ComfyUI."
     else:
         load = 'pipe = StableDiffusionPipeline.from_pretrained("<this repository or folder>")'
@@ -191,7 +197,8 @@ def render_model_card(run_dir: str | Path) -> str:
     base = config.get("pretrained_model_name_or_path", "unknown")
     photos = count_images(config.get("instance_data_dir", ""))
     kind = "LoRA adapter" if lora else "fine-tuned model"
-    subject = [f"- **Base model:** `{base}`", f"- **Instance prompt:** `{config.get('instance_prompt', '')}`"]
+    shown = f"`{Path(base).name}` (a local folder)" if Path(base).is_absolute() else f"`{base}`"
+    subject = [f"- **Base model:** {shown}", f"- **Instance prompt:** `{config.get('instance_prompt', '')}`"]
     if config.get("with_prior_preservation"):
         subject.append(f"- **Class prompt:** `{config.get('class_prompt', '')}` (prior preservation)")
     if photos is not None:

@@ -230,14 +230,27 @@ def local_folder(name_or_path: str) -> Path | None:
         return None
 
 
+# Stable Diffusion 1.x's weight files in float32 (what a run saves), for a Hub model not downloaded yet
+SD1_PART_BYTES = {"unet": 3_438_167_536, "text_encoder": 492_265_168, "vae": 334_643_268}
+
+
 def model_bytes(name_or_path: str, parts: list[str] | None = None) -> int:
-    """Bytes of a model's weight files on disk (all, or those of ``parts`` such as ``["unet"]``); 0 if not local."""
+    """Bytes of a model's weight files (all, or those of ``parts`` such as ``["unet"]``).
+
+    A local folder (or a Hub model already in the cache) is measured; a Hub model not downloaded
+    yet is taken to be Stable Diffusion 1.x in float32 (:data:`SD1_PART_BYTES`).
+    """
     folder = local_folder(name_or_path)
     if folder is None:
-        return 0
+        return sum(v for k, v in SD1_PART_BYTES.items() if parts is None or k in parts)
     files = [p for p in folder.rglob("*") if p.is_file() and p.suffix in (".safetensors", ".bin")]
     keep = [p for p in files if parts is None or p.relative_to(folder).parts[0] in parts]
     return sum(p.stat().st_size for p in keep)
+
+
+def download_bytes(name_or_path: str) -> int:
+    """What loading the model will download into the course home's cache first: 0 when it is on disk."""
+    return 0 if local_folder(name_or_path) is not None else model_bytes(name_or_path)
 
 
 def _unavailable(name: str, err: Exception) -> ModelUnavailableError:

@@ -398,6 +398,8 @@ class Run:
             print(f"Replacing what a failed start left in {display_path(output_dir)} (nothing was trained).")
             shutil.rmtree(output_dir)
         run.accelerator = make_accelerator(config, output_dir)
+        if run.accelerator.device.type == "cuda":  # the record's peak is this run's, not an earlier one's in the kernel
+            torch.cuda.reset_peak_memory_stats(run.accelerator.device)
         if run.accelerator.is_main_process:
             save_config(config, output_dir / CONFIG_NAME)
         return run

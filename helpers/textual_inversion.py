@@ -19,7 +19,7 @@ from .config import ConfigError, ConfigMixin, resolve_output_dir
 from .data import check_image_folder, load_images
 from .figures import image_grid
 from .home import check_free_space
-from .models import check_model_reachable, load_components, model_bytes, resolve_model
+from .models import check_model_reachable, download_bytes, load_components, model_bytes, resolve_model
 from .optim import check_mixed_precision, weight_dtype_for
 from .runs import Run, make_lr_scheduler, scaled_learning_rate
 from .sampling import generate
@@ -155,7 +155,8 @@ def check_inputs(config: TextualInversionConfig) -> None:
     check_image_folder(config.train_data_dir, config.resolution)
     check_model_reachable(config.pretrained_model_name_or_path)
     check_mixed_precision(config.mixed_precision)
-    model = model_bytes(config.pretrained_model_name_or_path)  # the saved pipeline; checkpoints are tiny
+    # the saved pipeline (checkpoints are tiny), and the download of a Hub model not on disk yet
+    model = model_bytes(config.pretrained_model_name_or_path) + download_bytes(config.pretrained_model_name_or_path)
     check_free_space(resolve_output_dir(config, "textual_inversion"), model, "This textual inversion")
 
 

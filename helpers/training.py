@@ -38,6 +38,7 @@ from .lora import (
 from .modelcard import write_model_card
 from .models import (
     check_model_reachable,
+    download_bytes,
     dtype_kwargs,
     load_components,
     load_pipeline,
@@ -185,6 +186,7 @@ def estimate_run_bytes(config: TrainConfig) -> int:
     A checkpoint holds the trained weights (fp32), two Adam moments per weight (a quarter of that
     with 8-bit Adam) and, with EMA, their average; ``checkpoints_total_limit`` of them are kept.
     A LoRA run trains and writes only its adapter (bounded here by ``rank / 256`` of the trained models).
+    A Hub model not downloaded yet counts as Stable Diffusion 1.x, and its download is added.
     """
     model = model_bytes(config.pretrained_model_name_or_path)
     trained = model_bytes(config.pretrained_model_name_or_path, ["unet"] + (
@@ -196,7 +198,7 @@ def estimate_run_bytes(config: TrainConfig) -> int:
     checkpoints = int(trained * per_weight) * kept if config.checkpointing_steps else 0
     outputs = model + (trained if config.use_ema else 0) + (model // 2 if config.save_fp16 else 0)
     classes = class_image_bytes(config.num_class_images, config.resolution) if config.with_prior_preservation else 0
-    return outputs + checkpoints + classes
+    return outputs + checkpoints + classes + download_bytes(config.pretrained_model_name_or_path)
 
 
 # ------------------------------------------------------------------------------------------- set-up

@@ -124,3 +124,18 @@ def test_cleanup_lists_old_checkpoints_and_unused_runs(bare, monkeypatch):
     assert freed == sum(c.size_bytes for c in found) and not other.exists()
     assert (unfinished / "checkpoints" / "checkpoint-15").is_dir()  # resuming still has what it needs
     assert (finished / "unet" / "weights.bin").exists()
+
+
+def test_a_hub_model_not_downloaded_yet_counts_as_stable_diffusion_and_its_download(monkeypatch):
+    from helpers import models
+    from helpers.config import smoke_config
+    from helpers.training import estimate_run_bytes
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    config = smoke_config()
+    config.pretrained_model_name_or_path = "someone/never-downloaded-sd"
+    config.with_prior_preservation = False
+    sd1 = sum(models.SD1_PART_BYTES.values())
+    assert models.download_bytes(config.pretrained_model_name_or_path) == sd1
+    assert estimate_run_bytes(config) >= 2 * sd1  # the download and the saved pipeline, both on the course home's disk
+    assert models.download_bytes("kit:tiny-sd") == 0  # built on disk: nothing to download

@@ -102,3 +102,14 @@ def test_every_finished_run_has_its_card(make_config):
     run = train_dreambooth(make_config("own-card", max_train_steps=1), progress=False).output_dir
     card = (run / "README.md").read_text()  # written by training itself, before anyone asks
     assert "consent" in card and "Training settings" in card
+
+
+def test_the_usage_snippet_loads_the_base_model_the_way_it_can_be_loaded():
+    from helpers.modelcard import usage_section
+
+    kit = usage_section({"pretrained_model_name_or_path": "kit:toyworld", "instance_prompt": "a photo of sks star"}, True)
+    assert 'from_pretrained(resolve_model("kit:toyworld"))' in kit and "from helpers.models import resolve_model" in kit
+    hub = usage_section({"pretrained_model_name_or_path": "CompVis/stable-diffusion-v1-4"}, True)
+    assert 'from_pretrained("CompVis/stable-diffusion-v1-4")' in hub and "resolve_model" not in hub
+    local = usage_section({"pretrained_model_name_or_path": "/content/drive/MyDrive/models/sd15"}, True)
+    assert "/content/drive" not in local and "'sd15'" in local  # no path of the trainer's machine

@@ -85,6 +85,9 @@ def test_push_creates_a_private_repo_and_uploads_the_run_with_a_card(run, monkey
         def upload_folder(self, **kwargs):
             calls.append(("upload_folder", kwargs))
 
+        def upload_file(self, **kwargs):
+            calls.append(("upload_file", kwargs))
+
     import huggingface_hub
 
     monkeypatch.setattr(huggingface_hub, "HfApi", FakeApi)
@@ -96,8 +99,26 @@ def test_push_creates_a_private_repo_and_uploads_the_run_with_a_card(run, monkey
     assert upload["folder_path"] == str(run) and upload["ignore_patterns"] == IGNORE_PATTERNS
     assert "checkpoints/**" in IGNORE_PATTERNS
     assert (run / "README.md").exists()  # the card was written before the upload
+    shared = calls[3][1]
+    assert shared["path_in_repo"] == "config.yaml" and "config.yaml" in IGNORE_PATTERNS
     push_run(run, "someone/model", private=False)
-    assert calls[4][2]["private"] is False
+    assert calls[5][2]["private"] is False
+
+
+def test_the_shared_config_names_local_folders_without_their_place(run):
+    import yaml
+
+    from helpers.config import load_config
+    from helpers.hub_push import shareable_config
+
+    config = load_config(run / "config.yaml")
+    config.instance_data_dir = "/content/drive/MyDrive/dreambooth-course/subjects/upload"
+    config.pretrained_model_name_or_path = "CompVis/stable-diffusion-v1-4"
+    save_config(config, run / "config.yaml")
+    shared = yaml.safe_load(shareable_config(run))
+    assert shared["instance_data_dir"] == "upload"  # the folder's name, not the learner's Drive
+    assert shared["pretrained_model_name_or_path"] == "CompVis/stable-diffusion-v1-4"  # a Hub id stays
+    assert shared["learning_rate"] == config.learning_rate
 
 
 def test_push_refuses_an_unfinished_run(run):
