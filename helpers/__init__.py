@@ -10,10 +10,14 @@ imports running one way (notebooks -> experiments -> trainers -> run life cycle 
   (the learner's own photos), ``batches`` (the training dataset and its batches), ``class_images``,
   ``sampling``, ``optim``;
 - training: ``runs`` (a run's life cycle, shared by every trainer), ``training`` (DreamBooth),
-  ``lora`` (LoRA adapters for DreamBooth), ``textual_inversion``, ``memory`` (what a step costs);
-- experiments: ``prompts``, ``comparisons`` (runs sampled side by side), ``scores`` (ToyWorld's
-  measures), ``measures`` (DINO, CLIP-I, CLIP-T on real models), ``stats`` (counts and intervals),
-  ``figures`` (every picture), ``findings`` (the study re-run on ToyWorld);
+  ``lora`` (LoRA adapters for DreamBooth), ``textual_inversion``, ``memory`` (what a step costs),
+  ``cleanup`` (what in the course home can be deleted);
+- experiments: ``prompts``, ``comparisons`` (runs sampled side by side), ``scores`` (the measure
+  table under every figure: ToyWorld's evaluator or the paper's backbones), ``measures`` (DINO,
+  CLIP-I, CLIP-T, PRES, DIV on real models), ``stats`` (counts and intervals), ``figures`` (every
+  picture), ``sweet_spot`` (fidelity against training steps), ``findings`` (the study re-run on
+  ToyWorld), ``verdicts`` (the findings over several training seeds), ``findings_table`` (a
+  profile's column of the README's findings table);
 - using and sharing a model: ``playground`` (draw from a finished run), ``export`` (one file for other
   tools), ``modelcard``, ``hub_push``;
 - ``toyworld/`` (the miniature world, its model and evaluator), ``doctor``, ``cli`` (the command line).

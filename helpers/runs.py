@@ -34,7 +34,6 @@ import torch
 
 from .config import ConfigError, config_hash, load_config, resolve_output_dir, save_config
 from .errors import LearnerError
-from .home import CHECKPOINT_MARK, DONE_NAME  # the course home's clean-up reads run folders too
 from .optim import check_mixed_precision, peak_memory_bytes
 from .paths import display_path
 
@@ -44,6 +43,8 @@ LOG_FILE = "logs/train_log.csv"  # inside the run folder
 CONFIG_NAME = "config.yaml"
 CHECKPOINTS = "checkpoints"
 PARTIAL_SUFFIX = ".partial"  # a checkpoint being written
+DONE_NAME = "done.json"  # a finished run's mark (its hash); helpers.cleanup reads it too
+CHECKPOINT_MARK = "checkpoint.json"  # a complete checkpoint's mark (its step)
 
 
 class NonFiniteLossError(LearnerError, RuntimeError):

@@ -5,17 +5,14 @@ import json
 import pytest
 
 from helpers import home
+from helpers.cleanup import cleanup_candidates, delete_candidates, describe_candidates, note_runs_in_use
 from helpers.home import (
     HOME_NAME,
     NotEnoughSpaceError,
     check_free_space,
-    cleanup_candidates,
     course_home,
-    delete_candidates,
-    describe_candidates,
     detect_platform,
     hub_cache_dir,
-    note_runs_in_use,
     open_home,
 )
 

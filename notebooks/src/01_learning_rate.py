@@ -33,7 +33,7 @@ from helpers.course import setup_notebook, study_config
 from helpers.data import load_images
 from helpers.figures import (paste_table, plot_losses, progress_table, save_image, save_plot, show_grid,
                              show_image, validation_grids, widgets_enabled)
-from helpers.home import note_runs_in_use
+from helpers.cleanup import note_runs_in_use
 from helpers.paths import runs_dir
 from helpers.profiles import get_profile
 from helpers.prompts import subject_prompts

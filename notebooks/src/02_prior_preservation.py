@@ -40,7 +40,7 @@ from helpers.comparisons import own_sampler, sample_runs, scheduler_name
 from helpers.course import setup_notebook, study_config
 from helpers.data import load_images, open_rgb
 from helpers.figures import plot_losses, save_image, save_plot, show_grid, widgets_enabled
-from helpers.home import note_runs_in_use
+from helpers.cleanup import note_runs_in_use
 from helpers.paths import runs_dir
 from helpers.profiles import get_profile
 from helpers.prompts import subject_prompts

@@ -31,7 +31,7 @@ import matplotlib.pyplot as plt
 from helpers.comparisons import load_run, sample_pipeline, scheduler_comparison
 from helpers.course import setup_notebook, study_config
 from helpers.figures import plot_seconds_per_image, save_image, save_plot, show_grid, widgets_enabled
-from helpers.home import note_runs_in_use
+from helpers.cleanup import note_runs_in_use
 from helpers.paths import runs_dir
 from helpers.profiles import get_profile
 from helpers.prompts import subject_prompts

@@ -32,7 +32,7 @@ from helpers.comparisons import sample_runs
 from helpers.course import setup_notebook, study_config
 from helpers.data import load_images
 from helpers.figures import plot_losses, save_image, save_plot, show_grid, show_image, widgets_enabled
-from helpers.home import note_runs_in_use
+from helpers.cleanup import note_runs_in_use
 from helpers.memory import cost_table, format_bytes, measure_configurations, plot_costs, sd_static_memory
 from helpers.models import load_components
 from helpers.paths import runs_dir

@@ -34,7 +34,7 @@ import torch
 from helpers.comparisons import Comparison, sample_runs
 from helpers.course import run_finished, setup_notebook, study_config
 from helpers.figures import plot_losses, save_image, save_plot
-from helpers.home import note_runs_in_use
+from helpers.cleanup import note_runs_in_use
 from helpers.models import load_components
 from helpers.paths import runs_dir
 from helpers.profiles import get_profile

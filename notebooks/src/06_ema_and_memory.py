@@ -34,7 +34,7 @@ from diffusers.training_utils import EMAModel
 from helpers.comparisons import Comparison, sample_runs
 from helpers.course import setup_notebook, study_config
 from helpers.figures import save_image, save_plot, widgets_enabled
-from helpers.home import note_runs_in_use
+from helpers.cleanup import note_runs_in_use
 from helpers.memory import (StepCost, cost_table, describe, format_bytes, measure_configurations, plot_costs,
                             sd_static_memory)
 from helpers.paths import runs_dir

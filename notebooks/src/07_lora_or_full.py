@@ -30,7 +30,7 @@ import torch
 from helpers.comparisons import sample_runs
 from helpers.course import setup_notebook, study_config
 from helpers.figures import save_image, widgets_enabled
-from helpers.home import folder_size, note_runs_in_use
+from helpers.cleanup import folder_size, note_runs_in_use
 from helpers.memory import format_bytes
 from helpers.paths import runs_dir
 from helpers.playground import Playground
