@@ -191,6 +191,53 @@ def score_comparison(subject: Subject, comparison: Comparison, class_prompt: str
     return table
 
 
+PEOPLE = ("person", "face", "man", "woman", "boy", "girl", "child")
+
+
+def role_prompts(subject: Subject) -> dict[str, list[str]]:
+    """The prompts a finished run is scored on, by role, as ToyWorld's findings use them.
+
+    ``instance`` (the training prompt), ``context`` (the subject somewhere new), ``attribute``
+    (something its photos never show: another colour, or glasses on a person) and ``class``
+    (the plain class prompt, for language drift).
+    """
+    if is_toyworld(subject):
+        from .findings import scoring_prompts
+
+        return scoring_prompts(subject.name, subject.identifier)
+    from .prompts import subject_prompts
+
+    token = f"{subject.identifier} {subject.class_noun}"
+    attribute = (f"a photo of {token} wearing glasses" if subject.class_noun in PEOPLE
+                 else f"a photo of a purple {token}")
+    context = [p for p in subject_prompts(subject, 6)[1:] if p != attribute]
+    return {"instance": [subject.instance_prompt], "context": context, "attribute": [attribute],
+            "class": [subject.class_prompt]}
+
+
+def score_finished_run(run: str | Path, subject: Subject, seeds: Sequence[int] = range(4), profile=None,
+                       label: str | None = None, name: str | None = None) -> ScoreTable:
+    """Sample a finished run (or a base model) on the :func:`role_prompts` and score it: one call, one row.
+
+    Args:
+        run: a run folder or a model id.
+        subject: the subject it was trained on.
+        seeds: sampling seeds, the same for every prompt (images per prompt).
+        profile: sampling steps and resolution, and the backbones (None: the current profile).
+        label: the row's label (default: the run folder's name).
+        name: save the table as ``scores/<name>.json`` too.
+    """
+    from .comparisons import sample_runs
+    from .profiles import get_profile
+
+    profile = profile or get_profile()
+    roles = role_prompts(subject)
+    prompts = [p for ps in roles.values() for p in ps]
+    label = label or Path(str(run)).name
+    comparison = sample_runs({label: run}, prompts, list(seeds), profile.num_inference_steps, profile.resolution)
+    return score_comparison(subject, comparison, class_prompt=roles["class"][0], name=name, profile=profile)
+
+
 def save_scores(table: ScoreTable, name: str, subject: Subject, profile=None) -> Path:
     """Write a score table to ``scores/<name>.json`` in the course home, with its profile and subject."""
     from .paths import runs_dir

@@ -94,3 +94,22 @@ def test_unreadable_photos_give_a_note(tmp_path):
     comp = comparison_of({"a": {"p": [noise(1)]}})
     table = scores.score_comparison(Subject("gone", str(tmp_path / "missing"), "ball"), comp)
     assert table.rows == {} and "could not be read" in str(table)
+
+
+def test_role_prompts_cover_instance_contexts_an_unseen_attribute_and_the_class(tmp_path):
+    ball = Subject("synthetic_ball", str(tmp_path), "ball")
+    roles = scores.role_prompts(ball)
+    assert roles["instance"] == ["a photo of sks ball"] and roles["class"] == ["a photo of ball"]
+    assert roles["attribute"] == ["a photo of a purple sks ball"] and len(roles["context"]) >= 1
+    person = scores.role_prompts(Subject("upload", str(tmp_path), "person"))
+    assert person["attribute"] == ["a photo of sks person wearing glasses"]
+
+
+@pytest.mark.slow
+def test_one_call_scores_a_finished_run_on_every_role(runs_dir, tiny_model_dir, photo_subject):
+    profile = get_profile("smoke")
+    table = scores.score_finished_run(tiny_model_dir, photo_subject, seeds=[0, 1], profile=profile, label="base")
+    row = table.rows["base"]
+    assert list(row) == list(scores.COLUMNS)
+    prompts = [p for role, ps in scores.role_prompts(photo_subject).items() if role != "class" for p in ps]
+    assert row["subject_fidelity"].n == 2 * len(prompts) and row["language_drift"].n == 2
