@@ -14,7 +14,7 @@ import torch
 from PIL import Image
 from tqdm.auto import tqdm
 
-from .figures import paste_table, show_image
+from .figures import paste_table, show_image, with_photos
 from .models import resolve_model
 from .prompts import short_prompt
 from .sampling import SCHEDULERS, Generation, generate
@@ -77,7 +77,8 @@ class Comparison:
             out.paste(im.convert("RGB").resize((cell, cell)), (i * (cell + 2), 0))
         return out
 
-    def grid(self, title: str | None = None, arms_as: str = "cols", cell: int | None = None) -> Image.Image:
+    def grid(self, title: str | None = None, arms_as: str = "cols", cell: int | None = None,
+             photos: list[Image.Image] | None = None) -> Image.Image:
         """A labelled grid: one row per prompt and one column per arm (the study's layout), or arms as rows.
 
         Each cell holds the seeds of one (prompt, arm) pair, left to right.
@@ -85,19 +86,25 @@ class Comparison:
         Args:
             arms_as: ``"cols"`` (prompts down, arms across) or ``"rows"`` (arms down, prompts across).
             cell: size of each image in pixels; None: the images' own size, at least 96.
+            photos: the subject's own photos, shown above the grid at the same size.
         """
         first = next(iter(self.generations.values())).images[0]
         cell = cell or max(96, first.width)
         table = [[self.strip(label, p, cell) for label in self.labels] for p in self.prompts]
         prompts = [short_prompt(p) for p in self.prompts]
+        heading = None if photos else title  # with photos, the title goes above them
         if arms_as == "rows":
-            return paste_table([list(col) for col in zip(*table)], self.labels, prompts, title, table[0][0].width)
-        return paste_table(table, prompts, self.labels, title, table[0][0].width)
+            grid = paste_table([list(col) for col in zip(*table)], self.labels, prompts, heading, table[0][0].width)
+        else:
+            grid = paste_table(table, prompts, self.labels, heading, table[0][0].width)
+        return with_photos(grid, photos, cell, title=title) if photos else grid
 
-    def show(self, title: str | None = None, arms_as: str = "cols", width: float | None = None):
-        """The grid drawn with matplotlib, small; returns the figure."""
+    def show(self, title: str | None = None, arms_as: str = "cols", width: float | None = None,
+             photos: list[Image.Image] | None = None):
+        """The grid drawn with matplotlib (under the subject's ``photos`` when given); returns the figure."""
         across = len(self.labels) if arms_as == "cols" else len(self.prompts)
-        return show_image(self.grid(title, arms_as), width or min(10.0, 1.1 * across * len(self.seeds) + 2.5))
+        return show_image(self.grid(title, arms_as, photos=photos),
+                          width or min(10.0, 1.1 * across * len(self.seeds) + 2.5))
 
 
 def sample_runs(runs: dict[str, str | Path], prompts: list[str], seeds: list[int], num_inference_steps: int,

@@ -161,6 +161,14 @@ def run_finished(config) -> bool:
     return run_status(resolve_output_dir(config), config_hash(config), type(config)) == "done"
 
 
+def subject_photos(subject: Subject, n: int | None = None) -> list:
+    """The subject's own photos (the first ``n``, or all) as RGB images, to show beside generations or score against."""
+    from PIL import Image
+
+    paths = list_images(subject.folder)[:n]
+    return [Image.open(p).convert("RGB") for p in paths]
+
+
 def ensure_photos(subject: Subject, mount=None, **ask) -> Subject:
     """Make sure a subject folder holds photos; for the learner's own subject, ask for them if it does not.
 

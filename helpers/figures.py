@@ -224,6 +224,28 @@ def validation_samples(run: str | Path) -> dict[str, dict[str, list[Image.Image]
     return by_step
 
 
+def with_photos(grid: Image.Image, photos: list[Image.Image], cell: int, label: str = "the subject's photos",
+                title: str | None = None) -> Image.Image:
+    """``grid`` under a labelled strip of the subject's own photos at the grid's cell size (and ``title`` on top).
+
+    Set beside the generations at the same size, the photos let a reader check with their own
+    eyes whether a feature (a pattern, a face) was learned.
+    """
+    font_size = max(10, min(16, cell // 6))
+    font = _font(font_size)
+    top = font_size + 10 if title else 0
+    strip_height = top + font_size + 8 + cell
+    out = Image.new("RGB", (max(grid.width, 4 + len(photos) * (cell + 2)), strip_height + 6 + grid.height), "white")
+    draw = ImageDraw.Draw(out)
+    if title:
+        draw.text((4, 2), title, fill="black", font=font)
+    draw.text((4, top + 2), label, fill="black", font=font)
+    for i, photo in enumerate(photos):
+        out.paste(photo.convert("RGB").resize((cell, cell)), (4 + i * (cell + 2), top + font_size + 8))
+    out.paste(grid, (0, strip_height + 6))
+    return out
+
+
 def paste_table(cells: list[list[Image.Image]], row_labels: list[str], col_labels: list[str],
                 title: str | None = None, width: int | None = None) -> Image.Image:
     """Paste images of any shape into a labelled table (each scaled to ``width`` pixels wide)."""

@@ -90,9 +90,9 @@ def as_share(value: float, n: int) -> Estimate:
 
 def reference_photos(subject: Subject) -> list[Image.Image]:
     """The subject's own photos, as the measures compare generations with them."""
-    from .data import list_images
+    from .course import subject_photos
 
-    return [Image.open(p).convert("RGB") for p in list_images(subject.folder)]
+    return subject_photos(subject)
 
 
 # ------------------------------------------------------------------------------------- ToyWorld

@@ -203,3 +203,15 @@ def test_scores_print_with_their_count_and_interval():
     assert "0.38 [" in text and "n=8" in text  # 3 of 8, never a bare number
     low = as_share(0.125, 8)
     assert low.low < 0.125 < low.high and low.n == 8
+
+
+def test_the_subjects_photos_sit_above_the_grid_at_the_cell_size():
+    comp = fake_comparison()
+    plain = comp.grid(cell=32)
+    photos = [solid(200, 10), solid(100, 50)]
+    with_them = comp.grid(cell=32, photos=photos)
+    assert with_them.height > plain.height + 32 and with_them.width >= plain.width
+    strip_top = with_them.height - plain.height - 6 - 32  # the strip's images end just above the grid
+    first = with_them.crop((4, strip_top, 4 + 32, strip_top + 32))
+    assert set(first.getdata()) == {(200, 200, 200)}  # the first photo, scaled to one cell
+    assert with_them.crop((0, with_them.height - plain.height, plain.width, with_them.height)).tobytes() == plain.tobytes()

@@ -31,14 +31,13 @@
 # %%
 import os
 
-import matplotlib.pyplot as plt
 from transformers import CLIPTokenizer
 
+from helpers.cleanup import cleanup_candidates, describe_candidates
 from helpers.course import default_settings, ensure_photos, prepare_subject
 from helpers.data import load_images
 from helpers.doctor import diagnose
-from helpers.figures import save_image, show_grid, image_grid
-from helpers.cleanup import cleanup_candidates, describe_candidates
+from helpers.figures import image_grid, save_image, show_grid
 from helpers.home import free_bytes, interactive, open_home
 from helpers.paths import TOKENIZER_DIR, runs_dir
 from helpers.profiles import get_profile

@@ -28,12 +28,21 @@
 # %%
 import matplotlib.pyplot as plt
 
+from helpers.cleanup import note_runs_in_use
 from helpers.comparisons import own_sampler, sample_runs, scheduler_name
 from helpers.course import setup_notebook, study_config
 from helpers.data import load_images
-from helpers.figures import (paste_table, plot_losses, progress_table, save_image, save_plot, show_grid,
-                             show_image, validation_grids, widgets_enabled)
-from helpers.cleanup import note_runs_in_use
+from helpers.figures import (
+    paste_table,
+    plot_losses,
+    progress_table,
+    save_image,
+    save_plot,
+    show_grid,
+    show_image,
+    validation_grids,
+    widgets_enabled,
+)
 from helpers.paths import runs_dir
 from helpers.profiles import get_profile
 from helpers.prompts import subject_prompts
@@ -159,7 +168,7 @@ comparison = sample_runs(folders, prompts, seeds, profile.num_inference_steps, p
 grid = comparison.grid(title=f"{subject.name}: {steps_here} steps, {scheduler_name(sampler)}, seeds {seeds} left to right")
 path = save_image(grid, runs_dir() / "figures", "01_lr_comparison", subject=subject.name, seed=SEED,
                   steps=steps_here, sampler=sampler)
-fig = comparison.show(title=f"high vs low learning rate, {subject.name}, seeds {seeds}")
+fig = comparison.show(title=f"high vs low learning rate, {subject.name}, seeds {seeds}", photos=photos)
 print(score_comparison(subject, comparison, name="01_learning_rate"))
 
 # %% [markdown]

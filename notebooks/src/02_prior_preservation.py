@@ -36,11 +36,11 @@ import inspect
 import matplotlib.pyplot as plt
 
 from helpers.class_images import generate_class_images
+from helpers.cleanup import note_runs_in_use
 from helpers.comparisons import own_sampler, sample_runs, scheduler_name
 from helpers.course import setup_notebook, study_config
 from helpers.data import load_images, open_rgb
 from helpers.figures import plot_losses, save_image, save_plot, show_grid, widgets_enabled
-from helpers.cleanup import note_runs_in_use
 from helpers.paths import runs_dir
 from helpers.profiles import get_profile
 from helpers.prompts import subject_prompts
@@ -154,7 +154,7 @@ comparison = sample_runs(folders, prompts, seeds, profile.num_inference_steps, p
 title = f"{subject.name}: {with_prior.max_train_steps} steps, LR {with_prior.learning_rate:.0e}, seeds {seeds}"
 path = save_image(comparison.grid(title=title), runs_dir() / "figures", "02_prior_comparison", subject=subject.name,
                   seed=SEED, steps=with_prior.max_train_steps, sampler=sampler)
-fig = comparison.show(title=f"without vs with prior preservation, {subject.name}")
+fig = comparison.show(title=f"without vs with prior preservation, {subject.name}", photos=photos)
 print(score_comparison(subject, comparison, name="02_prior_preservation"))
 
 # %% [markdown]
@@ -175,7 +175,7 @@ drift = sample_runs(drift_runs, [subject.class_prompt], seeds, profile.num_infer
 path = save_image(drift.grid(title=f"'{subject.class_prompt}', seeds {seeds}", arms_as="rows"),
                   runs_dir() / "figures", "02_language_drift", subject=subject.name, seed=SEED,
                   steps=with_prior.max_train_steps)
-fig = drift.show(title=f"'{subject.class_prompt}' after each run", arms_as="rows")
+fig = drift.show(title=f"'{subject.class_prompt}' after each run", arms_as="rows", photos=photos)
 print(score_comparison(subject, drift, class_prompt=subject.class_prompt, name="02_language_drift"))
 
 # %% [markdown]

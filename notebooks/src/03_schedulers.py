@@ -28,10 +28,11 @@
 # %%
 import matplotlib.pyplot as plt
 
+from helpers.cleanup import note_runs_in_use
 from helpers.comparisons import load_run, sample_pipeline, scheduler_comparison
 from helpers.course import setup_notebook, study_config
+from helpers.data import load_images
 from helpers.figures import plot_seconds_per_image, save_image, save_plot, show_grid, widgets_enabled
-from helpers.cleanup import note_runs_in_use
 from helpers.paths import runs_dir
 from helpers.profiles import get_profile
 from helpers.prompts import subject_prompts
@@ -64,6 +65,7 @@ TRY_SCHEDULER, TRY_STEPS = "ddim", 100  # step 6 without a live notebook: one sc
 settings = setup_notebook("03", subjects=("object",), profile=PROFILE)
 profile = get_profile()
 subject = settings.object_subject
+photos = load_images(subject.folder, profile.resolution)  # shown above each figure, to compare by eye
 lr, steps = OVERFIT_RUN
 config = study_config(subject, lr, steps, settings=settings, seed=SEED)
 run = train_dreambooth(config)
@@ -135,7 +137,7 @@ comparison = scheduler_comparison(study, prompt)
 title = f"'{prompt}', overfit run (study LR {lr:.0e}, {steps} steps), seeds {seeds}"
 path = save_image(comparison.grid(title=title, arms_as="rows"), runs_dir() / "figures", "03_study_schedulers",
                   subject=subject.name, seed=SEED, steps=f"{inference_steps[0]}-{inference_steps[1]}")
-fig = comparison.show(title="the study's schedulers, same starting noise", arms_as="rows")
+fig = comparison.show(title="the study's schedulers, same starting noise", arms_as="rows", photos=photos)
 print(score_comparison(subject, comparison, name="03_schedulers"))
 
 # %% [markdown]
@@ -154,7 +156,7 @@ newer = compare_schedulers(pipe, prompt, NEWER, inference_steps, seeds, resoluti
 comparison_newer = scheduler_comparison(newer, prompt)
 path = save_image(comparison_newer.grid(title=title, arms_as="rows"), runs_dir() / "figures", "03_newer_schedulers",
                   subject=subject.name, seed=SEED, steps=f"{inference_steps[0]}-{inference_steps[1]}")
-fig = comparison_newer.show(title="newer schedulers, same starting noise", arms_as="rows")
+fig = comparison_newer.show(title="newer schedulers, same starting noise", arms_as="rows", photos=photos)
 print(score_comparison(subject, comparison_newer, name="03_newer_samplers"))
 
 # %% [markdown]

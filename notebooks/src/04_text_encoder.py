@@ -28,11 +28,11 @@
 # %%
 import inspect
 
+from helpers.cleanup import note_runs_in_use
 from helpers.comparisons import sample_runs
 from helpers.course import setup_notebook, study_config
 from helpers.data import load_images
 from helpers.figures import plot_losses, save_image, save_plot, show_grid, show_image, widgets_enabled
-from helpers.cleanup import note_runs_in_use
 from helpers.memory import cost_table, format_bytes, measure_configurations, plot_costs, sd_static_memory
 from helpers.models import load_components
 from helpers.paths import runs_dir
@@ -155,7 +155,7 @@ title = f"{subject.name}: frozen vs trained text encoder, {steps_here} steps, se
 grid = comparison.grid(title=title)
 path = save_image(grid, runs_dir() / "figures", "04_text_encoder", subject=subject.name, seed=SEED,
                   steps=steps_here)
-fig = comparison.show(title=title)
+fig = comparison.show(title=title, photos=photos)
 print(score_comparison(subject, comparison, name="04_text_encoder"))
 
 # %% [markdown]

@@ -31,17 +31,22 @@ from dataclasses import replace
 import matplotlib.pyplot as plt
 import torch
 
+from helpers.cleanup import note_runs_in_use
 from helpers.comparisons import Comparison, sample_runs
 from helpers.course import run_finished, setup_notebook, study_config
+from helpers.data import load_images
 from helpers.figures import plot_losses, save_image, save_plot
-from helpers.cleanup import note_runs_in_use
 from helpers.models import load_components
 from helpers.paths import runs_dir
 from helpers.profiles import get_profile
 from helpers.prompts import subject_prompts
 from helpers.scores import score_comparison
-from helpers.textual_inversion import (TextualInversionConfig, changed_rows, dreambooth_after_textual_inversion,
-                                       train_textual_inversion)
+from helpers.textual_inversion import (
+    TextualInversionConfig,
+    changed_rows,
+    dreambooth_after_textual_inversion,
+    train_textual_inversion,
+)
 from helpers.training import train_dreambooth
 
 SEED = 0  # training seed of every run; sampling seeds start here too
@@ -72,6 +77,7 @@ N_SEEDS = None  # samples per prompt; None: the profile's images_per_prompt
 settings = setup_notebook("05", subjects=("face",), profile=PROFILE)
 profile = get_profile()
 subject = settings.face_subject
+photos = load_images(subject.folder, profile.resolution)  # shown above each figure, to compare by eye
 prompts = subject_prompts(subject, 2 if profile.name == "smoke" else N_PROMPTS)
 seeds = [SEED + i for i in range(N_SEEDS or profile.images_per_prompt)]
 print(f"profile {profile.name}, model {settings.pretrained_model_name_or_path}, subject '{subject.name}'")
@@ -201,7 +207,7 @@ title = f"{subject.name}: four ways to teach the face, seeds {seeds}"
 grid = comparison.grid(title=title)
 path = save_image(grid, runs_dir() / "figures", "05_ti_dreambooth", subject=subject.name, seed=SEED,
                   ti_steps=ti_config.max_train_steps, db_steps=ti_db.config.max_train_steps)
-fig = comparison.show(title=title)
+fig = comparison.show(title=title, photos=photos)
 print(score_comparison(subject, comparison, name="05_textual_inversion"))
 
 # %% [markdown]

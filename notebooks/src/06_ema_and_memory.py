@@ -31,12 +31,20 @@ import numpy as np
 import torch
 from diffusers.training_utils import EMAModel
 
+from helpers.cleanup import note_runs_in_use
 from helpers.comparisons import Comparison, sample_runs
 from helpers.course import setup_notebook, study_config
+from helpers.data import load_images
 from helpers.figures import save_image, save_plot, widgets_enabled
-from helpers.cleanup import note_runs_in_use
-from helpers.memory import (StepCost, cost_table, describe, format_bytes, measure_configurations, plot_costs,
-                            sd_static_memory)
+from helpers.memory import (
+    StepCost,
+    cost_table,
+    describe,
+    format_bytes,
+    measure_configurations,
+    plot_costs,
+    sd_static_memory,
+)
 from helpers.paths import runs_dir
 from helpers.profiles import get_profile
 from helpers.prompts import subject_prompts
@@ -68,6 +76,7 @@ BUDGET_GB = 16  # the GPU size to fit (Colab and Kaggle T4s)
 settings = setup_notebook("06", subjects=("object",), profile=PROFILE)
 profile = get_profile()
 subject = settings.object_subject
+photos = load_images(subject.folder, profile.resolution)  # shown above each figure, to compare by eye
 prompts = subject_prompts(subject, 1 if profile.name == "smoke" else N_PROMPTS)
 seeds = [SEED + i for i in range(N_SEEDS or profile.images_per_prompt)]
 print(f"profile {profile.name}, model {settings.pretrained_model_name_or_path}, subject '{subject.name}'")
@@ -104,7 +113,7 @@ comparison = Comparison({**raw.generations, **avg.generations}, prompts, seeds)
 title = f"{subject.name}: {config.max_train_steps} steps, with and without EMA, seeds {seeds}"
 grid = comparison.grid(title=title)
 path = save_image(grid, runs_dir() / "figures", "06_ema", subject=subject.name, seed=SEED, steps=config.max_train_steps)
-fig = comparison.show(title=title)
+fig = comparison.show(title=title, photos=photos)
 print(score_comparison(subject, comparison, name="06_ema"))
 
 # %% [markdown]

@@ -27,10 +27,11 @@
 # %%
 import torch
 
+from helpers.cleanup import folder_size, note_runs_in_use
 from helpers.comparisons import sample_runs
 from helpers.course import setup_notebook, study_config
+from helpers.data import load_images
 from helpers.figures import save_image, widgets_enabled
-from helpers.cleanup import folder_size, note_runs_in_use
 from helpers.memory import format_bytes
 from helpers.paths import runs_dir
 from helpers.playground import Playground
@@ -63,6 +64,7 @@ N_SEEDS = None  # samples per prompt; None: the profile's images_per_prompt
 settings = setup_notebook("07", subjects=("object",), profile=PROFILE)
 profile = get_profile()
 subject = settings.object_subject
+photos = load_images(subject.folder, profile.resolution)  # shown above each figure, to compare by eye
 prompts = subject_prompts(subject, 1 if profile.name == "smoke" else N_PROMPTS)
 seeds = [SEED + i for i in range(N_SEEDS or profile.images_per_prompt)]
 configs = {
@@ -124,7 +126,7 @@ comparison = sample_runs(runs, prompts, seeds, profile.num_inference_steps, prof
 title = f"{subject.name}: full vs LoRA rank {RANK}, seeds {seeds}"
 path = save_image(comparison.grid(title=title), runs_dir() / "figures", "07_lora_or_full", subject=subject.name,
                   rank=RANK, seed=SEED)
-fig = comparison.show(title=title)
+fig = comparison.show(title=title, photos=photos)
 print(score_comparison(subject, comparison, name="07_lora_or_full"))
 
 # %% [markdown]
