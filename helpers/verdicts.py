@@ -113,8 +113,10 @@ def judge(f: SeededFinding) -> SeededFinding:
     elif f.key == "ema":
         diff = compare(a["EMA weights"], a["raw weights"], "subject_fidelity", "context_fidelity")
         v = stats.verdict(diff, +1)
-        notes.append(f"{_said('subject and context hits, EMA - raw weights', diff, runs)}")
         # the study found little difference: no clear difference is what it predicts
+        notes.append(f"{_said('subject and context hits, EMA - raw weights', diff, runs)}: "
+                     + ("no clear difference, as the study found" if v == stats.NO_CLEAR_DIFFERENCE
+                        else "a clear difference, which the study did not see"))
         verdicts.append("agrees" if v == stats.NO_CLEAR_DIFFERENCE else "disagrees")
     else:
         raise KeyError(f.key)
