@@ -70,7 +70,8 @@ def pool(out: Path) -> int:
     seeds = sorted({s for f in pooled for s in f.seeds})
     sampling = records[0]["sampling"]
     header = (f"# ToyWorld findings over training seeds {', '.join(map(str, seeds))}\n\n"
-              "Each arm of the headline experiments trained once per seed and sampled with seeds "
+              "Each arm of the headline experiments trained once per training seed (the steps sweep and "
+              "textual inversion with seed 0 only), each sampled with seeds "
               f"0-{len(sampling['seeds']) - 1} per prompt ({sampling['steps']} steps, guidance "
               f"{sampling['guidance']}). A cell is the mean over all runs' images with its 95% interval "
               "(a bootstrap that resamples runs, then images, so run-to-run differences count); n is the "

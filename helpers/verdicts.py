@@ -22,6 +22,7 @@ from .stats import Estimate
 SHARES = ("subject_fidelity", "context_fidelity", "attribute_fidelity", "language_drift", "class_fidelity")
 MEANS = ("subject_similarity", "copying", "diversity")
 HEADLINE = ("learning_rate", "prior_preservation", "schedulers", "text_encoder", "ema")
+ONE_SEED = ("steps", "textual_inversion")  # trained with the notebooks' seed only (judged the same way)
 SHORT = {"subject_fidelity": "subject", "context_fidelity": "context", "attribute_fidelity": "attribute",
          "language_drift": "drift", "class_fidelity": "class", "subject_similarity": "similarity",
          "copying": "copying", "diversity": "diversity"}
@@ -53,8 +54,14 @@ def per_image(row: dict, measure: str) -> list[float]:
 
 
 def pooled(rows: Sequence[dict], *measures: str) -> Estimate:
-    """The measures' values pooled over images and runs (several share measures give one share of hits)."""
-    return stats.clustered_mean([[v for m in measures for v in per_image(r, m)] for r in rows])
+    """The measures' values pooled over images and runs (several share measures give one share of hits).
+
+    One run's share gets the Wilson interval; anything pooled over runs, or a mean, the two-level bootstrap.
+    """
+    values = [[v for m in measures for v in per_image(r, m)] for r in rows]
+    if len(rows) == 1 and all(m in SHARES for m in measures):
+        return stats.share(int(sum(values[0])), len(values[0]))
+    return stats.clustered_mean(values)
 
 
 def compare(rows_a: Sequence[dict], rows_b: Sequence[dict], *measures: str) -> Estimate:
@@ -110,6 +117,18 @@ def judge(f: SeededFinding) -> SeededFinding:
         trained, frozen = a["text encoder trained"], a["frozen text encoder"]
         weigh("subject fidelity, trained - frozen text encoder", trained, frozen, ("subject_fidelity",), +1)
         weigh("attribute (the complex prompt), trained - frozen", trained, frozen, ("attribute_fidelity",), +1)
+    elif f.key == "steps":
+        prompt = ("context_fidelity", "attribute_fidelity")
+        for name in sorted({label.split(":")[0] for label in a}):
+            first, longest = a[f"{name}: 400 steps"], a[f"{name}: 1600 steps"]
+            weigh(f"{name}: subject fidelity, 1600 - 400 steps", longest, first, ("subject_fidelity",), +1)
+            weigh(f"{name}: prompt fidelity, 1600 - 400 steps", longest, first, prompt, -1)
+    elif f.key == "textual_inversion":
+        hits = ("subject_fidelity", "context_fidelity", "attribute_fidelity")
+        weigh("subject, context and attribute hits, TI + DreamBooth - DreamBooth", a["TI + DreamBooth"],
+              a["DreamBooth"], hits, +1)
+        weigh("the same, DreamBooth + text encoder - TI + DreamBooth", a["DreamBooth + text encoder"],
+              a["TI + DreamBooth"], hits, +1)
     elif f.key == "ema":
         diff = compare(a["EMA weights"], a["raw weights"], "subject_fidelity", "context_fidelity")
         v = stats.verdict(diff, +1)
@@ -124,7 +143,7 @@ def judge(f: SeededFinding) -> SeededFinding:
     return f
 
 
-def from_records(records: Sequence[dict], keys: Sequence[str] = HEADLINE) -> list[SeededFinding]:
+def from_records(records: Sequence[dict], keys: Sequence[str] = HEADLINE + ONE_SEED) -> list[SeededFinding]:
     """Gather the experiments of several saved findings files (one per training seed) and judge them.
 
     Only rows scored with counts (``n``) are used; an experiment missing from a seed's file

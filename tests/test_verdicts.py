@@ -72,3 +72,16 @@ def test_markdown_gives_every_cell_an_interval_and_every_column_its_count():
     assert "drift (n=24)" in text and "subject (n=144)" in text
     assert "| with prior | " in text and "0.00 [0.00, 0.00]" in text
     assert "0.50 / 0.50 / 0.50" in text  # subject fidelity of each seed's run
+
+
+def test_one_runs_share_gets_the_wilson_interval():
+    est = verdicts.pooled([row(subject=0.75)], "subject_fidelity")
+    assert (est.low, est.high) == pytest.approx(stats.wilson_interval(36, 48))
+
+
+def test_the_sweet_spot_agrees_when_likeness_rises_and_prompts_fall_with_steps():
+    arms = {"ball: 400 steps": row(subject=0.2, attribute=1.0, context=1.0),
+            "ball: 800 steps": row(subject=0.6, attribute=0.9),
+            "ball: 1600 steps": row(subject=0.9, attribute=0.0, context=0.5)}
+    (f,) = verdicts.from_records([record(0, "steps", arms)], keys=["steps"])
+    assert f.verdict == "agrees" and len(f.notes) == 2
