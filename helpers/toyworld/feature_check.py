@@ -9,17 +9,20 @@ Each check first finds the object by the subject's own colour (with a tolerance 
 for an autoencoder's blur and colour shift, narrow enough to leave the backgrounds out), then
 looks for the feature inside it:
 
-==============  ==================================================================
+==============  =============================================================================
 subject         evidence
-==============  ==================================================================
-dotted_star     small light blobs (the dots) inside the filled red shape
+==============  =============================================================================
+dotted_star     small, round light blobs (the dots) ringed by red, on the largest red object
 checked_cube    yellow and blue both cover a fair share of the blue/yellow object
-striped_ball    light bands cover a fair share of the green ball's outline
-patch_face      a thick dark blob (the patch) inside the brown face, thicker than a pupil
-==============  ==================================================================
+striped_ball    white bands cover a fair share of the green ball's hull
+patch_face      a dark blob inside the brown face thicker than a pupil, the other eye thin
+==============  =============================================================================
 
-The thresholds are named constants, chosen by looking at renders of the subjects and of the
-same objects without their feature (``world.make_scene`` with ``pattern="none"``).
+The thresholds are named constants, chosen by looking at renders of the subjects, of the same
+objects without their feature (``world.make_scene`` with ``pattern="none"``), of random
+pretraining scenes, and at their reconstructions by both ToyWorld autoencoders. Known limits:
+a face wearing glasses over its patch looks like two dark eyes and is rejected; a blur that
+melts the dots into one pink spot is rejected, as a person would see no dots either.
 """
 
 from __future__ import annotations
@@ -36,12 +39,9 @@ from .subjects import SUBJECTS
 
 # ---- colour masks (on int arrays, 0-255) ------------------------------------------------------
 
-RED_MIN_R = 150  # red star: bright red ...
-RED_MAX_GB_RATIO = 0.3  # ... with green and blue each below 0.3 of red (brick: 0.3-0.55, orange: 0.57)
-LIGHT_MIN_GB = 150  # a dot on red: green and blue far above the star's own (about 40); high, so blurred dots stay apart
-MIN_DOT_RING_RED = 0.1  # share of the 2 px ring around a dot that is the star's red ...
-REDDISH_RATIO = 1.8  # ("reddish": red at least 1.8 times green and blue: pink blur yes, brown skin no)
-MIN_DOT_RING_REDDISH = 0.6  # ... and share of it that is reddish: a dot lies on the star, not beside it
+RED_MIN_R = 100  # the star's red, as drawn or blurred by a redraw: red channel at least this ...
+RED_RATIO = 1.8  # ... and at least 1.8 times green and blue (pink blur yes; brown skin 1.5, orange 1.75 no)
+LIGHT_MIN = 150  # a dot: every channel at least this (the star's green and blue are about 40)
 BLUE_MIN_B = 140  # blue cube: strongly blue ...
 BLUE_MIN_B_MINUS_R = 110  # ... and far bluer than the sky's top and the water
 BLUE_MIN_B_MINUS_G = 95
@@ -59,6 +59,8 @@ DARK_MAX = 75  # the eyepatch: every channel below this
 # ---- evidence thresholds ---------------------------------------------------------------------
 
 MIN_OBJECT_PIXELS = 80  # an object smaller than this (of 4,096) is not looked at
+STAR_CLOSE = 1  # px of closing that joins the red between the dots into one star
+MIN_DOT_RING_RED = 0.6  # share of the 2 px ring around a dot that is red: a dot lies on the star, not beside it
 DOT_MIN_PEAK = 170  # a dot's lightest pixel has green and blue this high (a red ball's highlight: below 165)
 MIN_DOT_PIXELS = 3  # a dot covers at least this many pixels ...
 MAX_DOT_PIXELS = 45  # ... and at most this many (a dot has radius about 2 px at 64 px) ...
@@ -109,7 +111,7 @@ def _channels(img: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 def red_mask(img: np.ndarray) -> np.ndarray:
     """Pixels of the dotted star's red."""
     r, g, b = _channels(img)
-    return (r >= RED_MIN_R) & (g <= RED_MAX_GB_RATIO * r) & (b <= RED_MAX_GB_RATIO * r)
+    return (r >= RED_MIN_R) & (r >= RED_RATIO * g) & (r >= RED_RATIO * b)
 
 
 def blue_mask(img: np.ndarray) -> np.ndarray:
@@ -187,27 +189,29 @@ def hull_region(mask: np.ndarray, min_part: int = 8) -> np.ndarray:
 # ---- the four checks -------------------------------------------------------------------------
 
 
-def _is_dot(blob: np.ndarray, img: np.ndarray, red: np.ndarray, reddish: np.ndarray) -> bool:
-    """Whether a light blob is one of the star's dots: small, round, bright at its core and ringed by red."""
+def _is_dot(blob: np.ndarray, img: np.ndarray, red: np.ndarray, star: np.ndarray) -> bool:
+    """Whether a light blob is one of the star's dots: small, round, bright at its core, on the star."""
     rows, cols = np.nonzero(blob)
     h, w = np.ptp(rows) + 1, np.ptp(cols) + 1
     if not MIN_DOT_PIXELS <= len(rows) <= MAX_DOT_PIXELS or max(h, w) > MAX_DOT_ASPECT * min(h, w):
         return False
-    if img[..., 1:][blob].min(axis=1).max() < DOT_MIN_PEAK:
+    if img[..., 1:][blob].min(axis=1).max() < DOT_MIN_PEAK or star[blob].mean() < 0.5:
         return False
-    ring = ndimage.binary_dilation(blob, iterations=2) & ~blob  # on the star, not in a gap between arms
-    return red[ring].mean() >= MIN_DOT_RING_RED and reddish[ring].mean() >= MIN_DOT_RING_REDDISH
+    ring = ndimage.binary_dilation(blob, iterations=2) & ~blob
+    return red[ring].mean() >= MIN_DOT_RING_RED
 
 
 def check_dotted_star(img: np.ndarray) -> FeatureCheck:
-    """Light dots on the red star: counts the dot-like light blobs inside the red pixels' hull."""
+    """Light dots on the red star: counts the dot-like light blobs on the largest red object.
+
+    Light blobs are found in the whole image, so a background's light lines (mortar, wave crests)
+    stay long connected shapes and are not mistaken for dots where the star's outline cuts them.
+    """
     red = red_mask(img)
-    r, g, b = _channels(img)
-    reddish = (r >= REDDISH_RATIO * g) & (r >= REDDISH_RATIO * b)
-    light = hull_region(red) & (g >= LIGHT_MIN_GB) & (b >= LIGHT_MIN_GB) & (r >= LIGHT_MIN_GB)
-    labels, n = ndimage.label(light)
-    dots = sum(_is_dot(labels == k, img, red, reddish) for k in range(1, n + 1))
-    size = int(red.sum())
+    star = hull_region(largest_region(red, close=STAR_CLOSE))
+    labels, n = ndimage.label((img >= LIGHT_MIN).all(axis=2))
+    dots = sum(_is_dot(labels == k, img, red, star) for k in range(1, n + 1))
+    size = int(star.sum())
     visible = size >= MIN_OBJECT_PIXELS and dots >= MIN_DOTS
     return FeatureCheck("dotted_star", visible, {"object_pixels": size, "dots": int(dots)})
 
