@@ -89,6 +89,7 @@ def test_cohen_kappa():
     assert fc.cohen_kappa(5, 0, 0, 5) == 1.0
     assert fc.cohen_kappa(0, 5, 5, 0) == -1.0
     assert fc.cohen_kappa(2, 2, 2, 2) == 0.0
+    assert fc.cohen_kappa(0, 46, 0, 10) == 0.0  # the pixels say no to all: no agreement beyond chance
     assert math.isnan(fc.cohen_kappa(4, 0, 0, 0))  # both say yes to everything: chance explains it all
     assert math.isnan(fc.cohen_kappa(0, 0, 0, 0))
 

@@ -295,7 +295,7 @@ def cohen_kappa(both_yes: int, evaluator_only: int, pixel_only: int, both_no: in
     observed = (both_yes + both_no) / n
     yes_a, yes_b = (both_yes + evaluator_only) / n, (both_yes + pixel_only) / n
     chance = yes_a * yes_b + (1 - yes_a) * (1 - yes_b)
-    return float("nan") if chance >= 1 else (observed - chance) / (1 - chance)
+    return float("nan") if chance >= 1 else round((observed - chance) / (1 - chance), 12) + 0.0  # never -0.0
 
 
 def agreement(images: list, subject: str, model=None) -> dict:
