@@ -28,14 +28,19 @@ melts the dots into one pink spot is rejected, as a person would see no dots eit
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image
 from scipy import ndimage
+from scipy.spatial import ConvexHull, QhullError
 
 from ..stats import share
 from . import world
 from .subjects import SUBJECTS
+
+if TYPE_CHECKING:  # the evaluator needs torch; the pixel checks do not
+    from .evaluator import Evaluator
 
 # ---- colour masks (on int arrays, 0-255) ------------------------------------------------------
 
@@ -89,7 +94,7 @@ class FeatureCheck:
         return f"{self.subject}: {'feature visible' if self.visible else 'no feature'} ({facts})"
 
 
-def to_array(image) -> np.ndarray:
+def to_array(image: Image.Image | np.ndarray) -> np.ndarray:
     """A PIL image or an ``(h, w, 3)`` array as an int ``(64, 64, 3)`` array in 0..255."""
     if not isinstance(image, Image.Image):
         arr = np.asarray(image)
@@ -169,8 +174,6 @@ def largest_region(mask: np.ndarray, close: int = 1) -> np.ndarray:
 
 def hull_region(mask: np.ndarray, min_part: int = 8) -> np.ndarray:
     """The convex hull of the parts of ``mask`` with at least ``min_part`` pixels (empty if too few)."""
-    from scipy.spatial import ConvexHull, QhullError
-
     labels, n = ndimage.label(mask)
     sizes = ndimage.sum_labels(mask, labels, range(1, n + 1)) if n else np.array([])
     keep = np.isin(labels, 1 + np.flatnonzero(sizes >= min_part))
@@ -272,7 +275,7 @@ CHECKS = {
 }
 
 
-def check(image, subject: str) -> FeatureCheck:
+def check(image: Image.Image | np.ndarray, subject: str) -> FeatureCheck:
     """Whether ``subject``'s feature is visible in one image, and the evidence.
 
     Args:
@@ -298,7 +301,7 @@ def cohen_kappa(both_yes: int, evaluator_only: int, pixel_only: int, both_no: in
     return float("nan") if chance >= 1 else round((observed - chance) / (1 - chance), 12) + 0.0  # never -0.0
 
 
-def agreement(images: list, subject: str, model=None) -> dict:
+def agreement(images: list, subject: str, model: Evaluator | None = None) -> dict:
     """How often the evaluator's subject decision and the pixel check agree on ``images``.
 
     Args:
