@@ -1,0 +1,209 @@
+"""Is the evaluator's "subject" the feature a person sees? Its decisions against a direct pixel check.
+
+For every ToyWorld subject, the evaluator's subject head (``metrics.predict``) and the hand-written
+pixel check of ``helpers/toyworld/feature_check.py`` (white dots on the red star, yellow checks on
+the blue cube, white bands on the green ball, a patch over one eye) judge the same images:
+
+(a) fresh renders: the subject, and the same object without its feature, half and half;
+(b) the same renders encoded and decoded by the shipped model's autoencoder
+    (``data/toyworld/model/vae``) and by the broad one (``data/toyworld/autoencoder``);
+(c) with ``--runs HOME``: generations of finished DreamBooth runs under ``HOME/train/`` (one per
+    subject, sampled like the findings: instance, context and attribute prompts, and the plain
+    class prompt, seeds 0-7).
+
+It prints a table and writes ``benchmarks/results/feature_agreement.md``.
+
+    python benchmarks/feature_agreement.py                      # (a) and (b), about a minute
+    python benchmarks/feature_agreement.py --runs runs           # (c) too, from a course home
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import numpy as np
+
+RESULTS = Path(__file__).resolve().parent / "results"
+FRESH = 7_200_000  # render seeds used neither by the tests nor while the thresholds were chosen
+AUTOENCODERS = {"shipped model's VAE": "model", "broad autoencoder": "autoencoder"}
+
+
+def featureless(name: str, seed: int, background: str) -> dict:
+    """The subject's class, colour and details without its pattern or eyepatch."""
+    from helpers.toyworld import subjects, world
+
+    subject = subjects.SUBJECTS[name]
+    attrs = {k: v for k, v in subject.attrs.items() if k not in ("colour", "pattern", "mark")}
+    return world.make_scene(subject.cls, subject.attrs["colour"], background, seed=seed, **attrs)
+
+
+def renders(name: str, n: int) -> np.ndarray:
+    """``n`` renders of the subject then ``n`` of the same object without its feature, every background."""
+    from helpers.toyworld import subjects, world
+
+    bgs = world.BACKGROUNDS
+    with_feature = [subjects.subject_scene(name, FRESH + i, bgs[i % len(bgs)]) for i in range(n)]
+    without = [featureless(name, FRESH + n + i, bgs[i % len(bgs)]) for i in range(n)]
+    return np.stack([np.asarray(world.render(s)) for s in with_feature + without])
+
+
+def run_subject(run: Path) -> str | None:
+    """The subject a run folder was trained on (its ``instance_data_dir``'s name), if it is a ToyWorld one."""
+    import yaml
+
+    from helpers.toyworld.subjects import SUBJECTS
+
+    config = run / "config.yaml"
+    if not config.exists():
+        return None
+    name = Path(yaml.safe_load(config.read_text()).get("instance_data_dir", "")).name
+    return name if name in SUBJECTS else None
+
+
+def finished_runs(home: Path, per_subject: int) -> list[tuple[str, Path]]:
+    """Up to ``per_subject`` finished runs (``done.json`` and model weights saved) per subject under ``home/train``."""
+    from helpers.home import DONE_NAME
+
+    found: dict[str, list[Path]] = {}
+    for run in sorted((home / "train").glob("*")):
+        name = run_subject(run)
+        if name and (run / DONE_NAME).exists() and (run / "unet").is_dir() and (run / "model_index.json").exists():
+            found.setdefault(name, []).append(run)
+    return [(name, run) for name, runs in found.items() for run in runs[:per_subject]]
+
+
+def describe_run(run: Path) -> str:
+    """One line on how a run was trained, from its ``config.yaml``."""
+    import yaml
+
+    c = yaml.safe_load((run / "config.yaml").read_text())
+    return (f"run {run.name}: {c.get('max_train_steps')} steps at learning rate {c.get('learning_rate', 0):.1e}, "
+            f"prior preservation {c.get('with_prior_preservation')}, text encoder trained {c.get('train_text_encoder')}")
+
+
+def run_samples(run: Path, name: str, seeds: int) -> dict[str, list]:
+    """A run's generations for the findings' prompts, split into subject prompts and the class prompt."""
+    from helpers import findings
+    from helpers.training import load_trained_pipeline
+
+    pipe = load_trained_pipeline(run)
+    pipe.set_progress_bar_config(disable=True)
+    prompts = findings.scoring_prompts(name)
+    images = findings.sample(pipe, [p for ps in prompts.values() for p in ps], findings.Sampling(seeds=tuple(range(seeds))))
+    subject = [im for role in ("instance", "context", "attribute") for p in prompts[role] for im in images[p]]
+    return {"subject prompts": subject, "class prompt": images[prompts["class"][0]]}
+
+
+def row(set_name: str, result: dict) -> dict:
+    """One table row from :func:`helpers.toyworld.feature_check.agreement`'s result."""
+    keep = ("subject", "images", "both_yes", "both_no", "evaluator_only", "pixel_only", "agreement", "kappa",
+            "evaluator_yes", "pixel_yes")
+    return {"set": set_name, **{k: result[k] for k in keep}}
+
+
+def pooled(set_name: str, rows: list[dict]) -> dict:
+    """The counts of several rows added up, with the agreement and kappa of the sum."""
+    from helpers.stats import share
+    from helpers.toyworld.feature_check import cohen_kappa
+
+    c = {k: sum(r[k] for r in rows) for k in ("images", "both_yes", "both_no", "evaluator_only", "pixel_only")}
+    n = c["images"]
+    return {
+        "set": set_name, "subject": "all", **c,
+        "agreement": share(c["both_yes"] + c["both_no"], n),
+        "kappa": cohen_kappa(c["both_yes"], c["evaluator_only"], c["pixel_only"], c["both_no"]),
+        "evaluator_yes": share(c["both_yes"] + c["evaluator_only"], n),
+        "pixel_yes": share(c["both_yes"] + c["pixel_only"], n),
+    }
+
+
+def markdown(rows: list[dict]) -> str:
+    """The rows as a markdown table; every share with its count and Wilson 95% interval."""
+    head = ("| images | subject | n | both yes | both no | evaluator only | pixels only | agreement [95%] "
+            "| kappa | evaluator says subject | pixels show feature |\n|---|---|---:|---:|---:|---:|---:|---|---:|---:|---:|\n")
+
+    def pct(e) -> str:
+        return f"{e.value:.2f} [{e.low:.2f}, {e.high:.2f}]"
+
+    lines = [
+        f"| {r['set']} | {r['subject']} | {r['images']} | {r['both_yes']} | {r['both_no']} | {r['evaluator_only']} "
+        f"| {r['pixel_only']} | {pct(r['agreement'])} | {r['kappa']:.2f} | {r['evaluator_yes'].value:.2f} "
+        f"| {r['pixel_yes'].value:.2f} |"
+        for r in rows
+    ]
+    return head + "\n".join(lines) + "\n"
+
+
+def measure(n: int, home: Path | None, seeds: int, per_subject: int) -> tuple[list[dict], list[str]]:
+    """Every row of the table, and notes on what was left out."""
+    from helpers.paths import DATA_DIR
+    from helpers.toyworld import autoencoder as ae
+    from helpers.toyworld.feature_check import agreement
+    from helpers.toyworld.subjects import SUBJECTS
+
+    rows, notes = [], []
+    base = {name: renders(name, n) for name in SUBJECTS}
+    sets = {"renders": base}
+    for label, folder in AUTOENCODERS.items():
+        path = DATA_DIR / "toyworld" / folder
+        if not path.exists():
+            notes.append(f"{label}: no folder {path.relative_to(DATA_DIR.parent)}, skipped")
+            continue
+        vae = ae.load_vae(path)
+        sets[f"renders through the {label}"] = {name: ae.reconstruct(vae, x) for name, x in base.items()}
+    for set_name, images in sets.items():
+        part = [row(set_name, agreement(list(images[name]), name)) for name in SUBJECTS]
+        rows += part + [pooled(set_name, part)]
+    if home is None:
+        notes.append("DreamBooth generations: not measured (no --runs given)")
+        return rows, notes
+    runs = finished_runs(home, per_subject)
+    if runs:
+        notes.append("DreamBooth rows: each run's own saved pipeline (its UNet, text encoder and VAE); subject "
+                     "prompts are the instance, context and attribute prompts of helpers.findings.scoring_prompts")
+    else:
+        notes.append(f"DreamBooth generations: no finished run under {home}/train, skipped")
+    for name, run in runs:
+        notes.append(describe_run(run) + f"; sampled with seeds 0-{seeds - 1} per prompt, 25 steps, guidance 7.5")
+        for role, images in run_samples(run, name, seeds).items():
+            rows.append(row(f"run {run.name}, {role}", agreement(images, name)))
+    return rows, notes
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Measure, print and write the table."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=24, help="renders per subject with its feature, and as many without")
+    parser.add_argument("--runs", type=Path, default=None, help="a course home whose train/ holds finished runs")
+    parser.add_argument("--per-subject", type=int, default=1, help="finished runs scored per subject")
+    parser.add_argument("--seeds", type=int, default=8, help="sampling seeds per prompt for the runs")
+    parser.add_argument("--out", type=Path, default=RESULTS / "feature_agreement.md")
+    args = parser.parse_args(argv)
+    t0 = time.perf_counter()
+    rows, notes = measure(args.n, args.runs, args.seeds, args.per_subject)
+    table = markdown(rows)
+    text = (
+        "# The evaluator's subject decisions against a direct pixel check\n\n"
+        "Each image is judged twice: by the evaluator's subject head (is it the subject?) and by the pixel "
+        "check of `helpers/toyworld/feature_check.py` (is the subject's feature visible?). *Agreement* is the "
+        "share of images on which both say the same, with its Wilson 95% interval and n; kappa is Cohen's "
+        f"(agreement beyond chance; nan where one rater says the same of every image). Renders: {args.n} of each "
+        f"subject and {args.n} of the same object without its feature (seeds from {FRESH}, every background "
+        "in turn); the autoencoder rows are those same renders encoded and decoded.\n\n"
+        + table + "\n" + "".join(f"- {note}\n" for note in notes)
+        + f"\n`python benchmarks/feature_agreement.py{' --runs HOME' if args.runs else ''}`; "
+        f"{time.perf_counter() - t0:.0f} s.\n"
+    )
+    print(table)
+    for note in notes:
+        print(note)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(text)
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
