@@ -32,11 +32,18 @@ def previous_sampling(out: str) -> dict | None:
 
 
 def save(out: Path, done: dict, sampling, train_seed: int) -> None:
-    """Write the scored experiments as JSON and markdown (verdicts judged afresh)."""
+    """Write the scored experiments as JSON and markdown (verdicts judged afresh).
+
+    What is on disk now is read again first, so two processes that score different
+    experiments into the same file keep each other's results.
+    """
     import torch
 
     from helpers import findings
 
+    path = out.with_suffix(".json")
+    on_disk = {f["key"]: f for f in json.loads(path.read_text()).get("findings", [])} if path.exists() else {}
+    done = {**on_disk, **done}
     ordered = [findings.Finding(**done[k]) for k in findings.EXPERIMENTS if k in done]
     for f in ordered:
         f.verdict, f.notes = findings.judge(f.key, f.arms)
@@ -103,17 +110,16 @@ def main(argv: list[str] | None = None) -> int:
     if args.rejudge and previous_sampling(args.out):
         sampling = findings.Sampling(**{**previous_sampling(args.out), "seeds": tuple(previous_sampling(args.out)["seeds"])})
     out = Path(args.out + (f"_seed{args.train_seed}" if args.train_seed else ""))
-    previous = json.loads(out.with_suffix(".json").read_text()) if out.with_suffix(".json").exists() else {}
-    done = {f["key"]: f for f in previous.get("findings", [])}
     keys = [] if args.rejudge else args.only or list(findings.EXPERIMENTS)
     t0 = time.perf_counter()
+    scored = {}  # only what this process scored is written over what is on disk
     for key in keys:
         print(f"== {key}", flush=True)
         finding = findings.run_experiment(key, sampling, seed=args.train_seed)
-        done[key] = dataclasses.asdict(finding)
+        scored[key] = dataclasses.asdict(finding)
         print(findings.markdown([finding]), flush=True)
-        save(out, done, sampling, args.train_seed)  # after each experiment: an interruption keeps what is scored
-    save(out, done, sampling, args.train_seed)
+        save(out, scored, sampling, args.train_seed)  # after each experiment: an interruption keeps what is scored
+    save(out, scored, sampling, args.train_seed)
     print(f"wrote {out.with_suffix('.md').name} and .json in {(time.perf_counter() - t0) / 60:.1f} min")
     return 0
 
