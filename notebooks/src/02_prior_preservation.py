@@ -221,11 +221,13 @@ elif MY_PROMPT:
 #   with it. On objects it mattered much less.
 # - For faces the study's recipe, in the course's summary: more steps (800 to 1200 at batch
 #   size 2), a low learning rate (1e-6), prior preservation on.
-# - ToyWorld (`cpu`) shows language drift as a number: without prior preservation every
-#   without prior preservation 0.38 of the images of "a photo of a face" showed the eyepatch
-#   face; with it 0.12, no more than before training. The price on ToyWorld: the subject was
-#   learned less often (subject fidelity 0.75 without, 0.33 with;
-#   `benchmarks/results/toyworld_findings.md`).
+# - ToyWorld (`cpu`) shows language drift as a number. Over three training seeds, without
+#   prior preservation 0.62 [0.33, 0.88] of the images of "a photo of a face" showed the
+#   eyepatch face; with it 0.08 [0.00, 0.21], about as before training (24 images each, 95%
+#   intervals; the difference, +0.54 [+0.21, +0.83], is clear). One seed alone can mislead:
+#   without prior preservation the three runs drifted 0.38, 0.75 and 0.75. The price on
+#   ToyWorld: the subject was recognised less often (0.76 without, 0.37 with, 144 images
+#   each; README, "The study's findings, measured").
 # - Train only on faces of people who agreed to it.
 #
 # ## Exercises

@@ -203,9 +203,12 @@ else:
 #   with about 100 steps.
 # - Newer samplers (DPM-Solver++, UniPC) give comparable images in far fewer steps, and time
 #   per image is set by the number of steps.
-# - On ToyWorld (`cpu`) the kit's findings table agrees: at 25 steps PNDM and LMSDiscrete
-#   draw the unseen colour in "a purple sks star" in 0.12 and 0.00 of the images, DDIM in
-#   0.88; with 50 steps both catch up most of the way (0.62 and 0.88, DDIM 0.75).
+# - On ToyWorld (`cpu`) the kit's findings table (three training seeds) agrees against PNDM:
+#   at 25 steps PNDM and LMSDiscrete draw the unseen colour in "a purple sks star" in 0.08
+#   and 0.04 of the images, DDIM in 0.96 (24 images each); with 50 steps they catch up part
+#   of the way (0.58 and 0.75, DDIM 0.92). Over all prompts and both step counts DDIM beats
+#   PNDM clearly (+0.12 [+0.04, +0.21]); against LMSDiscrete the difference (+0.04
+#   [-0.00, +0.09]) could be chance.
 #
 # ## Exercises
 # 1. Set `OVERFIT_RUN = (2e-6, 400)` (the well-trained low-LR run of notebook 01). Do the
