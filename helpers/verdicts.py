@@ -70,9 +70,11 @@ def compare(rows_a: Sequence[dict], rows_b: Sequence[dict], *measures: str) -> E
     return stats.clustered_difference(*groups)
 
 
-def _said(name: str, diff: Estimate, runs: int) -> str:
+def _said(name: str, diff: Estimate, runs: int, measures: Sequence[str] = ()) -> str:
     lo, hi = diff.low, diff.high
-    return (f"{name} {diff.value:+.2f} [{lo:+.2f}, {hi:+.2f}], n={diff.n[0]} vs {diff.n[1]} images "
+    # subject fidelity is judged on the context images too: together they count judgements, not images
+    unit = "judgements" if "subject_fidelity" in measures and len(measures) > 1 else "images"
+    return (f"{name} {diff.value:+.2f} [{lo:+.2f}, {hi:+.2f}], n={diff.n[0]} vs {diff.n[1]} {unit} "
             f"over {runs} run{'s' if runs > 1 else ''} each")
 
 
@@ -94,7 +96,7 @@ def judge(f: SeededFinding) -> SeededFinding:
         diff = compare(rows_a, rows_b, *measures)
         v = stats.verdict(diff, expected)
         verdicts.append(v)
-        notes.append(f"{_said(name, diff, runs)}: {v}")
+        notes.append(f"{_said(name, diff, runs, measures)}: {v}")
 
     if f.key == "learning_rate":
         for name in sorted({label.split(":")[0] for label in a}):
@@ -133,7 +135,7 @@ def judge(f: SeededFinding) -> SeededFinding:
         diff = compare(a["EMA weights"], a["raw weights"], "subject_fidelity", "context_fidelity")
         v = stats.verdict(diff, +1)
         # the study found little difference: no clear difference is what it predicts
-        notes.append(f"{_said('subject and context hits, EMA - raw weights', diff, runs)}: "
+        notes.append(f"{_said('subject and context hits, EMA - raw weights', diff, runs, ('subject_fidelity', 'context_fidelity'))}: "
                      + ("no clear difference, as the study found" if v == stats.NO_CLEAR_DIFFERENCE
                         else "a clear difference, which the study did not see"))
         verdicts.append("agrees" if v == stats.NO_CLEAR_DIFFERENCE else "disagrees")
