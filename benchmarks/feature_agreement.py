@@ -64,7 +64,7 @@ def run_subject(run: Path) -> str | None:
 
 def finished_runs(home: Path, per_subject: int) -> list[tuple[str, Path]]:
     """Up to ``per_subject`` finished runs (``done.json`` and model weights saved) per subject under ``home/train``."""
-    from helpers.home import DONE_NAME
+    from helpers.runs import DONE_NAME
 
     found: dict[str, list[Path]] = {}
     for run in sorted((home / "train").glob("*")):

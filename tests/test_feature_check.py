@@ -108,3 +108,24 @@ def test_agreement_counts_add_up():
     assert result["pixel_yes"].value == pytest.approx(6 / 16)
     line = fc.format_agreement(result)
     assert name in line and f"n={len(images)}" in line
+
+
+def test_the_agreement_benchmark_finds_only_finished_toyworld_runs(tmp_path):
+    import importlib.util
+    import json
+    from pathlib import Path
+
+    import yaml
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "feature_agreement.py"
+    spec = importlib.util.spec_from_file_location("feature_agreement", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    for name, done in (("a", True), ("b", False)):
+        run = tmp_path / "train" / name
+        (run / "unet").mkdir(parents=True)
+        (run / "model_index.json").write_text("{}")
+        (run / "config.yaml").write_text(yaml.safe_dump({"instance_data_dir": "data/toyworld/subjects/dotted_star"}))
+        if done:
+            (run / "done.json").write_text(json.dumps({"hash": "x"}))
+    assert bench.finished_runs(tmp_path, 2) == [("dotted_star", tmp_path / "train" / "a")]
