@@ -165,7 +165,8 @@ if widgets_enabled() and table is not None:
 
 # %%
 comparison = sample_runs(folders, prompts, seeds, profile.num_inference_steps, profile.resolution, scheduler=sampler)
-grid = comparison.grid(title=f"{subject.name}: {steps_here} steps, {scheduler_name(sampler)}, seeds {seeds} left to right")
+grid = comparison.grid(title=f"{subject.name}: {steps_here} steps, {scheduler_name(sampler)}, seeds {seeds} left to right",
+                       photos=photos)
 path = save_image(grid, runs_dir() / "figures", "01_lr_comparison", subject=subject.name, seed=SEED,
                   steps=steps_here, sampler=sampler)
 fig = comparison.show(title=f"high vs low learning rate, {subject.name}, seeds {seeds}", photos=photos)

@@ -152,7 +152,7 @@ path = save_plot(fig, "02_loss", subject=subject.name, seed=SEED, steps=with_pri
 # %%
 comparison = sample_runs(folders, prompts, seeds, profile.num_inference_steps, profile.resolution, scheduler=sampler)
 title = f"{subject.name}: {with_prior.max_train_steps} steps, LR {with_prior.learning_rate:.0e}, seeds {seeds}"
-path = save_image(comparison.grid(title=title), runs_dir() / "figures", "02_prior_comparison", subject=subject.name,
+path = save_image(comparison.grid(title=title, photos=photos), runs_dir() / "figures", "02_prior_comparison", subject=subject.name,
                   seed=SEED, steps=with_prior.max_train_steps, sampler=sampler)
 fig = comparison.show(title=f"without vs with prior preservation, {subject.name}", photos=photos)
 print(score_comparison(subject, comparison, name="02_prior_preservation"))
@@ -172,7 +172,7 @@ print(score_comparison(subject, comparison, name="02_prior_preservation"))
 drift_runs = {"base model": settings.pretrained_model_name_or_path, **folders}
 drift = sample_runs(drift_runs, [subject.class_prompt], seeds, profile.num_inference_steps, profile.resolution,
                     scheduler=sampler)
-path = save_image(drift.grid(title=f"'{subject.class_prompt}', seeds {seeds}", arms_as="rows"),
+path = save_image(drift.grid(title=f"'{subject.class_prompt}', seeds {seeds}", arms_as="rows", photos=photos),
                   runs_dir() / "figures", "02_language_drift", subject=subject.name, seed=SEED,
                   steps=with_prior.max_train_steps)
 fig = drift.show(title=f"'{subject.class_prompt}' after each run", arms_as="rows", photos=photos)

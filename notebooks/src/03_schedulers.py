@@ -135,7 +135,7 @@ else:
 study = compare_schedulers(pipe, prompt, STUDY_SCHEDULERS, inference_steps, seeds, resolution=profile.resolution)
 comparison = scheduler_comparison(study, prompt)
 title = f"'{prompt}', overfit run (study LR {lr:.0e}, {steps} steps), seeds {seeds}"
-path = save_image(comparison.grid(title=title, arms_as="rows"), runs_dir() / "figures", "03_study_schedulers",
+path = save_image(comparison.grid(title=title, arms_as="rows", photos=photos), runs_dir() / "figures", "03_study_schedulers",
                   subject=subject.name, seed=SEED, steps=f"{inference_steps[0]}-{inference_steps[1]}")
 fig = comparison.show(title="the study's schedulers, same starting noise", arms_as="rows", photos=photos)
 print(score_comparison(subject, comparison, name="03_schedulers"))
@@ -154,7 +154,7 @@ print(score_comparison(subject, comparison, name="03_schedulers"))
 # %%
 newer = compare_schedulers(pipe, prompt, NEWER, inference_steps, seeds, resolution=profile.resolution)
 comparison_newer = scheduler_comparison(newer, prompt)
-path = save_image(comparison_newer.grid(title=title, arms_as="rows"), runs_dir() / "figures", "03_newer_schedulers",
+path = save_image(comparison_newer.grid(title=title, arms_as="rows", photos=photos), runs_dir() / "figures", "03_newer_schedulers",
                   subject=subject.name, seed=SEED, steps=f"{inference_steps[0]}-{inference_steps[1]}")
 fig = comparison_newer.show(title="newer schedulers, same starting noise", arms_as="rows", photos=photos)
 print(score_comparison(subject, comparison_newer, name="03_newer_samplers"))

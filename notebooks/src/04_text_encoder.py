@@ -152,7 +152,7 @@ path = save_plot(fig, "04_loss", subject=subject.name, seed=SEED, steps=steps_he
 # %%
 comparison = sample_runs(folders, prompts, seeds, profile.num_inference_steps, profile.resolution)
 title = f"{subject.name}: frozen vs trained text encoder, {steps_here} steps, seeds {seeds}"
-grid = comparison.grid(title=title)
+grid = comparison.grid(title=title, photos=photos)
 path = save_image(grid, runs_dir() / "figures", "04_text_encoder", subject=subject.name, seed=SEED,
                   steps=steps_here)
 fig = comparison.show(title=title, photos=photos)

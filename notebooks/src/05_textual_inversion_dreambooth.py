@@ -204,7 +204,7 @@ comparison = Comparison({k: generations[k] for k in order}, prompts, seeds)
 
 # %%
 title = f"{subject.name}: four ways to teach the face, seeds {seeds}"
-grid = comparison.grid(title=title)
+grid = comparison.grid(title=title, photos=photos)
 path = save_image(grid, runs_dir() / "figures", "05_ti_dreambooth", subject=subject.name, seed=SEED,
                   ti_steps=ti_config.max_train_steps, db_steps=ti_db.config.max_train_steps)
 fig = comparison.show(title=title, photos=photos)

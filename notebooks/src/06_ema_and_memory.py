@@ -111,7 +111,7 @@ avg = sample_runs({"with EMA": run.output_dir}, prompts, seeds, profile.num_infe
                   ema=True)
 comparison = Comparison({**raw.generations, **avg.generations}, prompts, seeds)
 title = f"{subject.name}: {config.max_train_steps} steps, with and without EMA, seeds {seeds}"
-grid = comparison.grid(title=title)
+grid = comparison.grid(title=title, photos=photos)
 path = save_image(grid, runs_dir() / "figures", "06_ema", subject=subject.name, seed=SEED, steps=config.max_train_steps)
 fig = comparison.show(title=title, photos=photos)
 print(score_comparison(subject, comparison, name="06_ema"))

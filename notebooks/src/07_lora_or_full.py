@@ -124,7 +124,7 @@ print(f"seconds per step: median over the {results['full'].config.max_train_step
 # %%
 comparison = sample_runs(runs, prompts, seeds, profile.num_inference_steps, profile.resolution)
 title = f"{subject.name}: full vs LoRA rank {RANK}, seeds {seeds}"
-path = save_image(comparison.grid(title=title), runs_dir() / "figures", "07_lora_or_full", subject=subject.name,
+path = save_image(comparison.grid(title=title, photos=photos), runs_dir() / "figures", "07_lora_or_full", subject=subject.name,
                   rank=RANK, seed=SEED)
 fig = comparison.show(title=title, photos=photos)
 print(score_comparison(subject, comparison, name="07_lora_or_full"))
