@@ -98,8 +98,9 @@ def reference_photos(subject: Subject) -> list[Image.Image]:
 # ------------------------------------------------------------------------------------- ToyWorld
 
 
-def _toyworld_row(subject: Subject, by_prompt: Mapping[str, Sequence[Image.Image]], references: list,
+def _toyworld_row(subject: Subject, by_prompt: Mapping[str, Sequence[Image.Image]], references,
                   class_prompt: str | None, seed: int) -> dict[str, Estimate]:
+    """One arm's ToyWorld measures; ``references`` are the subject photos' evaluator embeddings."""
     from .measures import within_prompt_distance
 
     own = [(im, p) for p, ims in by_prompt.items() if p != class_prompt for im in ims]
@@ -108,7 +109,7 @@ def _toyworld_row(subject: Subject, by_prompt: Mapping[str, Sequence[Image.Image
         images, prompts = [im for im, _ in own], [p for _, p in own]
         row["subject_fidelity"] = as_share(metrics.subject_fidelity(images, subject.name), len(images))
         embedded = metrics.embed(images)
-        row["subject_similarity"] = mean_of((embedded @ metrics.embed(references).T).mean(dim=1).tolist(), seed)
+        row["subject_similarity"] = mean_of((embedded @ references.T).mean(dim=1).tolist(), seed)
         row["prompt_fidelity"] = as_share(metrics.prompt_fidelity(images, prompts), len(images))
     drift = list(by_prompt.get(class_prompt, [])) if class_prompt is not None else []
     if drift:
@@ -161,7 +162,8 @@ def score_arms(subject: Subject, arms: Mapping[str, Mapping[str, Sequence[Image.
     except Exception as err:  # noqa: BLE001 - any unreadable folder: the note says which
         return ScoreTable(note=f"(no measures: the subject's photos could not be read: {err})")
     if is_toyworld(subject):
-        rows = {label: _toyworld_row(subject, by_prompt, references, class_prompt, seed)
+        embedded_refs = metrics.embed(references)  # once for every arm
+        rows = {label: _toyworld_row(subject, by_prompt, embedded_refs, class_prompt, seed)
                 for label, by_prompt in arms.items()}
         return ScoreTable(rows, "ToyWorld evaluator", TOYWORLD_HEADERS)
     from . import measures
