@@ -82,15 +82,11 @@ for label, c in configs.items():
 # state; the run folder keeps only them, plus the name of the base model.
 #
 # ## 2. Train both
-# A finished run with the same settings is reused. On a GPU the peak-memory counter is reset
-# before each run, so that each records its own peak.
+# A finished run with the same settings is reused. On a GPU each run records its own peak
+# memory (the trainer resets the counter when a run starts).
 
 # %%
-results = {}
-for label, c in configs.items():
-    if torch.cuda.is_available():
-        torch.cuda.reset_peak_memory_stats()
-    results[label] = train_dreambooth(c)
+results = {label: train_dreambooth(c) for label, c in configs.items()}
 runs = {label: r.output_dir for label, r in results.items()}
 note_runs_in_use("07", runs.values())  # the course home's clean-up keeps them
 
