@@ -58,6 +58,7 @@ def _train_evaluator(args: argparse.Namespace) -> int:
         lr=args.lr,
         pool=args.pool,
         redraw_dir=args.redraw,
+        pixel_labels=args.pixel_labels,
     )
     print(json.dumps({k: v for k, v in report.items() if k.startswith("accuracy")}, indent=2))
     return 0
@@ -150,6 +151,11 @@ def add_commands(sub) -> None:
     )
     p.add_argument("--lr", type=float, default=None)
     p.add_argument("--pool", type=int, default=None, help="renders in the training pool")
+    p.add_argument(
+        "--pixel-labels",
+        action="store_true",
+        help="label the --vae reconstructions by the pixel check: a subject whose feature was lost is 'none'",
+    )
     p.set_defaults(func=_train_evaluator)
 
     p = sub.add_parser("train-autoencoder", help="train the autoencoder on broad renders (resumes by itself)")

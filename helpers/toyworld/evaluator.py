@@ -236,6 +236,38 @@ def redraw(images: np.ndarray, scenes: list[dict], model_dir: str | Path, seed: 
     return out
 
 
+def label_by_pixels(
+    recon: np.ndarray, ys: dict[str, np.ndarray], scenes: list[dict]
+) -> tuple[np.ndarray, dict[str, np.ndarray], dict]:
+    """Subject labels for reconstructions, decided by the pixel check (:mod:`.feature_check`).
+
+    A reconstructed subject keeps its label only where the check still sees its feature; where
+    the autoencoder lost it, the image is labelled "none", as a person would call it. Recoloured
+    subjects are left out of the reconstructed copy, since the check finds objects by the
+    subject's own colour. Returns the kept images, their labels and counts for the report.
+    """
+    from . import feature_check
+
+    keep = np.ones(len(recon), bool)
+    subject = ys["subject"].copy()
+    counts = {"subjects": 0, "feature_kept": 0, "feature_lost": 0, "recoloured_left_out": 0}
+    for i, scene in enumerate(scenes):
+        name = scene.get("subject", "none")
+        if name == "none":
+            continue
+        counts["subjects"] += 1
+        if scene["colour"] != subjects.SUBJECTS[name].attrs["colour"]:
+            keep[i] = False
+            counts["recoloured_left_out"] += 1
+        elif feature_check.check(recon[i], name).visible:
+            counts["feature_kept"] += 1
+        else:
+            subject[i] = 0  # HEADS["subject"][0] is "none"
+            counts["feature_lost"] += 1
+    labels_out = {k: (subject if k == "subject" else v)[keep] for k, v in ys.items()}
+    return recon[keep], labels_out, counts
+
+
 def train(
     steps: int = 3000,
     batch: int = 64,
@@ -246,6 +278,7 @@ def train(
     vae=None,
     log_every: int = 200,
     redraw_model: str | Path | None = None,
+    pixel_labels: bool = False,
 ) -> tuple[Evaluator, dict]:
     """Train (or fine-tune) an evaluator on a pool of fresh renders; returns the model and facts.
 
@@ -256,6 +289,9 @@ def train(
             reads that model's generations as well as clean renders.
         redraw_model: if given, the pool also holds every render redrawn by this pipeline
             (:func:`redraw`), so the evaluator learns the model's own style.
+        pixel_labels: label the VAE's reconstructions by what they show (:func:`label_by_pixels`)
+            instead of by the scene they were rendered from, so that a reconstruction that lost
+            the subject's feature teaches "no subject", never "this distortion is the subject".
     """
     from tqdm.auto import tqdm
 
@@ -264,13 +300,21 @@ def train(
     stage = 2 if redraw_model is not None else 1 if vae is not None else 0
     first = STAGE_SEEDS[stage] + seed * pool  # fresh renders for each stage, never the evaluation's
     renders, ys = render_pool(first, pool)
-    copies = [renders]
+    copies, labels_of = [renders], [ys]
+    relabelled = None
     if vae is not None:
-        copies.append(reconstruct(renders, vae.eval()))
+        recon = reconstruct(renders, vae.eval())
+        if pixel_labels:
+            recon, recon_ys, relabelled = label_by_pixels(recon, ys, pool_scenes(first, pool))
+        else:
+            recon_ys = ys
+        copies.append(recon)
+        labels_of.append(recon_ys)
     if redraw_model is not None:
         copies.append(redraw(renders, pool_scenes(first, pool), redraw_model, seed))
+        labels_of.append(ys)
     images = np.concatenate(copies)
-    ys = {k: np.concatenate([v] * len(copies)) for k, v in ys.items()}
+    ys = {k: np.concatenate([y[k] for y in labels_of]) for k in ys}
     render_s = time.time() - t0
     x_all = torch.from_numpy(images).permute(0, 3, 1, 2)
     y_all = {k: torch.from_numpy(v) for k, v in ys.items()}
@@ -299,6 +343,7 @@ def train(
         "seed": seed,
         "through_vae": vae is not None,
         "redrawn_by": str(redraw_model) if redraw_model is not None else None,
+        "pixel_labels": relabelled,
         "fine_tuned": init is not None,
         "render_seconds": round(render_s, 1),
         "train_seconds": round(time.time() - t0 - render_s, 1),
@@ -338,6 +383,7 @@ def train_and_save(
     pool: int | None = None,
     redraw_dir: str | Path | None = None,
     n_redrawn_eval: int = 1000,
+    pixel_labels: bool = False,
 ) -> dict:
     """Train, measure accuracy on fresh renders (seeds never used in training) and save; returns the report.
 
@@ -349,6 +395,7 @@ def train_and_save(
         lr, pool: learning rate and pool size (defaults: 2e-3 and 20,000 from scratch; 5e-4 and 6,000 fine-tuning).
         redraw_dir: a pipeline folder whose img2img redraws of the renders join the training pool;
             accuracy is then also measured on ``n_redrawn_eval`` evaluation renders redrawn by it.
+        pixel_labels: label the reconstructions through ``vae_dir`` by the pixel check (see :func:`train`).
     """
     vae = None
     if vae_dir is not None:
@@ -369,6 +416,7 @@ def train_and_save(
         init=init,
         vae=vae,
         redraw_model=redraw_dir,
+        pixel_labels=pixel_labels,
     )
     images, ys = render_pool(EVAL_SEEDS, n_eval)
     report = {
