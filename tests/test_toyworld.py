@@ -92,6 +92,32 @@ def test_subject_fidelity_separates_subjects_from_random_renders(model):
         assert same > metrics.subject_similarity(randoms, instances, model) + 0.1
 
 
+@pytest.mark.parametrize("name", sorted(subjects.SUBJECTS))
+def test_subject_head_decides_from_the_feature(model, name):
+    """Fresh renders of a subject are recognised; the same objects without their feature are not."""
+    backgrounds = list(world.BACKGROUNDS)
+    scenes = [subjects.subject_scene(name, FRESH + 300 + i, backgrounds[i % len(backgrounds)]) for i in range(24)]
+    plain = [dict(s, pattern="none", mark="none", subject="none") for s in scenes]
+    assert metrics.subject_fidelity([world.render(s) for s in scenes], name, model) >= 0.9
+    assert metrics.subject_fidelity([world.render(s) for s in plain], name, model) <= 0.1
+
+
+def test_reconstructions_are_labelled_by_what_they_show():
+    """A reconstruction that lost the feature is labelled "none"; recoloured subjects are left out."""
+    scenes = [subjects.subject_scene(name, FRESH + 400, "plain") for name in sorted(subjects.SUBJECTS)]
+    scenes.append(world.sample_scene(FRESH + 401))
+    scenes.append(dict(subjects.subject_scene("dotted_star", FRESH + 402, "sky"), colour="blue"))
+    ys = {k: np.array([ev.labels(s)[k] for s in scenes]) for k in ev.HEADS}
+    ys["is_face"] = np.array([s["cls"] == "face" for s in scenes])
+    shown = [dict(s, pattern="none", mark="none") if i == 0 else s for i, s in enumerate(scenes)]  # first lost it
+    images = np.stack([np.asarray(world.render(s)) for s in shown])
+    kept, labels, counts = ev.label_by_pixels(images, ys, scenes)
+    assert len(kept) == len(scenes) - 1 and np.array_equal(kept, images[:-1])
+    assert labels["subject"][0] == 0 and list(labels["subject"][1:4]) == list(ys["subject"][1:4])
+    assert labels["subject"][4] == 0 and np.array_equal(labels["cls"], ys["cls"][:-1])
+    assert counts == {"subjects": 5, "feature_kept": 3, "feature_lost": 1, "recoloured_left_out": 1}
+
+
 def test_prompt_fidelity_and_diversity(model):
     scenes = [world.sample_scene(FRESH + 100 + i) for i in range(24)]
     images = [world.render(s) for s in scenes]

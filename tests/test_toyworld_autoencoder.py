@@ -157,16 +157,40 @@ def test_pretraining_can_start_from_a_trained_autoencoder(tmp_path):
 AUTOENCODER = TOY / "autoencoder"
 
 
+ERROR_GOAL = 8.0  # mean absolute error, 0-255, on every subject's photos and on fresh renders
+NOT_YET_MET = {  # measured above the goal; a strict xfail turns red the day they meet it
+    "checked_cube": "9.5 measured: the checkerboard's edges blur",
+    "striped_ball": "8.05 measured",
+}
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(not (AUTOENCODER / "config.json").exists(), reason="no trained autoencoder is committed")
-def test_committed_autoencoder_reconstructs_as_reported_and_better_than_the_shipped_one():
+def test_committed_autoencoder_reconstructs_as_reported_and_is_the_models():
+    import torch
+
     report = json.loads((AUTOENCODER / "report.json").read_text())
     measured = ae.autoencoder_error(AUTOENCODER, renders=100)
-    shipped = ae.autoencoder_error(TOY / "model", renders=0)
     for name in subjects.SUBJECTS:
         assert measured["subjects"][name]["mae"] == pytest.approx(report["subjects"][name]["mae"], abs=0.05)
-        assert measured["subjects"][name]["mae"] < 0.85 * shipped["subjects"][name]["mae"], name
     assert measured["renders"]["mae"] == pytest.approx(report["renders"]["mae"], abs=1.5)  # 100 of its 1,000
+    assert report["renders"]["mae"] <= ERROR_GOAL and report["renders"]["n"] == 1000
+    ours, models = ae.load_vae(AUTOENCODER).state_dict(), ae.load_vae(TOY / "model").state_dict()
+    assert ours.keys() == models.keys()
+    assert all(torch.equal(ours[k], models[k]) for k in ours), "the model was trained on another autoencoder"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "name",
+    [
+        pytest.param(n, marks=pytest.mark.xfail(strict=True, reason=NOT_YET_MET[n])) if n in NOT_YET_MET else n
+        for n in sorted(subjects.SUBJECTS)
+    ],
+)
+def test_shipped_autoencoder_draws_each_subject_within_the_goal(name):
+    err = ae.mean_abs_error(ae.load_vae(TOY / "model"), ae.subject_photos()[name])
+    assert err.mean() <= ERROR_GOAL, (name, err.round(2).tolist())
 
 
 def test_command_line_trains_and_measures(tmp_path, capsys):
