@@ -299,76 +299,24 @@ def ema(sampling: Sampling, name: str = OBJECT_SUBJECTS[0], seed: int = 0) -> Fi
 # ------------------------------------------------------------------------------------- verdicts
 
 
-def _fidelity(row: dict) -> float:
-    """Subject, context and attribute fidelity together (0 to 3): how well an arm does what it is asked."""
-    return row["subject_fidelity"] + row["context_fidelity"] + row["attribute_fidelity"]
+def judge(key: str, arms: dict[str, dict]) -> tuple[str, str]:
+    """The verdict of one experiment from one training seed's arms: ``(verdict, notes)``.
 
-
-def _prompt_fidelity(row: dict[str, float]) -> float:
-    """Prompt fidelity as the paper means it: the new contexts and the new attribute, weighed alike."""
-    return (row["context_fidelity"] + row["attribute_fidelity"]) / 2
-
-
-def judge(key: str, arms: dict[str, dict[str, float]]) -> tuple[str, str]:
-    """The verdict of one experiment from its measured arms: ``(verdict, notes)``.
-
-    Goals of the course ("met" / "not met") for the base model, learning rate and prior
-    preservation; for the other experiments whether ToyWorld agrees with the study.
+    The base model is judged by the course's goals on its held-out accuracy; every other
+    experiment as over several seeds (:func:`helpers.verdicts.judge`), here with one run per
+    arm: a verdict only where the interval of the difference between arms excludes zero.
     """
     if key == "base":
         acc = arms["held-out captions"]
         met = acc["cls"] >= 0.9 and acc["colour"] >= 0.8 and acc["background"] >= 0.8
         return ("met" if met else "not met"), (f"class {acc['cls']:.2f}, colour {acc['colour']:.2f}, "
                                                 f"background {acc['background']:.2f}")
-    if key == "learning_rate":
-        names = sorted({label.split(":")[0] for label in arms})
-        low = {n: arms[f"{n}: low LR 2e-6"] for n in names}
-        high = {n: arms[f"{n}: high LR 5e-6"] for n in names}
-        met = all(low[n]["subject_fidelity"] >= 0.7 and low[n]["context_fidelity"] >= 0.6 for n in names)
-        worse = [n for n in names if _prompt_fidelity(high[n]) < _prompt_fidelity(low[n])
-                 or high[n]["copying"] > low[n]["copying"]]
-        return ("met" if met and len(worse) == len(names) else "not met"), (
-            f"high LR follows new prompts less (or copies more) on {len(worse)} of {len(names)} objects; "
-            "prompt fidelity (context and attribute) high / low LR: "
-            + ", ".join(f"{n} {_prompt_fidelity(high[n]):.2f} / {_prompt_fidelity(low[n]):.2f}" for n in names) + "; "
-            f"low LR subject fidelity {min(r['subject_fidelity'] for r in low.values()):.2f}-"
-            f"{max(r['subject_fidelity'] for r in low.values()):.2f} (goal 0.7)")
-    if key == "steps":
-        names = sorted({label.split(":")[0] for label in arms})
-        seen = []
-        for n in names:
-            rows = [arms[f"{n}: {k} steps"] for k in (400, 800, 1600)]
-            likeness_first = max(r["subject_fidelity"] for r in rows[1:]) > rows[0]["subject_fidelity"]
-            seen.append(likeness_first and _prompt_fidelity(rows[-1]) < max(_prompt_fidelity(r) for r in rows))
-        notes = "; ".join(
-            f"{n}: subject " + "/".join(f"{arms[f'{n}: {k} steps']['subject_fidelity']:.2f}" for k in (400, 800, 1600))
-            + ", prompt " + "/".join(f"{_prompt_fidelity(arms[f'{n}: {k} steps']):.2f}" for k in (400, 800, 1600))
-            for n in names)
-        return ("agrees" if all(seen) else "mixed" if any(seen) else "disagrees"), notes
-    if key == "prior_preservation":
-        gap = arms["without prior"]["language_drift"] - arms["with prior"]["language_drift"]
-        return ("met" if gap >= 0.2 else "not met"), f"drift {gap:+.2f} without prior"
-    if key == "schedulers":
-        mean = {k: sum(_fidelity(arms[f"{k}, {n} steps"]) for n in (25, 50)) / 2 for k in ("pndm", "lms", "ddim")}
-        agrees = mean["ddim"] > max(mean["pndm"], mean["lms"])
-        return ("agrees" if agrees else "disagrees"), (
-            "subject + context + attribute fidelity, mean of 25 and 50 steps: "
-            + ", ".join(f"{k.upper()} {v:.2f}" for k, v in mean.items()))
-    if key == "text_encoder":
-        a, b = arms["frozen text encoder"], arms["text encoder trained"]
-        better = sum(b[k] >= a[k] for k in ("subject_fidelity", "attribute_fidelity"))
-        return {2: "agrees", 1: "mixed", 0: "disagrees"}[better], (
-            f"subject {a['subject_fidelity']:.2f} frozen vs {b['subject_fidelity']:.2f} trained; "
-            f"complex prompt {a['attribute_fidelity']:.2f} vs {b['attribute_fidelity']:.2f}")
-    if key == "textual_inversion":
-        score = {k: _fidelity(v) for k, v in arms.items()}
-        agrees = score["DreamBooth"] < score["TI + DreamBooth"] <= score["DreamBooth + text encoder"]
-        return ("agrees" if agrees else "disagrees"), (
-            "subject + context + attribute fidelity: " + ", ".join(f"{k} {v:.2f}" for k, v in score.items()))
-    if key == "ema":
-        gap = max(abs(arms["raw weights"][k] - arms["EMA weights"][k]) for k in ("subject_fidelity", "context_fidelity"))
-        return ("agrees" if gap <= 0.15 else "disagrees"), f"largest difference in subject or context fidelity {gap:.2f}"
-    raise KeyError(key)
+    from .verdicts import SeededFinding
+    from .verdicts import judge as judge_over_seeds
+
+    one_run = SeededFinding(key, "", {label: [row] for label, row in arms.items()}, [0])
+    judged = judge_over_seeds(one_run)
+    return judged.verdict, "; ".join(judged.notes)
 
 
 EXPERIMENTS = {

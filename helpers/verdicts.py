@@ -53,12 +53,17 @@ def per_image(row: dict, measure: str) -> list[float]:
     return list(row["per_image"][measure])
 
 
+def per_run(rows: Sequence[dict], measures: Sequence[str]) -> list[list[float]]:
+    """For each run (row), the per-image values of all ``measures`` in one list."""
+    return [[v for m in measures for v in per_image(r, m)] for r in rows]
+
+
 def pooled(rows: Sequence[dict], *measures: str) -> Estimate:
     """The measures' values pooled over images and runs (several share measures give one share of hits).
 
     One run's share gets the Wilson interval; anything pooled over runs, or a mean, the two-level bootstrap.
     """
-    values = [[v for m in measures for v in per_image(r, m)] for r in rows]
+    values = per_run(rows, measures)
     if len(rows) == 1 and all(m in SHARES for m in measures):
         return stats.share(int(sum(values[0])), len(values[0]))
     return stats.clustered_mean(values)
@@ -66,8 +71,7 @@ def pooled(rows: Sequence[dict], *measures: str) -> Estimate:
 
 def compare(rows_a: Sequence[dict], rows_b: Sequence[dict], *measures: str) -> Estimate:
     """``a - b`` of the pooled measures, runs paired by training seed, with its 95% interval."""
-    groups = [[[v for m in measures for v in per_image(r, m)] for r in rows] for rows in (rows_a, rows_b)]
-    return stats.clustered_difference(*groups)
+    return stats.clustered_difference(per_run(rows_a, measures), per_run(rows_b, measures))
 
 
 def _said(name: str, diff: Estimate, runs: int, measures: Sequence[str] = ()) -> str:

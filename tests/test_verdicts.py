@@ -85,3 +85,16 @@ def test_the_sweet_spot_agrees_when_likeness_rises_and_prompts_fall_with_steps()
             "ball: 1600 steps": row(subject=0.9, attribute=0.0, context=0.5)}
     (f,) = verdicts.from_records([record(0, "steps", arms)], keys=["steps"])
     assert f.verdict == "agrees" and len(f.notes) == 2
+
+
+def test_one_seeds_file_is_judged_by_the_same_rules_with_its_own_intervals():
+    from helpers import findings
+
+    clear = {"without prior": row(drift=1.0), "with prior": row(drift=0.0)}
+    verdict, notes = findings.judge("prior_preservation", clear)
+    assert verdict == "agrees" and "n=8 vs 8 images over 1 run each" in notes
+    small = {"without prior": row(drift=0.375), "with prior": row(drift=0.25)}  # 3 of 8 against 2 of 8
+    assert findings.judge("prior_preservation", small)[0] == stats.NO_CLEAR_DIFFERENCE
+    base = {"held-out captions": {"cls": 0.95, "colour": 0.85, "background": 0.9}}
+    assert findings.judge("base", base)[0] == "met"
+    assert findings.judge("base", {"held-out captions": {"cls": 0.85, "colour": 0.85, "background": 0.9}})[0] == "not met"
