@@ -118,6 +118,21 @@ def test_reconstructions_are_labelled_by_what_they_show():
     assert counts == {"subjects": 5, "feature_kept": 3, "feature_lost": 1, "recoloured_left_out": 1}
 
 
+def test_washing_out_pulls_half_the_images_towards_flat_colours():
+    import torch
+
+    x = torch.rand(64, 3, 8, 8) * 2 - 1
+    same = ev.wash_out(x, torch.Generator().manual_seed(0), 0.0)
+    washed = ev.wash_out(x, torch.Generator().manual_seed(0), 0.3)
+    again = ev.wash_out(x, torch.Generator().manual_seed(0), 0.3)
+    assert torch.equal(washed, again)
+    changed = (washed - x).abs().flatten(1).max(1).values > 1e-6
+    assert 16 <= int(changed.sum()) <= 48  # about half the batch
+    spread = lambda t: t.flatten(1).std(1)  # noqa: E731
+    assert (spread(washed)[changed] < spread(x)[changed]).all()  # flatter: less contrast, less colour
+    assert (spread(same) <= spread(x) + 1e-6).all()
+
+
 def test_prompt_fidelity_and_diversity(model):
     scenes = [world.sample_scene(FRESH + 100 + i) for i in range(24)]
     images = [world.render(s) for s in scenes]

@@ -59,6 +59,7 @@ def _train_evaluator(args: argparse.Namespace) -> int:
         pool=args.pool,
         redraw_dir=args.redraw,
         pixel_labels=args.pixel_labels,
+        wash=args.wash,
     )
     print(json.dumps({k: v for k, v in report.items() if k.startswith("accuracy")}, indent=2))
     return 0
@@ -155,6 +156,9 @@ def add_commands(sub) -> None:
         "--pixel-labels",
         action="store_true",
         help="label the --vae reconstructions by the pixel check: a subject whose feature was lost is 'none'",
+    )
+    p.add_argument(
+        "--wash", type=float, default=0.0, help="wash half the training images out by up to this much (0.3 ships)"
     )
     p.set_defaults(func=_train_evaluator)
 

@@ -133,9 +133,31 @@ def _gaussian_kernel(sigma: float) -> torch.Tensor:
     return (k2 / k2.sum()).expand(3, 1, 5, 5).contiguous()
 
 
-def augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-    """Blur half the batch, add noise and a little brightness/contrast change (generations are soft)."""
+def wash_out(x: torch.Tensor, gen: torch.Generator, strength: float) -> torch.Tensor:
+    """Desaturate half the images (by up to 0.4) and pull them towards a random flat colour (by up to ``strength``).
+
+    A model asked for something its captions never left open ("a photo of a cube": no colour,
+    no place) draws it washed out, on a greyish or lavender ground; the features and the
+    shape stay. The labels stay too: a washed-out red star is still a red star.
+    """
     n = len(x)
+    picked = (torch.rand(n, 1, 1, 1, generator=gen) < 0.5).float()
+    grey = x.mean(1, keepdim=True)
+    desaturate = torch.rand(n, 1, 1, 1, generator=gen) * 0.4 * picked
+    x = x + (grey - x) * desaturate
+    cast = torch.rand(n, 3, 1, 1, generator=gen) * 1.2 - 0.4  # greys, pastels, lavender
+    alpha = torch.rand(n, 1, 1, 1, generator=gen) * strength * picked
+    return x + (cast - x) * alpha
+
+
+def augment(x: torch.Tensor, gen: torch.Generator, wash: float = 0.0) -> torch.Tensor:
+    """Blur half the batch, add noise and a little brightness/contrast change (generations are soft).
+
+    ``wash`` > 0 also washes half the images out (:func:`wash_out`).
+    """
+    n = len(x)
+    if wash > 0:
+        x = wash_out(x, gen, wash)
     sigma = float(torch.empty(1).uniform_(0.5, 1.3, generator=gen))
     half = torch.rand(n, generator=gen) < 0.5
     if half.any():
@@ -279,6 +301,7 @@ def train(
     log_every: int = 200,
     redraw_model: str | Path | None = None,
     pixel_labels: bool = False,
+    wash: float = 0.0,
 ) -> tuple[Evaluator, dict]:
     """Train (or fine-tune) an evaluator on a pool of fresh renders; returns the model and facts.
 
@@ -292,6 +315,7 @@ def train(
         pixel_labels: label the VAE's reconstructions by what they show (:func:`label_by_pixels`)
             instead of by the scene they were rendered from, so that a reconstruction that lost
             the subject's feature teaches "no subject", never "this distortion is the subject".
+        wash: how far :func:`wash_out` may pull images towards a flat colour (0: not at all).
     """
     from tqdm.auto import tqdm
 
@@ -326,7 +350,7 @@ def train(
     bar = tqdm(range(steps), desc="evaluator", mininterval=20)
     for step in bar:
         idx = torch.randint(0, len(x_all), (batch,), generator=gen)
-        x = augment(x_all[idx].float() / 127.5 - 1, gen)
+        x = augment(x_all[idx].float() / 127.5 - 1, gen, wash)
         loss = loss_fn(model(x), {k: v[idx] for k, v in y_all.items()})
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -344,6 +368,7 @@ def train(
         "through_vae": vae is not None,
         "redrawn_by": str(redraw_model) if redraw_model is not None else None,
         "pixel_labels": relabelled,
+        "wash": wash,
         "fine_tuned": init is not None,
         "render_seconds": round(render_s, 1),
         "train_seconds": round(time.time() - t0 - render_s, 1),
@@ -384,6 +409,7 @@ def train_and_save(
     redraw_dir: str | Path | None = None,
     n_redrawn_eval: int = 1000,
     pixel_labels: bool = False,
+    wash: float = 0.0,
 ) -> dict:
     """Train, measure accuracy on fresh renders (seeds never used in training) and save; returns the report.
 
@@ -396,6 +422,7 @@ def train_and_save(
         redraw_dir: a pipeline folder whose img2img redraws of the renders join the training pool;
             accuracy is then also measured on ``n_redrawn_eval`` evaluation renders redrawn by it.
         pixel_labels: label the reconstructions through ``vae_dir`` by the pixel check (see :func:`train`).
+        wash: washed-out augmentation strength (see :func:`train`).
     """
     vae = None
     if vae_dir is not None:
@@ -417,6 +444,7 @@ def train_and_save(
         vae=vae,
         redraw_model=redraw_dir,
         pixel_labels=pixel_labels,
+        wash=wash,
     )
     images, ys = render_pool(EVAL_SEEDS, n_eval)
     report = {
