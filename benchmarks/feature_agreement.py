@@ -15,6 +15,7 @@ It prints a table and writes ``benchmarks/results/feature_agreement.md``.
 
     python benchmarks/feature_agreement.py                      # (a) and (b), about a minute
     python benchmarks/feature_agreement.py --runs runs           # (c) too, from a course home
+    python benchmarks/feature_agreement.py --runs runs --figure F.png   # and each subject's photos above 8 generations
 """
 
 from __future__ import annotations
@@ -62,14 +63,29 @@ def run_subject(run: Path) -> str | None:
     return name if name in SUBJECTS else None
 
 
+def of_current_weights(run: Path) -> bool:
+    """Whether a run was trained from the base model and photos as they are now (its folder's hash still matches)."""
+    from helpers.config import config_hash, load_config
+    from helpers.errors import LearnerError
+
+    try:
+        return run.name.endswith("-" + config_hash(load_config(run / "config.yaml")))
+    except (LearnerError, OSError, ValueError, TypeError):  # a config this kit can no longer read
+        return False
+
+
 def finished_runs(home: Path, per_subject: int) -> list[tuple[str, Path]]:
-    """Up to ``per_subject`` finished runs (``done.json`` and model weights saved) per subject under ``home/train``."""
+    """Up to ``per_subject`` finished runs (``done.json`` and model weights saved) per subject under ``home/train``.
+
+    Runs trained from an earlier base model (another weights fingerprint in their hash) are left out.
+    """
     from helpers.runs import DONE_NAME
 
     found: dict[str, list[Path]] = {}
     for run in sorted((home / "train").glob("*")):
         name = run_subject(run)
-        if name and (run / DONE_NAME).exists() and (run / "unet").is_dir() and (run / "model_index.json").exists():
+        finished = (run / DONE_NAME).exists() and (run / "unet").is_dir() and (run / "model_index.json").exists()
+        if name and finished and of_current_weights(run):
             found.setdefault(name, []).append(run)
     return [(name, run) for name, runs in found.items() for run in runs[:per_subject]]
 
@@ -136,8 +152,32 @@ def markdown(rows: list[dict]) -> str:
     return head + "\n".join(lines) + "\n"
 
 
-def measure(n: int, home: Path | None, seeds: int, per_subject: int) -> tuple[list[dict], list[str]]:
-    """Every row of the table, and notes on what was left out."""
+def figure(shown: dict[str, tuple[str, list]], path: Path, cell: int = 96) -> Path:
+    """Each subject's photos above the first 8 subject-prompt generations of one of its runs."""
+    from PIL import Image
+
+    from helpers.figures import with_photos
+    from helpers.toyworld.subjects import instance_images
+
+    blocks = []
+    for name, (run_name, images) in shown.items():
+        row = Image.new("RGB", (4 + 8 * (cell + 2), cell), "white")
+        for i, im in enumerate(images[:8]):
+            row.paste(im.convert("RGB").resize((cell, cell), Image.NEAREST), (4 + i * (cell + 2), 0))
+        blocks.append(with_photos(row, instance_images(name), cell, title=f"{name}: run {run_name}, 'a photo of sks ...'"))
+    out = Image.new("RGB", (max(b.width for b in blocks), sum(b.height + 8 for b in blocks)), "white")
+    y = 0
+    for b in blocks:
+        out.paste(b, (0, y))
+        y += b.height + 8
+    path.parent.mkdir(parents=True, exist_ok=True)
+    out.save(path)
+    return path
+
+
+def measure(n: int, home: Path | None, seeds: int, per_subject: int,
+            shown: dict | None = None) -> tuple[list[dict], list[str]]:
+    """Every row of the table, and notes on what was left out; ``shown`` collects one run's images per subject."""
     from helpers.paths import DATA_DIR
     from helpers.toyworld import autoencoder as ae
     from helpers.toyworld.feature_check import agreement
@@ -169,6 +209,8 @@ def measure(n: int, home: Path | None, seeds: int, per_subject: int) -> tuple[li
         notes.append(describe_run(run) + f"; sampled with seeds 0-{seeds - 1} per prompt, 25 steps, guidance 7.5")
         for role, images in run_samples(run, name, seeds).items():
             rows.append(row(f"run {run.name}, {role}", agreement(images, name)))
+            if shown is not None and role == "subject prompts" and name not in shown:
+                shown[name] = (run.name, images)
     return rows, notes
 
 
@@ -180,9 +222,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--per-subject", type=int, default=1, help="finished runs scored per subject")
     parser.add_argument("--seeds", type=int, default=8, help="sampling seeds per prompt for the runs")
     parser.add_argument("--out", type=Path, default=RESULTS / "feature_agreement.md")
+    parser.add_argument("--figure", type=Path, default=None, help="also save the subjects' photos above generations (PNG)")
     args = parser.parse_args(argv)
     t0 = time.perf_counter()
-    rows, notes = measure(args.n, args.runs, args.seeds, args.per_subject)
+    shown: dict = {}
+    rows, notes = measure(args.n, args.runs, args.seeds, args.per_subject, shown)
     table = markdown(rows)
     text = (
         "# The evaluator's subject decisions against a direct pixel check\n\n"
@@ -202,6 +246,8 @@ def main(argv: list[str] | None = None) -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text)
     print(f"wrote {args.out}")
+    if args.figure and shown:
+        print(f"wrote {figure(shown, args.figure)}")
     return 0
 
 

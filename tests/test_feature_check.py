@@ -110,22 +110,30 @@ def test_agreement_counts_add_up():
     assert name in line and f"n={len(images)}" in line
 
 
-def test_the_agreement_benchmark_finds_only_finished_toyworld_runs(tmp_path):
+def test_the_agreement_benchmark_finds_only_finished_toyworld_runs_of_the_current_model(tmp_path):
     import importlib.util
     import json
     from pathlib import Path
 
-    import yaml
+    from helpers.config import TrainConfig, config_hash, save_config
+    from helpers.paths import DATA_DIR
 
     path = Path(__file__).resolve().parents[1] / "benchmarks" / "feature_agreement.py"
     spec = importlib.util.spec_from_file_location("feature_agreement", path)
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
-    for name, done in (("a", True), ("b", False)):
-        run = tmp_path / "train" / name
+    config = TrainConfig(
+        pretrained_model_name_or_path=str(DATA_DIR / "toyworld" / "model"),
+        instance_data_dir=str(DATA_DIR / "toyworld" / "subjects" / "dotted_star"),
+        instance_prompt="a photo of sks star",
+        output_dir=str(tmp_path / "out"),
+    )
+    current = config_hash(config)
+    for name, done in ((f"a-{current}", True), (f"b-{current}", False), ("c-0123456789ab", True)):
+        run = tmp_path / "train" / name  # c: trained from another base model, so its hash no longer matches
         (run / "unet").mkdir(parents=True)
         (run / "model_index.json").write_text("{}")
-        (run / "config.yaml").write_text(yaml.safe_dump({"instance_data_dir": "data/toyworld/subjects/dotted_star"}))
+        save_config(config, run / "config.yaml")
         if done:
             (run / "done.json").write_text(json.dumps({"hash": "x"}))
-    assert bench.finished_runs(tmp_path, 2) == [("dotted_star", tmp_path / "train" / "a")]
+    assert bench.finished_runs(tmp_path, 2) == [("dotted_star", tmp_path / "train" / f"a-{current}")]
