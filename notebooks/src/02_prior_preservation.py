@@ -222,12 +222,11 @@ elif MY_PROMPT:
 # - For faces the study's recipe, in the course's summary: more steps (800 to 1200 at batch
 #   size 2), a low learning rate (1e-6), prior preservation on.
 # - ToyWorld (`cpu`) shows language drift as a number. Over three training seeds, without
-#   prior preservation 0.62 [0.33, 0.88] of the images of "a photo of a face" showed the
-#   eyepatch face; with it 0.08 [0.00, 0.21], about as before training (24 images each, 95%
-#   intervals; the difference, +0.54 [+0.21, +0.83], is clear). One seed alone can mislead:
-#   without prior preservation the three runs drifted 0.38, 0.75 and 0.75. The price on
-#   ToyWorld: the subject was recognised less often (0.76 without, 0.37 with, 144 images
-#   each; README, "The study's findings, measured").
+#   prior preservation every image of "a photo of a face" showed the eyepatch face (1.00 of
+#   24); with it 0.17 [0.00, 0.42] (95% interval; the difference, +0.83 [+0.58, +1.00], is
+#   clear). The face itself was recognised about as often either way: 0.39 [0.31, 0.47]
+#   without and 0.43 [0.33, 0.53] with prior preservation (144 images each; README, "The
+#   study's findings, measured"), below the 0.7 the course aims for on this model.
 # - Train only on faces of people who agreed to it.
 #
 # ## Exercises

@@ -167,11 +167,10 @@ print(score_comparison(subject, comparison, name="04_text_encoder"))
 # hold DINO, CLIP-I and CLIP-T similarities, each with its interval and image count.
 # On ToyWorld (`cpu`) training the encoder makes no clear difference: in the kit's findings
 # table (README, "The study's findings, measured": three training seeds, 144 images per arm)
-# the frozen encoder scores 0.37 subject fidelity and the trained one 0.33, a difference of
-# -0.04 [-0.15, +0.06] that chance explains, and both put glasses on the face almost
-# whenever asked (0.96 and 0.92 of 24 images). The miniature text encoder is small and
-# learned its few words from short captions; the study's effect may need a text encoder
-# that knows a lot of language.
+# both the frozen and the trained encoder score 0.43 subject fidelity, a difference of
+# +0.00 [-0.15, +0.15], and both put glasses on the face whenever asked (24 of 24 images
+# each). The miniature text encoder is small and learned its few words from short
+# captions; the study's effect may need a text encoder that knows a lot of language.
 # (In `smoke` the tiny random model draws noise; only the code path is tested.)
 
 # %% [markdown]
