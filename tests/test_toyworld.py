@@ -128,7 +128,9 @@ def test_washing_out_pulls_half_the_images_towards_flat_colours():
     assert torch.equal(washed, again)
     changed = (washed - x).abs().flatten(1).max(1).values > 1e-6
     assert 16 <= int(changed.sum()) <= 48  # about half the batch
-    spread = lambda t: t.flatten(1).std(1)  # noqa: E731
+    def spread(t):
+        return t.flatten(1).std(1)
+
     assert (spread(washed)[changed] < spread(x)[changed]).all()  # flatter: less contrast, less colour
     assert (spread(same) <= spread(x) + 1e-6).all()
 
