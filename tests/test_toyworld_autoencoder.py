@@ -215,3 +215,22 @@ def test_a_run_can_start_from_a_trained_autoencoder(tmp_path):
     for model in (trainer.vae, trainer.ema):
         assert all(torch.equal(given[n], w) for n, w in model.state_dict().items())
     assert trainer.run()  # whole 64 px images: one crop per image
+
+
+@pytest.mark.slow
+def test_a_decoder_only_stage_keeps_the_latents_and_changes_the_decoder(tmp_path):
+    import torch
+
+    from helpers.toyworld.pretrain import to_tensor
+
+    assert ae.AutoencoderTrainer(tmp_path / "first", ae.AutoencoderConfig(**SMALL, steps=2)).run()
+    stage = {**SMALL, "crop": 64, "batch": 4, "steps": 3, "init_dir": str(tmp_path / "first"), "decoder_only": True}
+    assert ae.AutoencoderTrainer(tmp_path / "decoder", ae.AutoencoderConfig(**stage)).run()
+    before, after = ae.load_vae(tmp_path / "first"), ae.load_vae(tmp_path / "decoder")
+    x = to_tensor(ae.broad_batch(range(3)))
+    with torch.no_grad():
+        assert torch.equal(before.encode(x).latent_dist.mean, after.encode(x).latent_dist.mean)
+    changed = [n for n, w in after.state_dict().items() if not torch.equal(w, before.state_dict()[n])]
+    assert changed and all(n.startswith(("decoder.", "post_quant_conv.")) for n in changed)
+    with pytest.raises(ValueError, match="init_dir"):
+        ae.AutoencoderTrainer(tmp_path / "no-init", ae.AutoencoderConfig(**SMALL, decoder_only=True))

@@ -280,6 +280,7 @@ class AutoencoderConfig:
     ema_decay: float = 0.998  # the saved VAE is the weights' moving average: usable whenever training stops
     checkpoint_minutes: float = 5.0
     init_dir: str | None = None  # start from this VAE folder's weights (e.g. whole-image fine-tuning, crop=64)
+    decoder_only: bool = False  # train the decoder alone: the latents, and a UNet trained on them, stay valid
     extra: dict = field(default_factory=dict)  # free-form notes kept with the facts
 
 
@@ -324,8 +325,14 @@ class AutoencoderTrainer:
         self.vae = build_vae(cfg)
         if cfg.init_dir is not None:
             self.vae.load_state_dict(load_vae(cfg.init_dir).state_dict())
+        if cfg.decoder_only:
+            if cfg.init_dir is None:
+                raise ValueError("decoder_only trains the decoder of a trained autoencoder: give init_dir (--init).")
+            for part in (self.vae.encoder, self.vae.quant_conv):
+                part.requires_grad_(False)
         self.ema = copy.deepcopy(self.vae).eval().requires_grad_(False)
-        self.opt = torch.optim.AdamW(self.vae.parameters(), lr=cfg.lr, weight_decay=0.0)
+        self.params = [p for p in self.vae.parameters() if p.requires_grad]
+        self.opt = torch.optim.AdamW(self.params, lr=cfg.lr, weight_decay=0.0)
         self.state = {"step": 0, "seconds": 0.0, "loss": None, "subject_mae": None}
 
     def save_checkpoint(self) -> None:
@@ -367,17 +374,23 @@ class AutoencoderTrainer:
         )
         x = _crops(images, cfg, torch.Generator().manual_seed(cfg.seed * 1_000_003 + step))
         self.vae.train()
-        posterior = self.vae.encode(x).latent_dist
-        recon = self.vae.decode(posterior.sample(generator=torch.Generator().manual_seed(step))).sample
+        if cfg.decoder_only:  # the frozen encoder's latents, as the UNet sees them
+            with torch.no_grad():
+                latents, kl = self.vae.encode(x).latent_dist.mean, 0.0
+        else:
+            posterior = self.vae.encode(x).latent_dist
+            latents = posterior.sample(generator=torch.Generator().manual_seed(step))
+            kl = posterior.kl().mean()
+        recon = self.vae.decode(latents).sample
         rec = F.l1_loss(recon, x) + F.mse_loss(
             recon, x
         )  # L1 is the measure itself; MSE pulls hard on big misses
-        loss = rec + cfg.kl_weight * posterior.kl().mean()
+        loss = rec + cfg.kl_weight * kl
         for group in self.opt.param_groups:
             group["lr"] = cfg.lr * min(1.0, (step + 1) / cfg.warmup)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(self.vae.parameters(), 1.0)
+        torch.nn.utils.clip_grad_norm_(self.params, 1.0)
         self.opt.step()
         decay = min(cfg.ema_decay, (1 + step) / (10 + step))
         with torch.no_grad():

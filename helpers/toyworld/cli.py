@@ -74,6 +74,7 @@ def _train_autoencoder(args: argparse.Namespace) -> int:
         "crop": args.crop,
         "batch": args.batch,
         "lr": args.lr,
+        "decoder_only": args.decoder_only or None,
     }
     cfg = AutoencoderConfig(seed=args.seed, **{k: v for k, v in changes.items() if v is not None})
     done = train_autoencoder(args.out_dir, minutes=args.minutes, cfg=cfg)
@@ -172,6 +173,11 @@ def add_commands(sub) -> None:
     p.add_argument("--batch", type=int, default=None, help="crops per step (a multiple of 8)")
     p.add_argument("--lr", type=float, default=None)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--decoder-only",
+        action="store_true",
+        help="train only the decoder of the --init autoencoder: its latents, and a model trained on them, stay valid",
+    )
     p.set_defaults(func=_train_autoencoder)
 
     p = sub.add_parser("ae-error", help="a VAE's mean absolute reconstruction error (0-255) on subjects and renders")
