@@ -63,29 +63,20 @@ def run_subject(run: Path) -> str | None:
     return name if name in SUBJECTS else None
 
 
-def of_current_weights(run: Path) -> bool:
-    """Whether a run was trained from the base model and photos as they are now (its folder's hash still matches)."""
-    from helpers.config import config_hash, load_config
-    from helpers.errors import LearnerError
-
-    try:
-        return run.name.endswith("-" + config_hash(load_config(run / "config.yaml")))
-    except (LearnerError, OSError, ValueError, TypeError):  # a config this kit can no longer read
-        return False
-
-
 def finished_runs(home: Path, per_subject: int) -> list[tuple[str, Path]]:
     """Up to ``per_subject`` finished runs (``done.json`` and model weights saved) per subject under ``home/train``.
 
-    Runs trained from an earlier base model (another weights fingerprint in their hash) are left out.
+    Runs trained from an earlier base model (another weights fingerprint in their hash) are left out:
+    the run life cycle's own status says "done" only where the folder's hash still matches its config.
     """
-    from helpers.runs import DONE_NAME
+    from helpers.config import TrainConfig
+    from helpers.runs import run_status
 
     found: dict[str, list[Path]] = {}
     for run in sorted((home / "train").glob("*")):
         name = run_subject(run)
-        finished = (run / DONE_NAME).exists() and (run / "unet").is_dir() and (run / "model_index.json").exists()
-        if name and finished and of_current_weights(run):
+        saved = (run / "unet").is_dir() and (run / "model_index.json").exists()
+        if name and saved and run_status(run, run.name.rsplit("-", 1)[-1], TrainConfig) == "done":
             found.setdefault(name, []).append(run)
     return [(name, run) for name, runs in found.items() for run in runs[:per_subject]]
 
@@ -156,14 +147,12 @@ def figure(shown: dict[str, tuple[str, list]], path: Path, cell: int = 96) -> Pa
     """Each subject's photos above the first 8 subject-prompt generations of one of its runs."""
     from PIL import Image
 
-    from helpers.figures import with_photos
+    from helpers.figures import image_grid, with_photos
     from helpers.toyworld.subjects import instance_images
 
     blocks = []
     for name, (run_name, images) in shown.items():
-        row = Image.new("RGB", (4 + 8 * (cell + 2), cell), "white")
-        for i, im in enumerate(images[:8]):
-            row.paste(im.convert("RGB").resize((cell, cell), Image.NEAREST), (4 + i * (cell + 2), 0))
+        row = image_grid(images[:8], 1, len(images[:8]), cell=cell)
         blocks.append(with_photos(row, instance_images(name), cell, title=f"{name}: run {run_name}, 'a photo of sks ...'"))
     out = Image.new("RGB", (max(b.width for b in blocks), sum(b.height + 8 for b in blocks)), "white")
     y = 0
