@@ -324,18 +324,19 @@ def train(
     stage = 2 if redraw_model is not None else 1 if vae is not None else 0
     first = STAGE_SEEDS[stage] + seed * pool  # fresh renders for each stage, never the evaluation's
     renders, ys = render_pool(first, pool)
+    scenes = pool_scenes(first, pool) if pixel_labels or redraw_model is not None else None
     copies, labels_of = [renders], [ys]
     relabelled = None
     if vae is not None:
         recon = reconstruct(renders, vae.eval())
         if pixel_labels:
-            recon, recon_ys, relabelled = label_by_pixels(recon, ys, pool_scenes(first, pool))
+            recon, recon_ys, relabelled = label_by_pixels(recon, ys, scenes)
         else:
             recon_ys = ys
         copies.append(recon)
         labels_of.append(recon_ys)
     if redraw_model is not None:
-        copies.append(redraw(renders, pool_scenes(first, pool), redraw_model, seed))
+        copies.append(redraw(renders, scenes, redraw_model, seed))
         labels_of.append(ys)
     images = np.concatenate(copies)
     ys = {k: np.concatenate([y[k] for y in labels_of]) for k in ys}
