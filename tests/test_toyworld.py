@@ -44,6 +44,40 @@ def test_captions_name_the_attributes():
     assert world.caption(world.make_scene("ring", "orange", "sky"), 1) == "an orange ring in the sky"
 
 
+def test_open_captions_leave_details_out_for_the_chosen_share():
+    scenes = [world.sample_scene(seed) for seed in range(1000)]
+    assert all(world.training_caption(s) == world.caption(s) for s in scenes)  # share 0: full captions
+    opened = 0
+    for scene in scenes:
+        text = world.training_caption(scene, 0.3)
+        assert text == world.training_caption(scene, 0.3)  # fixed by the scene's seed
+        parsed = world.parse_prompt(text)
+        assert parsed["cls"] == scene["cls"]
+        assert parsed.get("colour", scene["colour"]) == scene["colour"]  # never a wrong detail
+        assert parsed.get("background", scene["background"]) == scene["background"]
+        if text != world.caption(scene):
+            opened += 1
+            assert "colour" not in parsed or "background" not in parsed
+    assert 250 <= opened <= 350
+    face = world.make_scene("face", "green", "grass", glasses=True)
+    assert world.caption(face, 0, leave_out=("colour",)) == "a photo of a face on the grass"
+    assert world.caption(face, 0, leave_out=("where",)) == "a photo of a face with green hair wearing glasses"
+    star = world.make_scene("star", "orange", "sky")
+    assert world.caption(star, 0, leave_out=("colour", "where")) == "a photo of a star"
+    with pytest.raises(ValueError, match="leave_out"):
+        world.caption(star, 0, leave_out=("cls",))
+
+
+def test_pretraining_data_uses_the_recipes_open_caption_share():
+    from helpers.toyworld.pretrain import render_dataset
+
+    images, full = render_dataset(40)
+    same_images, mixed = render_dataset(40, 0.3)
+    assert np.array_equal(images, same_images)
+    assert mixed == [world.training_caption(world.sample_scene(i), 0.3) for i in range(40)]
+    assert 0 < sum(a != b for a, b in zip(full, mixed, strict=True)) < 40
+
+
 def test_subject_features_never_appear_in_pretraining_scenes():
     for seed in range(3000):
         scene = world.sample_scene(seed)

@@ -97,6 +97,8 @@ def _ae_error(args: argparse.Namespace) -> int:
 def _pretrain(args: argparse.Namespace) -> int:
     """Pretrain (or resume) the base model."""
     cfg = PretrainConfig(vae_dir=args.vae)
+    if args.open_captions is not None:
+        cfg.open_caption_share = args.open_captions
     done = pretrain(args.out_dir, minutes=args.minutes, cfg=cfg, keep_checkpoint=args.keep_checkpoint)
     print(
         "finished" if done else f"paused; run the same command again to resume from {args.out_dir}/checkpoint"
@@ -194,6 +196,13 @@ def add_commands(sub) -> None:
     p.add_argument("--keep-checkpoint", action="store_true", help="keep OUT_DIR/checkpoint when finished")
     p.add_argument(
         "--vae", default=None, help="a VAE folder from train-autoencoder to use instead of training one (phase 1)"
+    )
+    p.add_argument(
+        "--open-captions",
+        type=float,
+        default=None,
+        metavar="SHARE",
+        help="share of scenes whose caption leaves out colour and/or place (default: the shipped recipe's)",
     )
     p.set_defaults(func=_pretrain)
 

@@ -64,6 +64,7 @@ class PretrainConfig:
     min_snr_gamma: float = 5.0  # Min-SNR loss weighting: faster convergence on a small budget
     warmup: int = 200
     caption_dropout: float = 0.1
+    open_caption_share: float = 0.0  # scenes whose caption leaves out colour and/or place (world.training_caption)
     center_latents: bool = False  # fold the latents' per-channel mean into the VAE (tried: no gain)
     polish_steps: int = 1500  # phase 4: from the EMA weights, offset noise, LR falling linearly to 0
     polish_noise_offset: float = 0.3  # std of a per-image, per-channel constant added to the noise in phase 4
@@ -116,12 +117,15 @@ def _seed_all(seed: int) -> None:
     np.random.seed(seed % 2**32)
 
 
-def render_dataset(n: int) -> tuple[np.ndarray, list[str]]:
-    """Render training scenes 0..n-1; returns uint8 images ``(n, 64, 64, 3)`` and their captions."""
+def render_dataset(n: int, open_share: float = 0.0) -> tuple[np.ndarray, list[str]]:
+    """Render training scenes 0..n-1; returns uint8 images ``(n, 64, 64, 3)`` and their captions.
+
+    ``open_share``: the share of captions that leave details open (``world.training_caption``).
+    """
     images = np.empty((n, world.IMAGE_SIZE, world.IMAGE_SIZE, 3), np.uint8)
     captions = []
     for i in range(n):
-        image, text, _ = world.sample_pair(i)
+        image, text, _ = world.sample_pair(i, open_share)
         images[i] = np.asarray(image)
         captions.append(text)
     return images, captions
@@ -424,7 +428,7 @@ class Pretrainer:
             latents = latents.float()
         else:
             log.info("Rendering %d training scenes", self.cfg.n_images)
-            images, captions = render_dataset(self.cfg.n_images)
+            images, captions = render_dataset(self.cfg.n_images, self.cfg.open_caption_share)
             if self.state["phase"] == "vae" and self.cfg.vae_dir is not None:
                 self.load_vae(self.cfg.vae_dir)
             if self.state["phase"] == "vae" and not self.train_vae(images, deadline):

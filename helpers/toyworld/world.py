@@ -395,31 +395,56 @@ def sample_scene(seed: int) -> dict:
     return make_scene(cls, str(rng.choice(list(COLOURS))), str(rng.choice(BACKGROUNDS)), seed=seed)
 
 
-def caption(scene: dict, template: int | None = None) -> str:
+OPEN_DETAILS = (("colour",), ("where",), ("colour", "where"))  # what an open caption may leave unsaid
+
+
+def caption(scene: dict, template: int | None = None, leave_out: tuple[str, ...] = ()) -> str:
     """A Stable Diffusion style caption naming class, colour, background and face accessories.
 
     Args:
         scene: the attribute dict.
         template: index into the templates; None picks one from the scene's seed.
+        leave_out: details the caption does not say: "colour" (for a face, its hair colour and
+            accessories) and/or "where" (the background); the class is always named.
     """
+    unknown = set(leave_out) - {"colour", "where"}
+    if unknown:
+        raise ValueError(f"leave_out takes 'colour' and 'where', not {sorted(unknown)}")
     templates = FACE_TEMPLATES if scene["cls"] == "face" else OBJECT_TEMPLATES
     if template is None:
         template = int(np.random.default_rng([scene["seed"], 31]).integers(len(templates)))
+    text = templates[template % len(templates)]
+    if "colour" in leave_out:
+        text = text.replace(" with {colour} hair{extras}", "").replace("{colour} ", "")
+    if "where" in leave_out:
+        text = text.replace(" {where}", "")
     extras = ""
     if scene["cls"] == "face":
         wear = [w for w, on in (("glasses", scene["glasses"]), ("a hat", scene["hat"])) if on]
         extras = (" wearing " + " and ".join(wear)) if wear else ""
     where = BACKGROUND_PHRASES[scene["background"]]
-    text = templates[template % len(templates)].format(
-        colour=scene["colour"], cls=scene["cls"], where=where, extras=extras
-    )
+    text = text.format(colour=scene["colour"], cls=scene["cls"], where=where, extras=extras)
     return re.sub(r"\ba (?=orange\b)", "an ", text)  # "an orange star", not "a orange star"
 
 
-def sample_pair(seed: int) -> tuple[Image.Image, str, dict]:
-    """A random scene from ``seed``: its image, its caption and its attributes."""
+def training_caption(scene: dict, open_share: float = 0.0) -> str:
+    """The caption a pretraining scene is trained with.
+
+    A share ``open_share`` of scenes (chosen from the scene's seed) get an open caption that
+    leaves out the colour, the place or both, so that short prompts such as DreamBooth's
+    "a photo of a star" are familiar to the model rather than a request it never saw. The
+    others get the full caption of :func:`caption`.
+    """
+    rng = np.random.default_rng([scene["seed"], 37])
+    if rng.random() >= open_share:
+        return caption(scene)
+    return caption(scene, leave_out=OPEN_DETAILS[int(rng.integers(len(OPEN_DETAILS)))])
+
+
+def sample_pair(seed: int, open_share: float = 0.0) -> tuple[Image.Image, str, dict]:
+    """A random scene from ``seed``: its image, its training caption and its attributes."""
     scene = sample_scene(seed)
-    return render(scene), caption(scene), scene
+    return render(scene), training_caption(scene, open_share), scene
 
 
 def parse_prompt(prompt: str) -> dict:
