@@ -137,8 +137,9 @@ def wash_out(x: torch.Tensor, gen: torch.Generator, strength: float) -> torch.Te
     """Desaturate half the images (by up to 0.4) and pull them towards a random flat colour (by up to ``strength``).
 
     A model asked for something its captions never left open ("a photo of a cube": no colour,
-    no place) draws it washed out, on a greyish or lavender ground; the features and the
-    shape stay. The labels stay too: a washed-out red star is still a red star.
+    no place) draws it washed out, on a greyish or lavender ground, as the model pretrained on
+    full captions only did; generations can also come out duller than renders. The features
+    and the shape stay, and so do the labels: a washed-out red star is still a red star.
     """
     n = len(x)
     picked = (torch.rand(n, 1, 1, 1, generator=gen) < 0.5).float()

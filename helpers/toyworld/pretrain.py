@@ -64,7 +64,7 @@ class PretrainConfig:
     min_snr_gamma: float = 5.0  # Min-SNR loss weighting: faster convergence on a small budget
     warmup: int = 200
     caption_dropout: float = 0.1
-    open_caption_share: float = 0.0  # scenes whose caption leaves out colour and/or place (world.training_caption)
+    open_caption_share: float = 0.3  # scenes whose caption leaves out colour and/or place (world.training_caption)
     center_latents: bool = False  # fold the latents' per-channel mean into the VAE (tried: no gain)
     polish_steps: int = 1500  # phase 4: from the EMA weights, offset noise, LR falling linearly to 0
     polish_noise_offset: float = 0.3  # std of a per-image, per-channel constant added to the noise in phase 4
