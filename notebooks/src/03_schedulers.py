@@ -204,10 +204,10 @@ else:
 # - Newer samplers (DPM-Solver++, UniPC) give comparable images in far fewer steps, and time
 #   per image is set by the number of steps.
 # - On ToyWorld (`cpu`) the kit's findings table (three training seeds) sees no clear
-#   difference: over all prompts and both step counts, DDIM - PNDM +0.01 [-0.01, +0.03] and
-#   DDIM - LMSDiscrete -0.00 [-0.02, +0.02] in subject, context and attribute hits (576
-#   judgements each, 95% intervals). The miniature model's overfit run still follows every
-#   prompt, so there is little damage for a sampler to clean up.
+#   difference: over all prompts and both step counts, DDIM - PNDM +0.00 [-0.03, +0.03] and
+#   DDIM - LMSDiscrete +0.00 [-0.03, +0.03] in subject, context and attribute hits (576
+#   judgements each, 95% intervals). The miniature model's overfit run still follows nearly
+#   every prompt, so there is little damage for a sampler to clean up.
 #
 # ## Exercises
 # 1. Set `OVERFIT_RUN = (2e-6, 400)` (the well-trained low-LR run of notebook 01). Do the
