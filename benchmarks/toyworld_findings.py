@@ -75,10 +75,12 @@ def pool(out: Path) -> int:
         print("No experiment scored with counts yet: run the experiments first (see --train-seed).")
         return 1
     seeds = sorted({s for f in pooled for s in f.seeds})
+    fewer = [f"{f.key.replace('_', ' ')} with seed{'s' if len(f.seeds) > 1 else ''} "
+             f"{', '.join(map(str, f.seeds))} only" for f in pooled if len(f.seeds) < len(seeds)]
     sampling = records[0]["sampling"]
     header = (f"# ToyWorld findings over training seeds {', '.join(map(str, seeds))}\n\n"
-              "Each arm of the headline experiments trained once per training seed (the steps sweep and "
-              "textual inversion with seed 0 only), each sampled with seeds "
+              "Each arm trained once per training seed"
+              + (f" ({'; '.join(fewer)})" if fewer else "") + ", each sampled with seeds "
               f"0-{len(sampling['seeds']) - 1} per prompt ({sampling['steps']} steps, guidance "
               f"{sampling['guidance']}). A cell is the mean over all runs' images with its 95% interval "
               "(a bootstrap that resamples runs, then images, so run-to-run differences count); n is the "
