@@ -78,6 +78,16 @@ def test_pretraining_data_uses_the_recipes_open_caption_share():
     assert 0 < sum(a != b for a, b in zip(full, mixed, strict=True)) < 40
 
 
+def test_training_captions_follow_the_recorded_recipe(tmp_path):
+    (tmp_path / "kit_model.json").write_text(json.dumps({"config": {"n_images": 60, "open_caption_share": 0.3}}))
+    opened = metrics.training_captions(tmp_path)
+    assert opened == {world.training_caption(world.sample_scene(i), 0.3) for i in range(60)}
+    (tmp_path / "kit_model.json").write_text(json.dumps({"config": {"n_images": 60}}))  # made before open captions
+    full = metrics.training_captions(tmp_path)
+    assert full == {world.caption(world.sample_scene(i)) for i in range(60)} != opened
+    assert metrics.training_captions(tmp_path / "missing") == set()
+
+
 def test_subject_features_never_appear_in_pretraining_scenes():
     for seed in range(3000):
         scene = world.sample_scene(seed)

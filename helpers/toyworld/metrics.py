@@ -179,14 +179,27 @@ def heldout_scenes(n: int, start: int = HELDOUT_SEEDS) -> list[dict]:
     return [world.sample_scene(start + i) for i in range(n)]
 
 
-def training_scene_count(model_path: str | Path) -> int:
-    """How many scenes the model was pretrained on (from its ``kit_model.json``; 0 if unknown)."""
+def _pretraining_recipe(model_path: str | Path) -> dict:
+    """The recipe a model was pretrained with (``config`` of its ``kit_model.json``; empty if unknown)."""
     import json
 
     facts = Path(model_path) / "kit_model.json"
-    if not facts.exists():
-        return 0
-    return int(json.loads(facts.read_text()).get("config", {}).get("n_images", 0))
+    return json.loads(facts.read_text()).get("config", {}) if facts.exists() else {}
+
+
+def training_scene_count(model_path: str | Path) -> int:
+    """How many scenes the model was pretrained on (from its ``kit_model.json``; 0 if unknown)."""
+    return int(_pretraining_recipe(model_path).get("n_images", 0))
+
+
+def training_captions(model_path: str | Path) -> set[str]:
+    """The captions the model was pretrained on, open ones included (empty if unknown).
+
+    A model made before open captions records no share: all its captions were full ones.
+    """
+    recipe = _pretraining_recipe(model_path)
+    share = float(recipe.get("open_caption_share", 0.0))
+    return {world.training_caption(world.sample_scene(i), share) for i in range(int(recipe.get("n_images", 0)))}
 
 
 def evaluate_base_model(
@@ -224,7 +237,7 @@ def evaluate_base_model(
     pipe.set_progress_bar_config(disable=True)
     scenes = heldout_scenes(n_prompts)
     prompts = [world.caption(s) for s in scenes]
-    seen = {world.caption(world.sample_scene(i)) for i in range(training_scene_count(model_path))}
+    seen = training_captions(model_path)
     images = generate(
         pipe, prompts, seeds=seed, num_inference_steps=steps, guidance_scale=guidance, batch_size=batch,
         progress=False, data_mean=data_mean,
