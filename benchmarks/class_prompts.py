@@ -20,8 +20,9 @@ from helpers.figures import image_grid
 from helpers.models import load_pipeline
 from helpers.sampling import generate
 from helpers.toyworld import metrics
+from helpers.toyworld.subjects import SUBJECTS
 
-CLASSES = ("star", "cube", "ball", "face")  # the classes of the course's subjects
+CLASS_PROMPTS = {s.cls: s.class_prompt for s in SUBJECTS.values()}  # the course subjects' class prompts
 
 
 def class_prompt_report(model: str, seeds: int = 16) -> tuple[dict, list]:
@@ -29,8 +30,8 @@ def class_prompt_report(model: str, seeds: int = 16) -> tuple[dict, list]:
     pipe = load_pipeline(model)
     pipe.set_progress_bar_config(disable=True)
     report, shown = {}, []
-    for cls in CLASSES:
-        images = generate(pipe, f"a photo of a {cls}", seeds=list(range(seeds)), num_inference_steps=25,
+    for cls, prompt in CLASS_PROMPTS.items():
+        images = generate(pipe, prompt, seeds=list(range(seeds)), num_inference_steps=25,
                           guidance_scale=7.5, progress=False).images
         preds = metrics.predict(images)
         report[cls] = {
@@ -53,7 +54,7 @@ def main() -> None:
     report, images = class_prompt_report(args.model, args.seeds)
     print(json.dumps({"model": args.model, "classes": report}, indent=2))
     if args.figure:
-        image_grid(images, len(CLASSES), 8, row_labels=[f"a photo of a {c}" for c in CLASSES]).save(args.figure)
+        image_grid(images, len(CLASS_PROMPTS), 8, row_labels=list(CLASS_PROMPTS.values())).save(args.figure)
         print(f"wrote {args.figure}")
 
 
