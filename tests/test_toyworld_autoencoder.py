@@ -233,3 +233,30 @@ def test_a_decoder_only_stage_keeps_the_latents_and_changes_the_decoder(tmp_path
     assert changed and all(n.startswith(("decoder.", "post_quant_conv.")) for n in changed)
     with pytest.raises(ValueError, match="init_dir"):
         ae.AutoencoderTrainer(tmp_path / "no-init", ae.AutoencoderConfig(**SMALL, decoder_only=True))
+
+
+def test_a_wider_network_starts_as_the_trained_one_and_its_decoder_learns(tmp_path):
+    import torch
+
+    from helpers.toyworld.pretrain import to_tensor
+
+    assert ae.AutoencoderTrainer(tmp_path / "first", ae.AutoencoderConfig(**SMALL, steps=2)).run()
+    wider = {**SMALL, "vae_channels": (32, 64), "crop": 64, "batch": 4, "steps": 2}
+    stage = {**wider, "init_dir": str(tmp_path / "first"), "decoder_only": True}
+    trainer = ae.AutoencoderTrainer(tmp_path / "wide", ae.AutoencoderConfig(**stage))
+    small, x = ae.load_vae(tmp_path / "first"), to_tensor(ae.broad_batch(range(3)))
+    with torch.no_grad():
+        z = small.encode(x).latent_dist.mean
+        assert torch.allclose(trainer.vae.encode(x).latent_dist.mean, z, atol=1e-5)
+        assert torch.allclose(trainer.vae.decode(z).sample, small.decode(z).sample, atol=1e-4)
+        before = trainer.vae.decoder.conv_out.weight.clone()
+    assert trainer.run()
+    grown = ae.load_vae(tmp_path / "wide")
+    assert tuple(grown.config.block_out_channels) == (32, 64)
+    with torch.no_grad():  # the latents a UNet was trained on stay as they were
+        assert torch.allclose(grown.encode(x).latent_dist.mean, z, atol=1e-5)
+    new_inputs = grown.decoder.conv_out.weight[:, 16:]  # zero at the start: the new channels were silent
+    assert torch.equal(before[:, 16:], torch.zeros_like(new_inputs)) and new_inputs.abs().max() > 0
+    odd = {**stage, "vae_channels": (32, 96)}  # 96 channels in 32 groups: old groups cannot stay whole
+    with pytest.raises(ValueError, match="channels per group"):
+        ae.AutoencoderTrainer(tmp_path / "odd", ae.AutoencoderConfig(**odd))

@@ -303,6 +303,45 @@ def build_vae(cfg: AutoencoderConfig):
     )
 
 
+@torch.no_grad()
+def widen_vae(small, wide):
+    """Copy ``small``'s weights into the wider ``wide`` so that both compute the same function.
+
+    Every old channel keeps its weights, and weights from a new channel into an old one are zero,
+    so the encoder's latents and the decoder's pictures are unchanged; the new channels keep
+    their random weights and start to matter as soon as training moves the zeros (their outgoing
+    weights get gradients at once). Each group norm's old channels must stay a group of their
+    own, so every block's channels per group must match; the mid-block attention's queries are
+    rescaled for its wider head. Used to give a trained decoder more room without touching the
+    latents a UNet was trained on.
+    """
+    small_mods = dict(small.named_modules())
+    for name, mod in wide.named_modules():
+        old = small_mods.get(name)
+        if isinstance(mod, torch.nn.GroupNorm):
+            if mod.num_channels // mod.num_groups != old.num_channels // old.num_groups:
+                raise ValueError(
+                    f"{name}: {old.num_channels} channels in {old.num_groups} groups cannot grow to "
+                    f"{mod.num_channels} in {mod.num_groups}; widen by the factor that keeps channels per group."
+                )
+            mod.weight[: old.num_channels] = old.weight
+            mod.bias[: old.num_channels] = old.bias
+        elif isinstance(mod, (torch.nn.Conv2d, torch.nn.Linear)):
+            o, i = old.weight.shape[:2]
+            mod.weight[:o] = 0.0
+            mod.weight[:o, :i] = old.weight
+            if mod.bias is not None:
+                mod.bias[:o] = old.bias
+            if name.endswith("to_q"):  # scores use only old channels, at the old head width's scale
+                scale = (mod.weight.shape[0] / o) ** 0.5
+                mod.weight[:o] *= scale
+                mod.weight[o:] = 0.0
+                if mod.bias is not None:
+                    mod.bias[:o] *= scale
+                    mod.bias[o:] = 0.0
+    return wide
+
+
 def _crops(images: torch.Tensor, cfg: AutoencoderConfig, gen: torch.Generator) -> torch.Tensor:
     """``cfg.batch`` random crops of side ``cfg.crop``, spread evenly over the images."""
     per = cfg.batch // len(images)
@@ -324,7 +363,11 @@ class AutoencoderTrainer:
             raise ValueError("batch must be a multiple of images_per_step")
         self.vae = build_vae(cfg)
         if cfg.init_dir is not None:
-            self.vae.load_state_dict(load_vae(cfg.init_dir).state_dict())
+            start = load_vae(cfg.init_dir)
+            if tuple(start.config.block_out_channels) == tuple(cfg.vae_channels):
+                self.vae.load_state_dict(start.state_dict())
+            else:  # a wider network that starts as the trained one: same latents, more room to learn
+                widen_vae(start, self.vae)
         if cfg.decoder_only:
             if cfg.init_dir is None:
                 raise ValueError("decoder_only trains the decoder of a trained autoencoder: give init_dir (--init).")

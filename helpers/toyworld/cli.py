@@ -169,7 +169,13 @@ def add_commands(sub) -> None:
     p.add_argument("out_dir", help="the VAE folder to write")
     p.add_argument("--minutes", type=float, default=None, help="stop (resumable) after this many minutes")
     p.add_argument("--steps", type=int, default=None, help="optimiser steps (default: the recipe's)")
-    p.add_argument("--channels", type=int, nargs="+", default=None, help="VAE block widths (default: 16 32 64)")
+    p.add_argument(
+        "--channels",
+        type=int,
+        nargs="+",
+        default=None,
+        help="VAE block widths (default: 16 32 64); wider than --init grows that network, keeping its function",
+    )
     p.add_argument("--init", default=None, help="start from this VAE folder's weights")
     p.add_argument("--crop", type=int, default=None, help="crop side in pixels (64: whole images)")
     p.add_argument("--batch", type=int, default=None, help="crops per step (a multiple of 8)")
