@@ -284,3 +284,17 @@ def test_shipped_model_generates_64px():
         generator=torch.Generator().manual_seed(0),
     )
     assert out.images[0].size == (64, 64)
+
+
+@pytest.mark.skipif(
+    not (TOY / "model" / "model_index.json").exists(), reason="the ToyWorld model is not built"
+)
+def test_shipped_model_stays_small_and_its_vae_is_the_autoencoder():
+    import json
+
+    shipped = [p for p in (TOY / "model").rglob("*") if p.is_file() and "checkpoint" not in p.parts]
+    assert sum(p.stat().st_size for p in shipped) <= 50e6  # every learner downloads it with the kit
+    ours = json.loads((TOY / "autoencoder" / "config.json").read_text())
+    models = json.loads((TOY / "model" / "vae" / "config.json").read_text())
+    assert ours["block_out_channels"] == models["block_out_channels"]
+    assert models["latents_mean"] and models["scaling_factor"]  # pretraining's records, kept when the VAE grew

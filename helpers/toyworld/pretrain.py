@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 
 TOY_SPEC = TinySpec(
     unet_channels=(32, 64, 128),
-    vae_channels=(16, 32, 64),  # three blocks: 64 px images, 16x16 latents
+    vae_channels=(32, 64, 128),  # three blocks: 64 px images, 16x16 latents (the shipped autoencoder's widths)
     layers_per_block=1,
     text_hidden=64,
     text_layers=3,
