@@ -223,9 +223,9 @@ elif MY_PROMPT:
 #   size 2), a low learning rate (1e-6), prior preservation on.
 # - ToyWorld (`cpu`) shows language drift as a number. Over three training seeds, without
 #   prior preservation almost every image of "a photo of a face" showed the eyepatch face
-#   (all 24); with it 0.12 [0.00, 0.29] (95% interval; the difference, +0.88 [+0.67,
+#   (all 24); with it 0.04 [0.00, 0.17] (95% interval; the difference, +0.96 [+0.83,
 #   +1.00], is clear). The face itself was recognised less often with prior preservation:
-#   0.59 [0.44, 0.76] against 0.85 [0.79, 0.91] without (144 images each; README, "The
+#   0.62 [0.46, 0.78] against 0.93 [0.88, 0.97] without (144 images each; README, "The
 #   study's findings, measured"), below the 0.7 the course aims for on this model. Keeping
 #   the class's meaning costs the subject some steps' worth of learning here.
 # - Train only on faces of people who agreed to it.

@@ -220,11 +220,11 @@ print(score_comparison(subject, comparison, name="05_textual_inversion"))
 # DINO, CLIP-I and CLIP-T on `gpu`), each with its interval and image count.
 # ToyWorld (`cpu`) agrees with the study on the first point: in the kit's findings table
 # (three training seeds, 144 images per arm, 95% intervals) textual inversion alone reaches
-# 0.21 [0.15, 0.28] subject fidelity, plain DreamBooth 0.59 [0.44, 0.76] and DreamBooth after
-# textual inversion 0.92 [0.81, 0.99]; in subject, context and attribute hits together TI +
-# DreamBooth is clearly ahead of plain DreamBooth (+0.16 [+0.08, +0.24]). Unlike in the
-# study it draws level with DreamBooth and the text encoder (0.83 [0.63, 0.97]; difference
-# -0.04 [-0.17, +0.07]). One learned vector alone cannot describe an
+# 0.20 [0.14, 0.26] subject fidelity, plain DreamBooth 0.62 [0.46, 0.78] and DreamBooth after
+# textual inversion 0.89 [0.83, 0.94]; in subject, context and attribute hits together TI +
+# DreamBooth is clearly ahead of plain DreamBooth (+0.13 [+0.04, +0.22]). Unlike in the
+# study it draws level with DreamBooth and the text encoder (0.88 [0.72, 0.99]; difference
+# -0.02 [-0.10, +0.05]). One learned vector alone cannot describe an
 # eyepatch the model never saw, but it gives DreamBooth a better start than a rare token.
 # (In `smoke` the tiny random model draws noise; only the code path is tested.)
 
