@@ -258,3 +258,6 @@ def test_a_wider_network_starts_as_the_trained_one_and_its_decoder_learns(tmp_pa
     odd = {**stage, "vae_channels": (32, 96)}  # 96 channels in 32 groups: old groups cannot stay whole
     with pytest.raises(ValueError, match="channels per group"):
         ae.AutoencoderTrainer(tmp_path / "odd", ae.AutoencoderConfig(**odd))
+    for channels in [(32, 64, 128), (8, 16)]:  # another number of blocks, or narrower
+        with pytest.raises(ValueError, match="can only grow"):
+            ae.AutoencoderTrainer(tmp_path / "other", ae.AutoencoderConfig(**{**stage, "vae_channels": channels}))

@@ -315,6 +315,12 @@ def widen_vae(small, wide):
     rescaled for its wider head. Used to give a trained decoder more room without touching the
     latents a UNet was trained on.
     """
+    have, want = tuple(small.config.block_out_channels), tuple(wide.config.block_out_channels)
+    if len(have) != len(want) or any(w < h for h, w in zip(have, want)):
+        raise ValueError(
+            f"An autoencoder with channels {have} can only grow to as many blocks, each at least as wide "
+            f"(asked for {want}); give --channels with {len(have)} widths, or start from scratch without --init."
+        )
     small_mods = dict(small.named_modules())
     for name, mod in wide.named_modules():
         old = small_mods.get(name)
