@@ -288,8 +288,9 @@ elif EXTRA_ARM:
 #   leans towards overfitting the star, as in the study: asked for a purple star, it once
 #   kept its own colours (attribute fidelity 0.96 against 1.00, 24 images each), and its
 #   prompt fidelity is lower by 0.06 [0.00, 0.17], an interval that just reaches zero. On the
-#   cube and the ball both rates follow every new background and colour. Compare the generations with the photos above them: the
-#   dots, bands and checks appear, with softer edges than in the photos.
+#   cube and the ball both rates follow every new background and colour. Compare the
+#   generations with the photos above them: the dots, bands and checks appear, with softer
+#   edges than in the photos.
 # - The same table measures the sweet spot with low-LR runs of 400, 800 and 1600 study steps
 #   (three seeds each): the ball, slow to learn, rises from 0.69 to 0.81 and 0.87 subject
 #   fidelity; the star, learned by 400 steps (0.88, then 0.99), starts to overfit: asked for a
