@@ -267,6 +267,33 @@ def test_polish_phase_and_warm_start_give_the_same_model(tmp_path):
         assert not all(torch.equal(a[n], b[n]) for n in a)  # the polish moved the weights
 
 
+def test_continued_pretraining_keeps_the_vae_and_scale_and_moves_the_unet(tmp_path):
+    import torch
+
+    from helpers.models import TinySpec, load_components
+    from helpers.toyworld.pretrain import PretrainConfig, Pretrainer
+
+    spec = TinySpec(unet_channels=(32, 64), vae_channels=(32, 64), sample_size=64)
+    small = {"spec": spec, "n_images": 8, "vae_steps": 2, "vae_batch": 2, "batch": 2, "warmup": 1, "polish_steps": 1}
+    assert Pretrainer(tmp_path / "first", PretrainConfig(**small, unet_steps=2)).run()
+    more = PretrainConfig(**small, unet_steps=3, init_dir=str(tmp_path / "first"))
+    assert not Pretrainer(tmp_path / "more", more).run(minutes=1e-6)  # interrupted at once ...
+    assert Pretrainer(tmp_path / "more", more).run()  # ... and resumed
+    first, then = (load_components(str(tmp_path / n)) for n in ("first", "more"))
+    assert then["vae"].config.scaling_factor == first["vae"].config.scaling_factor
+    for name, weight in first["vae"].state_dict().items():
+        assert torch.equal(weight, then["vae"].state_dict()[name]), name
+    a, b = first["unet"].state_dict(), then["unet"].state_dict()
+    assert not all(torch.equal(a[n], b[n]) for n in a)
+    facts = json.loads((tmp_path / "more" / "kit_model.json").read_text())
+    assert facts["unet_steps_done"] == 4 and facts["continued_from"][0]["unet_steps_done"] == 3
+    assert f"--init {tmp_path / 'first'} --unet-steps 3" in facts["command"]
+    other = PretrainConfig(**dict(small, spec=TinySpec(unet_channels=(32, 64), vae_channels=(16, 32))))
+    other.init_dir = str(tmp_path / "first")
+    with pytest.raises(ValueError, match="another shape"):
+        Pretrainer(tmp_path / "other", other).run()
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(
     not (TOY / "model" / "model_index.json").exists(), reason="the ToyWorld model is not built"

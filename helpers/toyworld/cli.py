@@ -7,6 +7,7 @@ import argparse
 import json
 from pathlib import Path
 
+from ..errors import LearnerError
 from ..paths import DATA_DIR
 from . import world
 from .autoencoder import (
@@ -96,9 +97,15 @@ def _ae_error(args: argparse.Namespace) -> int:
 
 def _pretrain(args: argparse.Namespace) -> int:
     """Pretrain (or resume) the base model."""
-    cfg = PretrainConfig(vae_dir=args.vae)
+    if args.init is not None and args.vae is not None:
+        raise LearnerError("--init already brings the model's own VAE: leave out --vae.")
+    if args.init is not None and args.unet_steps is None:
+        raise LearnerError("--init goes on training a finished model: say for how many steps with --unet-steps.")
+    cfg = PretrainConfig(vae_dir=args.vae, init_dir=args.init)
     if args.open_captions is not None:
         cfg.open_caption_share = args.open_captions
+    if args.unet_steps is not None:
+        cfg.unet_steps = args.unet_steps
     done = pretrain(args.out_dir, minutes=args.minutes, cfg=cfg, keep_checkpoint=args.keep_checkpoint)
     print(
         "finished" if done else f"paused; run the same command again to resume from {args.out_dir}/checkpoint"
@@ -209,6 +216,15 @@ def add_commands(sub) -> None:
         default=None,
         metavar="SHARE",
         help="share of scenes whose caption leaves out colour and/or place (default: the shipped recipe's)",
+    )
+    p.add_argument(
+        "--init",
+        default=None,
+        metavar="MODEL",
+        help="go on training a model made by this command: its weights, then --unet-steps more steps and the polish",
+    )
+    p.add_argument(
+        "--unet-steps", type=int, default=None, help="steps of the main UNet phase (default: the shipped recipe's)"
     )
     p.set_defaults(func=_pretrain)
 

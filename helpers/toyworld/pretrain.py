@@ -53,6 +53,7 @@ class PretrainConfig:
     seed: int = 0
     n_images: int = 16000  # training scenes: seeds 0 .. n_images-1 of world.sample_scene
     vae_dir: str | None = None  # a VAE folder (train-autoencoder) to use instead of phase 1; None: train one here
+    init_dir: str | None = None  # a model made by this recipe to go on training (its VAE, UNet and text encoder)
     vae_steps: int = 500
     vae_batch: int = 32
     vae_crop: int = 32  # the VAE is convolutional: training on crops is 4x cheaper than on full images
@@ -196,12 +197,42 @@ class Pretrainer:
         For experiments on the end of the recipe without repeating its first hour: the result is
         what the whole recipe gives when ``model_dir`` is its model after ``cfg.unet_steps`` steps.
         """
+        self._load_model(model_dir)
+        self.state.update(phase="unet", step=self.cfg.unet_steps)
+
+    def _load_model(self, model_dir: str | Path) -> None:
+        """Take a saved model's VAE (with its scaling factor), UNet and text encoder weights."""
         from ..models import load_components
 
         loaded = load_components(str(model_dir))
         for k in ("vae", "unet", "text_encoder"):
             self.parts[k].load_state_dict(loaded[k].state_dict())
-        self.state.update(phase="unet", step=self.cfg.unet_steps)
+        self.parts["vae"].register_to_config(scaling_factor=loaded["vae"].config.scaling_factor)
+
+    def continue_from(self, model_dir: str | Path) -> None:
+        """Phase 1 for more training of a finished model: all its weights, then phases 2-4 anew.
+
+        The latents are encoded again with the model's own VAE and keep its scaling factor, so
+        the UNet goes on seeing what it was trained on. The model's facts are kept in the new one's.
+        """
+        model_dir = Path(model_dir)
+        facts_file = model_dir / "kit_model.json"
+        if not facts_file.exists():
+            raise ValueError(f"{model_dir} has no kit_model.json: --init takes a model made by `toyworld pretrain`.")
+        facts = json.loads(facts_file.read_text())
+        try:
+            self._load_model(model_dir)
+        except RuntimeError as err:  # load_state_dict: other widths or blocks
+            raise ValueError(
+                f"{model_dir} has another shape than the recipe's spec ({err.__class__.__name__} while loading); "
+                "--init takes a model of the recipe's own spec."
+            ) from None
+        earlier = {k: v for k, v in facts.items() if k not in ("continued_from", "autoencoder", "vae_note")}
+        self.state.setdefault("extra_facts", {})["continued_from"] = [*facts.get("continued_from", []), earlier]
+        for key in ("autoencoder", "vae_note"):
+            if key in facts:
+                self.state["extra_facts"][key] = facts[key]
+        self.state.update(phase="encode", step=0)
 
     # ---- checkpoints ----------------------------------------------------------------------
 
@@ -310,8 +341,9 @@ class Pretrainer:
         latents = encode_images(vae, images)
         if self.cfg.center_latents:
             latents = latents - center_vae(vae, latents.mean(dim=(0, 2, 3)))
-        scale = float(1.0 / latents.std())
-        vae.register_to_config(scaling_factor=scale)  # the UNet sees unit-variance latents, as in SD
+        if self.cfg.init_dir is None:  # a continued model keeps the scale its UNet was trained with
+            scale = float(1.0 / latents.std())
+            vae.register_to_config(scaling_factor=scale)  # the UNet sees unit-variance latents, as in SD
         return latents
 
     def _init_ema(self) -> None:
@@ -394,6 +426,17 @@ class Pretrainer:
 
     # ---- output ---------------------------------------------------------------------------
 
+    def command(self) -> str:
+        """The command line that runs this recipe (the options that differ from the shipped defaults)."""
+        cfg, parts = self.cfg, [f"python -m helpers toyworld pretrain {self.out_dir}"]
+        if cfg.vae_dir is not None:
+            parts.append(f"--vae {cfg.vae_dir}")
+        if cfg.init_dir is not None:
+            parts.append(f"--init {cfg.init_dir} --unet-steps {cfg.unet_steps}")
+        if cfg.open_caption_share != PretrainConfig.open_caption_share:
+            parts.append(f"--open-captions {cfg.open_caption_share}")
+        return " ".join(parts)
+
     def export(self) -> Path:
         """Save the EMA weights as a diffusers pipeline folder in ``out_dir``."""
         parts = dict(self.parts)
@@ -403,7 +446,7 @@ class Pretrainer:
         facts = {
             "kind": "ToyWorld miniature Stable Diffusion, pretrained from scratch by the kit",
             "licence": "Apache-2.0",
-            "command": f"python -m helpers toyworld pretrain {self.out_dir}",
+            "command": self.command(),
             "phase": self.state["phase"],
             "unet_steps_done": self.state["step"] if self.state["phase"] in (*UNET_PHASES, "done") else 0,
             "train_seconds": round(self.state["seconds"], 1),
@@ -431,6 +474,8 @@ class Pretrainer:
             images, captions = render_dataset(self.cfg.n_images, self.cfg.open_caption_share)
             if self.state["phase"] == "vae" and self.cfg.vae_dir is not None:
                 self.load_vae(self.cfg.vae_dir)
+            if self.state["phase"] == "vae" and self.cfg.init_dir is not None:
+                self.continue_from(self.cfg.init_dir)
             if self.state["phase"] == "vae" and not self.train_vae(images, deadline):
                 self.save_checkpoint()
                 return False
