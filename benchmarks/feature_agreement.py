@@ -7,9 +7,10 @@ the blue cube, white bands on the green ball, a patch over one eye) judge the sa
 (a) fresh renders: the subject, and the same object without its feature, half and half;
 (b) the same renders encoded and decoded by the shipped model's autoencoder
     (``data/toyworld/model/vae``, the broad one of ``data/toyworld/autoencoder``);
-(c) with ``--runs HOME``: generations of finished DreamBooth runs under ``HOME/train/`` (one per
-    subject, sampled like the findings: instance, context and attribute prompts, and the plain
-    class prompt, seeds 0-7).
+(c) with ``--runs HOME``: generations of finished DreamBooth runs under ``HOME/train/``: each
+    subject's goal arm (an object at the low learning rate, the face with prior preservation)
+    for training seeds 0-2, sampled like the findings: instance, context and attribute prompts,
+    and the plain class prompt, seeds 0-7.
 
 It prints a table and writes ``benchmarks/results/feature_agreement.md``.
 
@@ -50,35 +51,31 @@ def renders(name: str, n: int) -> np.ndarray:
     return np.stack([np.asarray(world.render(s)) for s in with_feature + without])
 
 
-def run_subject(run: Path) -> str | None:
-    """The subject a run folder was trained on (its ``instance_data_dir``'s name), if it is a ToyWorld one."""
-    import yaml
+def goal_runs(home: Path, seeds: list[int]) -> tuple[list[tuple[str, Path]], list[str]]:
+    """Each subject's finished runs of its goal arm (``helpers.findings.GOAL_ARMS``), one per training seed.
 
+    The same arms and seeds every time, so that measurements on other models or decoders compare
+    like with like. A run counts only where its folder under ``home/train`` holds saved weights and
+    its hash matches the arm's config today (so runs of an earlier base model are left out).
+    Returns the runs and a note for each one missing.
+    """
+    from helpers import findings
+    from helpers.config import TrainConfig, config_hash, resolve_output_dir
+    from helpers.runs import run_status
     from helpers.toyworld.subjects import SUBJECTS
 
-    config = run / "config.yaml"
-    if not config.exists():
-        return None
-    name = Path(yaml.safe_load(config.read_text()).get("instance_data_dir", "")).name
-    return name if name in SUBJECTS else None
-
-
-def finished_runs(home: Path, per_subject: int) -> list[tuple[str, Path]]:
-    """Up to ``per_subject`` finished runs (``done.json`` and model weights saved) per subject under ``home/train``.
-
-    Runs trained from an earlier base model (another weights fingerprint in their hash) are left out:
-    the run life cycle's own status says "done" only where the folder's hash still matches its config.
-    """
-    from helpers.config import TrainConfig
-    from helpers.runs import run_status
-
-    found: dict[str, list[Path]] = {}
-    for run in sorted((home / "train").glob("*")):
-        name = run_subject(run)
-        saved = (run / "unet").is_dir() and (run / "model_index.json").exists()
-        if name and saved and run_status(run, run.name.rsplit("-", 1)[-1], TrainConfig) == "done":
-            found.setdefault(name, []).append(run)
-    return [(name, run) for name, runs in found.items() for run in runs[:per_subject]]
+    found, missing = [], []
+    for name in SUBJECTS:
+        for seed in seeds:
+            label, config = findings.goal_arm_config(name, seed)
+            run = home / "train" / resolve_output_dir(config).name
+            saved = (run / "unet").is_dir() and (run / "model_index.json").exists()
+            if saved and run_status(run, config_hash(config), TrainConfig) == "done":
+                found.append((name, run))
+            else:
+                missing.append(f"{name}, {label}, training seed {seed}: no finished run under {home}/train "
+                               "(benchmarks/toyworld_findings.py trains it), skipped")
+    return found, missing
 
 
 def describe_run(run: Path) -> str:
@@ -164,7 +161,7 @@ def figure(shown: dict[str, tuple[str, list]], path: Path, cell: int = 96) -> Pa
     return path
 
 
-def measure(n: int, home: Path | None, seeds: int, per_subject: int,
+def measure(n: int, home: Path | None, seeds: int, seeds_trained: list[int],
             shown: dict | None = None) -> tuple[list[dict], list[str]]:
     """Every row of the table, and notes on what was left out; ``shown`` collects one run's images per subject."""
     from helpers.paths import DATA_DIR
@@ -188,18 +185,26 @@ def measure(n: int, home: Path | None, seeds: int, per_subject: int,
     if home is None:
         notes.append("DreamBooth generations: not measured (no --runs given)")
         return rows, notes
-    runs = finished_runs(home, per_subject)
+    runs, missing = goal_runs(home, seeds_trained)
+    notes += missing
     if runs:
         notes.append("DreamBooth rows: each run's own saved pipeline (its UNet, text encoder and VAE); subject "
                      "prompts are the instance, context and attribute prompts of helpers.findings.scoring_prompts")
     else:
         notes.append(f"DreamBooth generations: no finished run under {home}/train, skipped")
+    by_subject: dict[str, list[dict]] = {}
     for name, run in runs:
         notes.append(describe_run(run) + f"; sampled with seeds 0-{seeds - 1} per prompt, 25 steps, guidance 7.5")
         for role, images in run_samples(run, name, seeds).items():
             rows.append(row(f"run {run.name}, {role}", agreement(images, name)))
-            if shown is not None and role == "subject prompts" and name not in shown:
-                shown[name] = (run.name, images)
+            if role == "subject prompts":
+                by_subject.setdefault(name, []).append(rows[-1])
+                if shown is not None and name not in shown:
+                    shown[name] = (run.name, images)
+    if by_subject:
+        label = "goal-arm runs, subject prompts"
+        totals = [dict(pooled(label, part), subject=name) for name, part in by_subject.items()]
+        rows += totals + [pooled(label, totals)]
     return rows, notes
 
 
@@ -208,14 +213,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=24, help="renders per subject with its feature, and as many without")
     parser.add_argument("--runs", type=Path, default=None, help="a course home whose train/ holds finished runs")
-    parser.add_argument("--per-subject", type=int, default=1, help="finished runs scored per subject")
+    parser.add_argument("--train-seeds", type=int, nargs="+", default=[0, 1, 2],
+                        help="training seeds of each subject's goal arm to score (default: 0 1 2, as the findings)")
     parser.add_argument("--seeds", type=int, default=8, help="sampling seeds per prompt for the runs")
     parser.add_argument("--out", type=Path, default=RESULTS / "feature_agreement.md")
     parser.add_argument("--figure", type=Path, default=None, help="also save the subjects' photos above generations (PNG)")
     args = parser.parse_args(argv)
     t0 = time.perf_counter()
     shown: dict = {}
-    rows, notes = measure(args.n, args.runs, args.seeds, args.per_subject, shown)
+    rows, notes = measure(args.n, args.runs, args.seeds, args.train_seeds, shown)
     table = markdown(rows)
     text = (
         "# The evaluator's subject decisions against a direct pixel check\n\n"

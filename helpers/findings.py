@@ -166,8 +166,8 @@ def _settings():
     return settings
 
 
-def _train(subject, study_lr, study_steps, seed: int = 0, **changes):
-    """Train (or reuse) one arm, with notebook 01's sample grids so that its progress table finds them.
+def arm_config(subject, study_lr, study_steps, seed: int = 0, **changes):
+    """The training config of one arm, with notebook 01's sample grids so that its progress table finds them.
 
     ``seed`` is the training seed (the notebooks train with 0); other seeds repeat an arm to see
     how much its result depends on the draw of noise, timesteps and batches.
@@ -175,8 +175,27 @@ def _train(subject, study_lr, study_steps, seed: int = 0, **changes):
 
     grids = {"validation_prompts": subject_prompts(subject, 3)[:2], "validation_seeds": [0, 1],
              "validation_steps": max(1, get_profile("cpu").steps(study_steps) // 4)}
-    config = study_config(subject, study_lr, study_steps, settings=_settings(), seed=seed, **{**grids, **changes})
-    return train_dreambooth(config, progress=False).output_dir
+    return study_config(subject, study_lr, study_steps, settings=_settings(), seed=seed, **{**grids, **changes})
+
+
+def _train(subject, study_lr, study_steps, seed: int = 0, **changes):
+    """Train (or reuse) one arm (:func:`arm_config`); returns its run folder."""
+    return train_dreambooth(arm_config(subject, study_lr, study_steps, seed, **changes), progress=False).output_dir
+
+
+# The arm whose goal asks that the subject be learned, per subject: an object at the low LR for 400
+# study steps (learning_rate), the face with prior preservation at the study's face settings.
+GOAL_ARMS = {
+    **{name: ("low LR 2e-6, 400 steps", 2e-6, 400, {}) for name in OBJECT_SUBJECTS},
+    FACE_SUBJECT: ("with prior preservation, 2e-6, 1200 steps", 2e-6, 1200,
+                   {"with_prior_preservation": True, "face": True}),
+}
+
+
+def goal_arm_config(name: str, seed: int = 0):
+    """``(label, config)`` of ``name``'s :data:`GOAL_ARMS` arm with training seed ``seed``."""
+    label, lr, steps, changes = GOAL_ARMS[name]
+    return label, arm_config(_toy_subject(name), lr, steps, seed, **changes)
 
 
 def base_model(sampling: Sampling, n_prompts: int = 64, seed: int = 0) -> Finding:

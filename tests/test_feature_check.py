@@ -110,30 +110,35 @@ def test_agreement_counts_add_up():
     assert name in line and f"n={len(images)}" in line
 
 
-def test_the_agreement_benchmark_finds_only_finished_toyworld_runs_of_the_current_model(tmp_path):
+def test_the_agreement_benchmark_scores_each_subjects_goal_arm_per_training_seed(tmp_path):
     import importlib.util
     import json
     from pathlib import Path
 
-    from helpers.config import TrainConfig, config_hash, save_config
-    from helpers.paths import DATA_DIR
+    from helpers import findings
+    from helpers.config import config_hash, resolve_output_dir, save_config
 
     path = Path(__file__).resolve().parents[1] / "benchmarks" / "feature_agreement.py"
     spec = importlib.util.spec_from_file_location("feature_agreement", path)
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
-    config = TrainConfig(
-        pretrained_model_name_or_path=str(DATA_DIR / "toyworld" / "model"),
-        instance_data_dir=str(DATA_DIR / "toyworld" / "subjects" / "dotted_star"),
-        instance_prompt="a photo of sks star",
-        output_dir=str(tmp_path / "out"),
-    )
-    current = config_hash(config)
-    for name, done in ((f"a-{current}", True), (f"b-{current}", False), ("c-0123456789ab", True)):
-        run = tmp_path / "train" / name  # c: trained from another base model, so its hash no longer matches
+    _, star0 = findings.goal_arm_config("dotted_star", 0)
+    _, star1 = findings.goal_arm_config("dotted_star", 1)
+    _, face0 = findings.goal_arm_config("patch_face", 0)
+    assert face0.with_prior_preservation and not star0.with_prior_preservation
+    assert config_hash(star0) != config_hash(star1)  # the seed makes another run
+    folders = {}
+    for key, config, done in (("star0", star0, True), ("star1", star1, False), ("face0", face0, True)):
+        run = tmp_path / "train" / resolve_output_dir(config).name
         (run / "unet").mkdir(parents=True)
         (run / "model_index.json").write_text("{}")
         save_config(config, run / "config.yaml")
         if done:
             (run / "done.json").write_text(json.dumps({"hash": "x"}))
-    assert bench.finished_runs(tmp_path, 2) == [("dotted_star", tmp_path / "train" / f"a-{current}")]
+        folders[key] = run
+    other = tmp_path / "train" / (folders["star0"].name[:-12] + "0123456789ab")  # another base model's run
+    (other / "unet").mkdir(parents=True)
+    save_config(star0, other / "config.yaml")
+    runs, missing = bench.goal_runs(tmp_path, [0, 1])
+    assert runs == [("dotted_star", folders["star0"]), ("patch_face", folders["face0"])]
+    assert len(missing) == 4 * 2 - 2 and any("dotted_star" in m and "seed 1" in m for m in missing)
