@@ -221,11 +221,11 @@ elif MY_PROMPT:
 #   with it. On objects it mattered much less.
 # - For faces the study's recipe, in the course's summary: more steps (800 to 1200 at batch
 #   size 2), a low learning rate (1e-6), prior preservation on.
-# - ToyWorld (`cpu`) shows language drift as a number. Over three training seeds, without
+# - ToyWorld (`cpu`) shows language drift as a number. Over five training seeds, without
 #   prior preservation almost every image of "a photo of a face" showed the eyepatch face
-#   (all 24); with it 0.04 [0.00, 0.17] (95% interval; the difference, +0.96 [+0.83,
+#   (0.95 of 40); with it 0.05 [0.00, 0.15] (95% interval; the difference, +0.90 [+0.72,
 #   +1.00], is clear). The face itself was recognised less often with prior preservation:
-#   0.62 [0.46, 0.78] against 0.93 [0.88, 0.97] without (144 images each; README, "The
+#   0.60 [0.48, 0.72] against 0.91 [0.83, 0.97] without (240 images each; README, "The
 #   study's findings, measured"), below the 0.7 the course aims for on this model. Keeping
 #   the class's meaning costs the subject some steps' worth of learning here.
 # - Train only on faces of people who agreed to it.
