@@ -325,3 +325,15 @@ def test_shipped_model_stays_small_and_its_vae_is_the_autoencoder():
     models = json.loads((TOY / "model" / "vae" / "config.json").read_text())
     assert ours["block_out_channels"] == models["block_out_channels"]
     assert models["latents_mean"] and models["scaling_factor"]  # pretraining's records, kept when the VAE grew
+
+
+def test_continuing_a_model_without_steps_or_with_another_vae_stops_with_one_message(tmp_path, capsys):
+    from helpers.cli import main
+
+    model = str(tmp_path / "model")
+    assert main(["toyworld", "pretrain", str(tmp_path / "out"), "--init", model]) == 2
+    assert "--unet-steps" in capsys.readouterr().err
+    assert main(["toyworld", "pretrain", str(tmp_path / "out"), "--init", model, "--unet-steps", "5",
+                 "--vae", model]) == 2
+    assert "leave out --vae" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()  # stopped before any work
