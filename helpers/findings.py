@@ -33,6 +33,10 @@ from .training import load_trained_pipeline, train_dreambooth
 OBJECT_SUBJECTS = ("dotted_star", "checked_cube", "striped_ball")
 FACE_SUBJECT = "patch_face"
 CONTEXTS = ("sand", "grass", "sky", "water", "brick")  # recontextualisation backgrounds
+# The study's settings that several experiments share, at full scale (the profile maps them).
+HIGH_LR, LOW_LR = 5e-6, 2e-6
+OBJECT_STEPS = 400  # objects, batch 4
+FACE_STEPS = 1200  # the face, batch 2
 
 
 @dataclass
@@ -186,8 +190,8 @@ def _train(subject, study_lr, study_steps, seed: int = 0, **changes):
 # The arm whose goal asks that the subject be learned, per subject: an object at the low LR for 400
 # study steps (learning_rate), the face with prior preservation at the study's face settings.
 GOAL_ARMS = {
-    **{name: ("low LR 2e-6, 400 steps", 2e-6, 400, {}) for name in OBJECT_SUBJECTS},
-    FACE_SUBJECT: ("with prior preservation, 2e-6, 1200 steps", 2e-6, 1200,
+    **{name: ("low LR 2e-6, 400 steps", LOW_LR, OBJECT_STEPS, {}) for name in OBJECT_SUBJECTS},
+    FACE_SUBJECT: ("with prior preservation, 2e-6, 1200 steps", LOW_LR, FACE_STEPS,
                    {"with_prior_preservation": True, "face": True}),
 }
 
@@ -221,8 +225,8 @@ def learning_rate(sampling: Sampling, subjects: tuple[str, ...] = OBJECT_SUBJECT
                      "high LR: lower prompt fidelity (context and attribute) or more copying than low LR")
     for name in subjects:
         subject = _toy_subject(name)
-        for label, lr in (("high LR 5e-6", 5e-6), ("low LR 2e-6", 2e-6)):
-            f.arms[f"{name}: {label}"] = score_run(_train(subject, lr, 400, seed), name, sampling)
+        for label, lr in (("high LR 5e-6", HIGH_LR), ("low LR 2e-6", LOW_LR)):
+            f.arms[f"{name}: {label}"] = score_run(_train(subject, lr, OBJECT_STEPS, seed), name, sampling)
     f.verdict, f.notes = judge(f.key, f.arms)
     return f
 
@@ -234,7 +238,7 @@ def steps_sweet_spot(sampling: Sampling, subjects: tuple[str, ...] = ("dotted_st
     for name in subjects:
         subject = _toy_subject(name)
         for steps in (400, 800, 1600):
-            f.arms[f"{name}: {steps} steps"] = score_run(_train(subject, 2e-6, steps, seed), name, sampling)
+            f.arms[f"{name}: {steps} steps"] = score_run(_train(subject, LOW_LR, steps, seed), name, sampling)
     f.verdict, f.notes = judge(f.key, f.arms)
     return f
 
@@ -246,7 +250,7 @@ def prior_preservation(sampling: Sampling, seed: int = 0) -> Finding:
                 "the subject (language drift) and the model overfits.",
                 goal="language drift without prior >= with prior + 0.2")
     for label, prior in (("without prior", False), ("with prior", True)):
-        f.arms[label] = score_run(_train(subject, 2e-6, 1200, seed, with_prior_preservation=prior, face=True),
+        f.arms[label] = score_run(_train(subject, LOW_LR, FACE_STEPS, seed, with_prior_preservation=prior, face=True),
                                   FACE_SUBJECT, sampling)
     f.verdict, f.notes = judge(f.key, f.arms)
     return f
@@ -255,7 +259,7 @@ def prior_preservation(sampling: Sampling, seed: int = 0) -> Finding:
 def schedulers(sampling: Sampling, name: str = OBJECT_SUBJECTS[0], seed: int = 0) -> Finding:
     """The overfit (high-LR) object run sampled with each scheduler at the study's 50 and 100 steps (halved)."""
     subject = _toy_subject(name)
-    run = _train(subject, 5e-6, 400, seed)
+    run = _train(subject, HIGH_LR, OBJECT_STEPS, seed)
     f = Finding("schedulers", "On an overfit model DDIM gives cleaner images than PNDM and LMSDiscrete.",
                 goal="report only")
     for key in ("pndm", "lms", "ddim", "dpm++", "euler", "unipc"):
@@ -272,7 +276,7 @@ def text_encoder(sampling: Sampling, seed: int = 0) -> Finding:
     f = Finding("text_encoder", "Training the text encoder as well gives the best faces and follows complex "
                 "prompts better, at a higher memory cost.", goal="report only")
     for label, te in (("frozen text encoder", False), ("text encoder trained", True)):
-        f.arms[label] = score_run(_train(subject, 2e-6, 1200, seed, with_prior_preservation=True, face=True,
+        f.arms[label] = score_run(_train(subject, LOW_LR, FACE_STEPS, seed, with_prior_preservation=True, face=True,
                                          train_text_encoder=te), FACE_SUBJECT, sampling)
     f.verdict, f.notes = judge(f.key, f.arms)
     return f
@@ -295,10 +299,10 @@ def textual_inversion_dreambooth(sampling: Sampling, seed: int = 0) -> Finding:
                 "but not DreamBooth with the text encoder.", goal="report only")
     f.arms["textual inversion only"] = score_run(ti.output_dir, FACE_SUBJECT, sampling, identifier="<sks>")
     f.arms["TI + DreamBooth"] = score_run(ti_db.output_dir, FACE_SUBJECT, sampling, identifier="<sks>")
-    f.arms["DreamBooth"] = score_run(_train(subject, 2e-6, 1200, seed, with_prior_preservation=True, face=True),
+    f.arms["DreamBooth"] = score_run(_train(subject, LOW_LR, FACE_STEPS, seed, with_prior_preservation=True, face=True),
                                      FACE_SUBJECT, sampling)
     f.arms["DreamBooth + text encoder"] = score_run(
-        _train(subject, 2e-6, 1200, seed, with_prior_preservation=True, face=True, train_text_encoder=True),
+        _train(subject, LOW_LR, FACE_STEPS, seed, with_prior_preservation=True, face=True, train_text_encoder=True),
         FACE_SUBJECT, sampling)
     f.verdict, f.notes = judge(f.key, f.arms)
     return f
@@ -307,7 +311,7 @@ def textual_inversion_dreambooth(sampling: Sampling, seed: int = 0) -> Finding:
 def ema(sampling: Sampling, name: str = OBJECT_SUBJECTS[0], seed: int = 0) -> Finding:
     """The low-LR object run with EMA: its raw weights against their moving average."""
     subject = _toy_subject(name)
-    run = _train(subject, 2e-6, 400, seed, use_ema=True)
+    run = _train(subject, LOW_LR, OBJECT_STEPS, seed, use_ema=True)
     f = Finding("ema", "EMA made little difference over a few hundred steps.", goal="report only")
     f.arms["raw weights"] = score_run(run, name, sampling)
     f.arms["EMA weights"] = score_run(run, name, sampling, ema=True)
