@@ -60,7 +60,7 @@ def goal_runs(home: Path, seeds: list[int]) -> tuple[list[tuple[str, Path]], lis
     Returns the runs and a note for each one missing.
     """
     from helpers import findings
-    from helpers.config import TrainConfig, config_hash, resolve_output_dir
+    from helpers.config import TrainConfig, resolve_output_dir
     from helpers.runs import run_status
     from helpers.toyworld.subjects import SUBJECTS
 
@@ -68,9 +68,9 @@ def goal_runs(home: Path, seeds: list[int]) -> tuple[list[tuple[str, Path]], lis
     for name in SUBJECTS:
         for seed in seeds:
             label, config = findings.goal_arm_config(name, seed)
-            run = home / "train" / resolve_output_dir(config).name
+            run = home / "train" / resolve_output_dir(config).name  # <instance-prompt>-<config hash>
             saved = (run / "unet").is_dir() and (run / "model_index.json").exists()
-            if saved and run_status(run, config_hash(config), TrainConfig) == "done":
+            if saved and run_status(run, run.name.rsplit("-", 1)[-1], TrainConfig) == "done":
                 found.append((name, run))
             else:
                 missing.append(f"{name}, {label}, training seed {seed}: no finished run under {home}/train "
