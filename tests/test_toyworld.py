@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 
+from helpers.errors import LearnerError
 from helpers.paths import DATA_DIR
 from helpers.toyworld import evaluator as ev
 from helpers.toyworld import metrics, subjects, world
@@ -290,7 +291,7 @@ def test_continued_pretraining_keeps_the_vae_and_scale_and_moves_the_unet(tmp_pa
     assert f"--init {tmp_path / 'first'} --unet-steps 3" in facts["command"]
     other = PretrainConfig(**dict(small, spec=TinySpec(unet_channels=(32, 64), vae_channels=(16, 32))))
     other.init_dir = str(tmp_path / "first")
-    with pytest.raises(ValueError, match="another shape"):
+    with pytest.raises(LearnerError, match="another shape"):
         Pretrainer(tmp_path / "other", other).run()
 
 
@@ -337,3 +338,6 @@ def test_continuing_a_model_without_steps_or_with_another_vae_stops_with_one_mes
                  "--vae", model]) == 2
     assert "leave out --vae" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()  # stopped before any work
+    (tmp_path / "model").mkdir()
+    assert main(["toyworld", "pretrain", str(tmp_path / "out"), "--init", model, "--unet-steps", "5"]) == 2
+    assert "kit_model.json" in capsys.readouterr().err  # a folder that is not a pretrained model: one message

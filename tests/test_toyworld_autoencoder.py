@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from helpers.errors import LearnerError
 from helpers.paths import DATA_DIR
 from helpers.toyworld import autoencoder as ae
 from helpers.toyworld import subjects, world
@@ -128,7 +129,7 @@ def test_a_short_run_learns_to_reconstruct_and_resumes_exactly(tmp_path):
 def test_a_changed_recipe_does_not_resume_silently(tmp_path):
     cfg = ae.AutoencoderConfig(**SMALL, steps=2)
     assert not ae.AutoencoderTrainer(tmp_path, cfg).run(stop_at=1)
-    with pytest.raises(ValueError, match="delete it to restart"):
+    with pytest.raises(LearnerError, match="delete it to restart"):
         ae.AutoencoderTrainer(tmp_path, ae.AutoencoderConfig(**SMALL, steps=3)).run()
 
 
@@ -150,7 +151,7 @@ def test_pretraining_can_start_from_a_trained_autoencoder(tmp_path):
     assert facts["autoencoder"]["steps_done"] == 2 and facts["config"]["vae_dir"] == str(tmp_path / "vae")
     wrong = PretrainConfig(**dict(small, spec=TinySpec(unet_channels=(32, 64), vae_channels=(32, 64))))
     wrong.vae_dir = str(tmp_path / "vae")
-    with pytest.raises(ValueError, match="channels"):
+    with pytest.raises(LearnerError, match="channels"):
         Pretrainer(tmp_path / "other", wrong).run()
 
 
@@ -229,7 +230,7 @@ def test_a_decoder_only_stage_keeps_the_latents_and_changes_the_decoder(tmp_path
         assert torch.equal(before.encode(x).latent_dist.mean, after.encode(x).latent_dist.mean)
     changed = [n for n, w in after.state_dict().items() if not torch.equal(w, before.state_dict()[n])]
     assert changed and all(n.startswith(("decoder.", "post_quant_conv.")) for n in changed)
-    with pytest.raises(ValueError, match="init_dir"):
+    with pytest.raises(LearnerError, match="init_dir"):
         ae.AutoencoderTrainer(tmp_path / "no-init", ae.AutoencoderConfig(**SMALL, decoder_only=True))
 
 
@@ -256,8 +257,8 @@ def test_a_wider_network_starts_as_the_trained_one_and_its_decoder_learns(tmp_pa
     new_inputs = grown.decoder.conv_out.weight[:, 16:]  # zero at the start: the new channels were silent
     assert torch.equal(before[:, 16:], torch.zeros_like(new_inputs)) and new_inputs.abs().max() > 0
     odd = {**stage, "vae_channels": (32, 96)}  # 96 channels in 32 groups: old groups cannot stay whole
-    with pytest.raises(ValueError, match="channels per group"):
+    with pytest.raises(LearnerError, match="channels per group"):
         ae.AutoencoderTrainer(tmp_path / "odd", ae.AutoencoderConfig(**odd))
     for channels in [(32, 64, 128), (8, 16)]:  # another number of blocks, or narrower
-        with pytest.raises(ValueError, match="can only grow"):
+        with pytest.raises(LearnerError, match="can only grow"):
             ae.AutoencoderTrainer(tmp_path / "other", ae.AutoencoderConfig(**{**stage, "vae_channels": channels}))

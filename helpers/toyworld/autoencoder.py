@@ -31,6 +31,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from ..errors import LearnerError
 from . import world
 
 log = logging.getLogger(__name__)
@@ -317,7 +318,7 @@ def widen_vae(small, wide):
     """
     have, want = tuple(small.config.block_out_channels), tuple(wide.config.block_out_channels)
     if len(have) != len(want) or any(w < h for h, w in zip(have, want)):
-        raise ValueError(
+        raise LearnerError(
             f"An autoencoder with channels {have} can only grow to as many blocks, each at least as wide "
             f"(asked for {want}); give --channels with {len(have)} widths, or start from scratch without --init."
         )
@@ -326,7 +327,7 @@ def widen_vae(small, wide):
         old = small_mods.get(name)
         if isinstance(mod, torch.nn.GroupNorm):
             if mod.num_channels // mod.num_groups != old.num_channels // old.num_groups:
-                raise ValueError(
+                raise LearnerError(
                     f"{name}: {old.num_channels} channels in {old.num_groups} groups cannot grow to "
                     f"{mod.num_channels} in {mod.num_groups}; widen by the factor that keeps channels per group."
                 )
@@ -366,7 +367,7 @@ class AutoencoderTrainer:
         self.ckpt = self.out_dir / "checkpoint" / "state.pt"
         self.cfg = cfg = cfg or AutoencoderConfig()
         if cfg.batch % cfg.images_per_step:
-            raise ValueError("batch must be a multiple of images_per_step")
+            raise LearnerError("batch must be a multiple of images_per_step")
         self.vae = build_vae(cfg)
         if cfg.init_dir is not None:
             start = load_vae(cfg.init_dir)
@@ -376,7 +377,7 @@ class AutoencoderTrainer:
                 widen_vae(start, self.vae)
         if cfg.decoder_only:
             if cfg.init_dir is None:
-                raise ValueError("decoder_only trains the decoder of a trained autoencoder: give init_dir (--init).")
+                raise LearnerError("decoder_only trains the decoder of a trained autoencoder: give init_dir (--init).")
             for part in (self.vae.encoder, self.vae.quant_conv):
                 part.requires_grad_(False)
         self.ema = copy.deepcopy(self.vae).eval().requires_grad_(False)
@@ -404,7 +405,7 @@ class AutoencoderTrainer:
             return False
         blob = torch.load(self.ckpt, map_location="cpu", weights_only=False)
         if blob["config"] != asdict(self.cfg):
-            raise ValueError(f"{self.ckpt} was written with another configuration; delete it to restart.")
+            raise LearnerError(f"{self.ckpt} was written with another configuration; delete it to restart.")
         self.vae.load_state_dict(blob["vae"])
         self.ema.load_state_dict(blob["ema"])
         self.opt.load_state_dict(blob["opt"])

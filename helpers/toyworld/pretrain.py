@@ -27,6 +27,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..errors import LearnerError
 from ..models import TinySpec, build_tiny_components, save_pipeline
 from . import world
 
@@ -218,12 +219,12 @@ class Pretrainer:
         model_dir = Path(model_dir)
         facts_file = model_dir / "kit_model.json"
         if not facts_file.exists():
-            raise ValueError(f"{model_dir} has no kit_model.json: --init takes a model made by `toyworld pretrain`.")
+            raise LearnerError(f"{model_dir} has no kit_model.json: --init takes a model made by `toyworld pretrain`.")
         facts = json.loads(facts_file.read_text())
         try:
             self._load_model(model_dir)
         except RuntimeError as err:  # load_state_dict: other widths or blocks
-            raise ValueError(
+            raise LearnerError(
                 f"{model_dir} has another shape than the recipe's spec ({err.__class__.__name__} while loading); "
                 "--init takes a model of the recipe's own spec."
             ) from None
@@ -261,7 +262,7 @@ class Pretrainer:
             return False
         blob = torch.load(self._ckpt_file(), map_location="cpu", weights_only=False)
         if blob["config"] != asdict(self.cfg):
-            raise ValueError(
+            raise LearnerError(
                 f"{self._ckpt_file()} was written with another configuration; delete it to restart."
             )
         for k, sd in blob["models"].items():
@@ -283,7 +284,7 @@ class Pretrainer:
 
         trained = load_vae(folder)
         if tuple(trained.config.block_out_channels) != tuple(self.cfg.spec.vae_channels):
-            raise ValueError(
+            raise LearnerError(
                 f"The VAE in {folder} has channels {tuple(trained.config.block_out_channels)}, the recipe's spec "
                 f"{tuple(self.cfg.spec.vae_channels)}; train it with the same channels or change spec.vae_channels."
             )
