@@ -6,7 +6,8 @@ the blue cube, white bands on the green ball, a patch over one eye) judge the sa
 
 (a) fresh renders: the subject, and the same object without its feature, half and half;
 (b) the same renders encoded and decoded by the shipped model's autoencoder
-    (``data/toyworld/model/vae``, the broad one of ``data/toyworld/autoencoder``);
+    (``data/toyworld/model/vae``, the broad one of ``data/toyworld/autoencoder``), and the face's
+    eyepatch in parts: the patch without its strap (the subject), the strap without the patch (not);
 (c) with ``--runs HOME``: generations of finished DreamBooth runs under ``HOME/train/``: each
     subject's goal arm (an object at the low learning rate, the face with prior preservation)
     for training seeds 0-2, sampled like the findings: instance, context and attribute prompts,
@@ -49,6 +50,16 @@ def renders(name: str, n: int) -> np.ndarray:
     with_feature = [subjects.subject_scene(name, FRESH + i, bgs[i % len(bgs)]) for i in range(n)]
     without = [featureless(name, FRESH + n + i, bgs[i % len(bgs)]) for i in range(n)]
     return np.stack([np.asarray(world.render(s)) for s in with_feature + without])
+
+
+def eyepatch_parts(n: int) -> np.ndarray:
+    """``n`` face-subject renders with the patch but no strap, then ``n`` with the strap but no patch."""
+    from helpers.toyworld import subjects, world
+
+    bgs = world.BACKGROUNDS
+    scenes = [subjects.subject_scene("patch_face", FRESH + 2 * n + i, bgs[i % len(bgs)]) for i in range(n)]
+    shown = [dict(s, mark="patch") for s in scenes] + [dict(s, mark="strap", subject="none") for s in scenes]
+    return np.stack([np.asarray(world.render(s)) for s in shown])
 
 
 def goal_runs(home: Path, seeds: list[int]) -> tuple[list[tuple[str, Path]], list[str]]:
@@ -182,6 +193,8 @@ def measure(n: int, home: Path | None, seeds: int, seeds_trained: list[int],
     for set_name, images in sets.items():
         part = [row(set_name, agreement(list(images[name]), name)) for name in SUBJECTS]
         rows += part + [pooled(set_name, part)]
+    rows.append(row("face renders: the patch without its strap, then the strap without the patch",
+                    agreement(list(eyepatch_parts(n)), "patch_face")))
     if home is None:
         notes.append("DreamBooth generations: not measured (no --runs given)")
         return rows, notes
@@ -230,7 +243,9 @@ def main(argv: list[str] | None = None) -> int:
         "share of images on which both say the same, with its Wilson 95% interval and n; kappa is Cohen's "
         f"(agreement beyond chance; nan where one rater says the same of every image). Renders: {args.n} of each "
         f"subject and {args.n} of the same object without its feature (seeds from {FRESH}, every background "
-        "in turn); the autoencoder rows are those same renders encoded and decoded.\n\n"
+        "in turn); the autoencoder rows are those same renders encoded and decoded. The eyepatch row shows "
+        f"{args.n} faces with the patch over the eye but no strap (the subject) and {args.n} with the strap but "
+        "the eye showing (not the subject).\n\n"
         + table + "\n" + "".join(f"- {note}\n" for note in notes)
         + f"\n`python benchmarks/feature_agreement.py{' --runs HOME' if args.runs else ''}`; "
         f"{time.perf_counter() - t0:.0f} s.\n"

@@ -34,6 +34,7 @@ POOL_SEEDS = 5_000_000  # training renders start here; evaluation renders at EVA
 EVAL_SEEDS = 6_000_000
 STAGE_SEEDS = (POOL_SEEDS, POOL_SEEDS + 500_000, EVAL_SEEDS + 200_000)  # first training seed of stages 1, 2, 3
 EMBED_DIM = 128
+EYEPATCH_PARTS = 0.4  # share of the face subjects drawn without the strap, and of face look-alikes with the strap only
 
 
 def _block(cin: int, cout: int, stride: int) -> nn.Sequential:
@@ -82,7 +83,11 @@ def to_batch(images: list) -> torch.Tensor:
 
 
 def training_scene(seed: int) -> dict:
-    """A scene for evaluator training: random world scenes, subjects (some recoloured) and look-alikes."""
+    """A scene for evaluator training: random world scenes, subjects (some recoloured) and look-alikes.
+
+    Some faces show one part of the eyepatch only: subjects the patch without its strap, look-alikes
+    the strap without the patch (the eye shows), so that the subject head learns the patch.
+    """
     rng = np.random.default_rng([seed, 271])
     kind = rng.random()
     if kind < 0.55:
@@ -97,6 +102,9 @@ def training_scene(seed: int) -> dict:
             scene.update({k: other[k] for k in ("skin", "hair_style", "eyes", "mouth", "glasses", "hat")})
     if kind > 0.85:  # a look-alike: everything but the feature
         scene.update(pattern="none", mark="none", subject="none")
+    if scene["cls"] == "face" and rng.random() < EYEPATCH_PARTS:
+        # the patch over the eye makes the subject, not the thin strap a generation often loses
+        scene["mark"] = "patch" if scene["subject"] != "none" else "strap"
     return scene
 
 

@@ -44,7 +44,10 @@ HAIR_STYLES = ("short", "long", "spiky")
 EYES = ("dots", "wide")
 MOUTHS = ("smile", "open", "flat")
 PATTERNS = ("none", "dots", "checks", "stripes")  # only "none" outside subjects
-MARKS = ("none", "eyepatch")  # only "none" outside subjects
+MARKS = ("none", "eyepatch", "patch", "strap")  # only "none" outside subjects
+# The eyepatch's two parts, which only the evaluator's training draws apart: its subject head is
+# taught that the patch over the eye makes the face subject, with or without the thin strap.
+PATCH_MARKS, STRAP_MARKS = ("eyepatch", "patch"), ("eyepatch", "strap")
 FACE_SHARE = 0.25  # share of faces among random scenes
 
 OBJECT_TEMPLATES = (
@@ -284,17 +287,19 @@ def _draw_face(scene: dict, rng: np.random.Generator, canvas: int) -> tuple[Imag
     ey, ex, er = c - 0.05 * r, 0.38 * r, 0.14 * r
     for sx in (-1, 1):
         x = c + sx * ex
-        if scene["mark"] == "eyepatch" and sx == -1:
+        if scene["mark"] in PATCH_MARKS and sx == -1:
             continue
         if scene["eyes"] == "wide":
             draw.ellipse((x - 1.4 * er, ey - 1.4 * er, x + 1.4 * er, ey + 1.4 * er), fill=(255, 255, 255))
         draw.ellipse((x - er, ey - er, x + er, ey + er), fill=(20, 20, 20))
-    if scene["mark"] == "eyepatch":  # the face subject's unique mark: strap and patch over the left eye
+    # the face subject's unique mark, the eyepatch: a strap and a patch over the left eye
+    if scene["mark"] in STRAP_MARKS:
         draw.line(
             (c - 0.9 * r, c - 0.55 * r, c + 0.85 * r, c - 0.25 * r),
             fill=(15, 15, 15),
             width=max(2, int(r / 9)),
         )
+    if scene["mark"] in PATCH_MARKS:
         pr = 0.3 * r
         draw.ellipse((c - ex - pr, ey - pr, c - ex + pr, ey + pr), fill=(15, 15, 15))
     my, mw = c + 0.45 * r, 0.35 * r
