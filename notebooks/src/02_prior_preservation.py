@@ -223,11 +223,11 @@ elif MY_PROMPT:
 #   size 2), a low learning rate (1e-6), prior preservation on.
 # - ToyWorld (`cpu`) shows language drift as a number. Over five training seeds, without
 #   prior preservation almost every image of "a photo of a face" showed the eyepatch face
-#   (0.95 of 40); with it 0.05 [0.00, 0.15] (95% interval; the difference, +0.90 [+0.72,
-#   +1.00], is clear). The face itself was recognised less often with prior preservation:
-#   0.60 [0.48, 0.72] against 0.91 [0.83, 0.97] without (240 images each; README, "The
-#   study's findings, measured"), below the 0.7 the course aims for on this model. Keeping
-#   the class's meaning costs the subject some steps' worth of learning here.
+#   (40 of 40); with it 0.12 [0.00, 0.28] (95% interval; the difference, +0.88 [+0.72,
+#   +1.00], is clear). The face itself was recognised a little less often with prior
+#   preservation: 0.80 [0.70, 0.88] against 1.00 [0.98, 1.00] without (240 images each;
+#   README, "The study's findings, measured"). Keeping the class's meaning costs the subject
+#   some steps' worth of learning here.
 # - Train only on faces of people who agreed to it.
 #
 # ## Exercises
