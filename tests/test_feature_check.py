@@ -145,6 +145,6 @@ def test_the_agreement_benchmark_scores_each_subjects_goal_arm_per_training_seed
 
 
 def test_the_eyepatch_is_seen_by_its_patch_with_or_without_the_strap():
-    scenes = [subjects.subject_scene("patch_face", FRESH + i, world.BACKGROUNDS[i % 6]) for i in range(RENDERS)]
+    scenes = [subjects.subject_scene("patch_face", FRESH + i, world.BACKGROUNDS[i % len(world.BACKGROUNDS)]) for i in range(RENDERS)]
     assert _share_visible([world.render(dict(s, mark="patch")) for s in scenes], "patch_face") >= 0.9
     assert _share_visible([world.render(dict(s, mark="strap")) for s in scenes], "patch_face") <= 0.1

@@ -153,7 +153,7 @@ def test_subject_head_reads_the_eyepatch_from_the_patch_not_the_strap(model):
     Generations often lose the eyepatch's thin strap while the patch over the eye stays, as a
     person would still see it.
     """
-    scenes = [subjects.subject_scene("patch_face", FRESH + 500 + i, world.BACKGROUNDS[i % 6]) for i in range(24)]
+    scenes = [subjects.subject_scene("patch_face", FRESH + 500 + i, world.BACKGROUNDS[i % len(world.BACKGROUNDS)]) for i in range(24)]
     patch_only = [world.render(dict(s, mark="patch")) for s in scenes]
     strap_only = [world.render(dict(s, mark="strap", subject="none")) for s in scenes]
     assert metrics.subject_fidelity(patch_only, "patch_face", model) >= 0.9
