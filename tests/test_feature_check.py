@@ -148,3 +148,12 @@ def test_the_eyepatch_is_seen_by_its_patch_with_or_without_the_strap():
     scenes = [subjects.subject_scene("patch_face", FRESH + i, world.BACKGROUNDS[i % len(world.BACKGROUNDS)]) for i in range(RENDERS)]
     assert _share_visible([world.render(dict(s, mark="patch")) for s in scenes], "patch_face") >= 0.9
     assert _share_visible([world.render(dict(s, mark="strap")) for s in scenes], "patch_face") <= 0.1
+
+
+@pytest.mark.parametrize("skin", [(120, 115, 40), (105, 80, 30), (150, 150, 60)])
+def test_the_face_is_found_by_its_hair_when_the_skin_colour_drifts(skin):
+    # Generations tint the brown skin towards the background (olive, darker, pale green); the orange
+    # hair still frames the face, so the patch is still seen, and a face without it still is not.
+    scenes = [subjects.subject_scene("patch_face", FRESH + i, world.BACKGROUNDS[i % len(world.BACKGROUNDS)]) for i in range(RENDERS)]
+    assert _share_visible([world.render(dict(s, skin=skin)) for s in scenes], "patch_face") >= 0.9
+    assert _share_visible([world.render(dict(s, skin=skin, mark="none", subject="none")) for s in scenes], "patch_face") <= 0.1
