@@ -34,14 +34,13 @@ from feature_agreement import RESULTS, goal_runs, renders, run_samples
 
 
 def evaluator_label(folder: Path, shipped: Path) -> str:
-    """``shipped`` or ``seed S`` (from the folder's report), for a column header."""
+    """``seed S`` from the folder's report (the folder's name without one), ``shipped (...)`` for the shipped one."""
     import json
 
-    if folder.resolve() == shipped.resolve():
-        return "shipped (seed 0)"
     report = folder / "report.json"
     seed = json.loads(report.read_text()).get("training", {}).get("seed") if report.exists() else None
-    return f"seed {seed}" if seed is not None else folder.name
+    label = f"seed {seed}" if seed is not None else folder.name
+    return f"shipped ({label})" if folder.resolve() == shipped.resolve() else label
 
 
 def subject_hits(images: list, name: str, evaluators: list) -> list[list[bool]]:
@@ -139,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     folders = [metrics.EVALUATOR_DIR, *args.evaluators]
     labels = [evaluator_label(f, metrics.EVALUATOR_DIR) for f in folders]
-    evaluators = [metrics.load_evaluator.__wrapped__(f) for f in folders]
+    evaluators = [metrics.load_evaluator(f) for f in folders]
     names = list(SUBJECTS)
     heads = " | ".join(labels)
     rule = "---:|" * len(labels)
