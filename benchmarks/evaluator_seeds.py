@@ -82,11 +82,8 @@ def render_rows(names: list[str], evaluators: list, n: int) -> list[str]:
 
 def fidelity_images(run: Path, name: str, seeds: int) -> list:
     """The images ``findings.score_images`` reads subject fidelity from: instance, then context prompts."""
-    from helpers import findings
-
-    prompts = findings.scoring_prompts(name)
-    shown = (len(prompts["instance"]) + len(prompts["context"])) * seeds
-    return run_samples(run, name, seeds)["subject prompts"][:shown]  # ordered instance, context, attribute
+    by_role = run_samples(run, name, seeds)
+    return by_role["instance"] + by_role["context"]
 
 
 def run_rows(names: list[str], evaluators: list, home: Path, train_seeds: list[int], seeds: int):

@@ -98,8 +98,11 @@ def describe_run(run: Path) -> str:
             f"prior preservation {c.get('with_prior_preservation')}, text encoder trained {c.get('train_text_encoder')}")
 
 
+SUBJECT_ROLES = ("instance", "context", "attribute")  # the prompts that name the subject
+
+
 def run_samples(run: Path, name: str, seeds: int) -> dict[str, list]:
-    """A run's generations for the findings' prompts, split into subject prompts and the class prompt."""
+    """A run's generations for the findings' prompts, by role (those of ``findings.scoring_prompts``)."""
     from helpers import findings
     from helpers.training import load_trained_pipeline
 
@@ -107,8 +110,7 @@ def run_samples(run: Path, name: str, seeds: int) -> dict[str, list]:
     pipe.set_progress_bar_config(disable=True)
     prompts = findings.scoring_prompts(name)
     images = findings.sample(pipe, [p for ps in prompts.values() for p in ps], findings.Sampling(seeds=tuple(range(seeds))))
-    subject = [im for role in ("instance", "context", "attribute") for p in prompts[role] for im in images[p]]
-    return {"subject prompts": subject, "class prompt": images[prompts["class"][0]]}
+    return {role: [im for p in ps for im in images[p]] for role, ps in prompts.items()}
 
 
 def row(set_name: str, result: dict) -> dict:
@@ -208,7 +210,10 @@ def measure(n: int, home: Path | None, seeds: int, seeds_trained: list[int],
     by_subject: dict[str, list[dict]] = {}
     for name, run in runs:
         notes.append(describe_run(run) + f"; sampled with seeds 0-{seeds - 1} per prompt, 25 steps, guidance 7.5")
-        for role, images in run_samples(run, name, seeds).items():
+        by_role = run_samples(run, name, seeds)
+        sets = {"subject prompts": [im for role in SUBJECT_ROLES for im in by_role[role]],
+                "class prompt": by_role["class"]}
+        for role, images in sets.items():
             rows.append(row(f"run {run.name}, {role}", agreement(images, name)))
             if role == "subject prompts":
                 by_subject.setdefault(name, []).append(rows[-1])
