@@ -5,7 +5,7 @@ prompts and seeds, scores them with the ToyWorld evaluator and writes
 ``benchmarks/results/toyworld_findings.{json,md}``. Runs made here are reused by the notebooks
 and the other way round.
 
-    python benchmarks/toyworld_findings.py                      # every experiment (26 min on 2 cores without the steps sweep)
+    python benchmarks/toyworld_findings.py                      # every experiment (about 30 min on 2 cores)
     python benchmarks/toyworld_findings.py --only base prior_preservation --seeds 16
     python benchmarks/toyworld_findings.py --rejudge              # tables and verdicts from the saved JSON
     python benchmarks/toyworld_findings.py --train-seed 1 --only learning_rate prior_preservation ...
@@ -40,7 +40,9 @@ def save(out: Path, done: dict, sampling, train_seed: int) -> None:
     import torch
 
     from helpers import findings
+    from helpers.profiles import get_profile
 
+    cpu = get_profile("cpu")
     path = out.with_suffix(".json")
     on_disk = {f["key"]: f for f in json.loads(path.read_text()).get("findings", [])} if path.exists() else {}
     done = {**on_disk, **done}
@@ -53,14 +55,15 @@ def save(out: Path, done: dict, sampling, train_seed: int) -> None:
         "train_seed": train_seed,
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
+        "cpu_profile": {"lr_scale": cpu.lr_scale, "step_scale": cpu.step_scale},
         "findings": [dataclasses.asdict(f) for f in ordered],
     }
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps(record, indent=2) + "\n")
     header = (f"# ToyWorld findings\n\nSampling: seeds 0-{len(sampling.seeds) - 1} per prompt, {sampling.steps} steps, "
               f"guidance {sampling.guidance}, the model's own scheduler unless the arm names one. Arms are "
-              "named by the study's learning rates and steps; the cpu profile trains them at 100x the learning "
-              "rate for half the steps (helpers/profiles.py).\n\n")
+              f"named by the study's learning rates and steps; the cpu profile trains them at {cpu.lr_scale:g}x the "
+              f"learning rate for {cpu.step_scale:g}x the steps (helpers/profiles.py).\n\n")
     out.with_suffix(".md").write_text(header + findings.markdown(ordered))
 
 
