@@ -223,9 +223,9 @@ elif MY_PROMPT:
 #   size 2), a low learning rate (1e-6), prior preservation on.
 # - ToyWorld (`cpu`) shows language drift as a number. Over five training seeds, without
 #   prior preservation almost every image of "a photo of a face" showed the eyepatch face
-#   (40 of 40); with it 0.12 [0.00, 0.28] (95% interval; the difference, +0.88 [+0.72,
+#   (40 of 40); with it 0.07 [0.00, 0.20] (95% interval; the difference, +0.93 [+0.78,
 #   +1.00], is clear). The face itself was recognised a little less often with prior
-#   preservation: 0.80 [0.70, 0.88] against 1.00 [0.98, 1.00] without (240 images each;
+#   preservation: 0.89 [0.80, 0.97] against 1.00 [1.00, 1.00] without (240 images each;
 #   README, "The study's findings, measured"). Keeping the class's meaning costs the subject
 #   some steps' worth of learning here.
 # - Train only on faces of people who agreed to it.

@@ -204,8 +204,8 @@ else:
 # - Newer samplers (DPM-Solver++, UniPC) give comparable images in far fewer steps, and time
 #   per image is set by the number of steps.
 # - On ToyWorld (`cpu`) the kit's findings table (three training seeds) sees no clear
-#   difference: over all prompts and both step counts, DDIM - PNDM -0.01 [-0.03, +0.02] and
-#   DDIM - LMSDiscrete -0.01 [-0.04, +0.01] in subject, context and attribute hits (576
+#   difference: over all prompts and both step counts, DDIM - PNDM +0.01 [-0.02, +0.03] and
+#   DDIM - LMSDiscrete +0.02 [-0.01, +0.05] in subject, context and attribute hits (576
 #   judgements each, 95% intervals). The miniature model's overfit run still follows nearly
 #   every prompt, so there is little damage for a sampler to clean up.
 #

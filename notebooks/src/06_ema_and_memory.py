@@ -273,8 +273,8 @@ if widgets_enabled():
 # ## Takeaways
 # - EMA over a few hundred steps averages only the last few dozen: samples with and without
 #   it look alike, as the study found, and it costs a second copy of the UNet. On ToyWorld
-#   (`cpu`, three training seeds) the subject is recognised in 0.92 of the images with EMA
-#   and 0.92 without (144 each); the difference, -0.00 [-0.05, +0.04] in subject and context
+#   (`cpu`, three training seeds) the subject is recognised in 0.97 of the images with EMA
+#   and 0.97 without (144 each); the difference, +0.00 [-0.03, +0.03] in subject and context
 #   hits together, is no clearer than chance.
 # - Memory has four parts. 8-bit Adam shrinks the optimizer state, fp16 the frozen weights
 #   and activations, checkpointing and accumulation the activations; caching latents saves

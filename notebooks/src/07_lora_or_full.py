@@ -45,9 +45,9 @@ SEED = 0  # training seed; sampling seeds start here too
 # %% [markdown]
 # ## Configuration
 # Both runs follow the study's object recipe (400 steps at batch size 4); the profile scales
-# the steps and learning rates on `cpu` and `smoke`. Full fine-tuning uses the study's low
-# rate. LoRA trains far fewer weights, each starting from zero, and needs a rate about 50
-# times larger: 1e-4 is the default of diffusers' LoRA DreamBooth script.
+# the learning rates on `cpu` and `smoke`, and the steps on `smoke`. Full fine-tuning uses
+# the study's low rate. LoRA trains far fewer weights, each starting from zero, and needs a
+# rate about 50 times larger: 1e-4 is the default of diffusers' LoRA DreamBooth script.
 
 # %%
 PROFILE = None  # "gpu", "cpu" or "smoke"; None reads COURSE_PROFILE / looks for a GPU
