@@ -27,7 +27,7 @@ from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
 
 ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_CELL_TIMEOUT = 3600  # seconds: ends a stall; the longest cpu-profile cell takes about 2 minutes on a free 2-core machine
+DEFAULT_CELL_TIMEOUT = 3600  # seconds: ends a stall; the longest cpu-profile cell takes under 3 minutes on a free 2-core machine
 
 
 def first_line(cell) -> str:

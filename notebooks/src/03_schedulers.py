@@ -15,7 +15,7 @@
 # | profile | hardware | time |
 # |---|---|---|
 # | `gpu` | a CUDA GPU with 16 GB (Colab or Kaggle T4) | estimated: about 10 min of sampling on a T4 when the high-LR run of `01_learning_rate` exists; roughly 20 min more when it has to be trained here |
-# | `cpu` | a laptop CPU | a few minutes, half the inference steps of `gpu` on the miniature model |
+# | `cpu` | a laptop CPU | under a minute on a 2-core machine (25 s when notebook 01's high-LR run is in your course home), half the inference steps of `gpu` on the miniature model |
 # | `smoke` | anything (used by the tests) | under a minute |
 #
 # The model is the high-LR object run of `01_learning_rate`: if that notebook ran with the

@@ -15,7 +15,7 @@
 # | profile | hardware | time |
 # |---|---|---|
 # | `gpu` | a CUDA GPU; 16 GB runs both arms with the profile's fp16 + 8-bit Adam, 24 GB is comfortable | estimated: about 1 h on a T4 when notebook 02's run with prior preservation is in your course home (it is this notebook's frozen arm), 2 h without; 30 min on an A100: two runs of 1200 steps at batch 2 with prior preservation |
-# | `cpu` | a laptop CPU | about 10 min: two scaled-down runs on the miniature model |
+# | `cpu` | a laptop CPU | about 2.5 min on a 2-core machine when notebook 02's run with prior preservation is in your course home, 4 min without: two runs of 1200 steps on the miniature model |
 # | `smoke` | anything (used by the tests) | about a minute |
 #
 # Runs are saved in your course home (`train/`; on Colab, on your Drive); running the notebook again

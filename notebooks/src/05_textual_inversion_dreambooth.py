@@ -15,7 +15,7 @@
 # | profile | hardware | time |
 # |---|---|---|
 # | `gpu` | a CUDA GPU with 16 GB (Colab or Kaggle T4) | estimated: about 1 h on a T4: textual inversion 2000 steps, then DreamBooth 500 steps; notebook 04's two runs are compared when your course home has them (training them here adds about 2 h) |
-# | `cpu` | a laptop CPU | about 7 min: scaled-down runs on the miniature model; notebook 04's runs are compared when your course home has them (10 min more to train them here) |
+# | `cpu` | a laptop CPU | about 3 min on a 2-core machine: textual inversion, then DreamBooth, on the miniature model; notebook 04's runs are compared when your course home has them (about 4 min more to train them here) |
 # | `smoke` | anything (used by the tests) | about a minute |
 #
 # Runs are saved in your course home (on Colab, on your Drive); running the notebook again reuses

@@ -16,7 +16,7 @@
 # | profile | hardware | time |
 # |---|---|---|
 # | `gpu` | a CUDA GPU with 16 GB (Colab or Kaggle T4) | estimated: about 30 min on a T4: one 400-step run with EMA, then a few steps of each memory configuration (the fp32 ones may run out of memory on 16 GB: that is the point) |
-# | `cpu` | a laptop CPU | about 3 min: one scaled-down run on the miniature model and the measurements |
+# | `cpu` | a laptop CPU | about 1 min on a 2-core machine: one run on the miniature model and the measurements |
 # | `smoke` | anything (used by the tests) | about a minute |
 #
 # Runs are saved in your course home (on Colab, on your Drive); running the notebook again reuses
