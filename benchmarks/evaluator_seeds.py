@@ -61,7 +61,10 @@ def unanimous(hits: list[list[bool]]) -> list[bool]:
 
 
 def cell(est) -> str:
-    return f"{est.value:.2f} [{est.low:.2f}, {est.high:.2f}]"
+    """A table cell: the share and its interval (the count has a column of its own)."""
+    from helpers.stats import format_estimate
+
+    return format_estimate(est, count=False)
 
 
 def render_rows(names: list[str], evaluators: list, n: int) -> list[str]:

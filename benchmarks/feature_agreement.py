@@ -138,16 +138,14 @@ def pooled(set_name: str, rows: list[dict]) -> dict:
 
 def markdown(rows: list[dict]) -> str:
     """The rows as a markdown table; every share with its count and Wilson 95% interval."""
+    from helpers.stats import format_estimate
+
     head = ("| images | subject | n | both yes | both no | evaluator only | pixels only | agreement [95%] "
             "| kappa | evaluator says subject | pixels show feature |\n|---|---|---:|---:|---:|---:|---:|---|---:|---:|---:|\n")
-
-    def pct(e) -> str:
-        return f"{e.value:.2f} [{e.low:.2f}, {e.high:.2f}]"
-
     lines = [
         f"| {r['set']} | {r['subject']} | {r['images']} | {r['both_yes']} | {r['both_no']} | {r['evaluator_only']} "
-        f"| {r['pixel_only']} | {pct(r['agreement'])} | {r['kappa']:.2f} | {r['evaluator_yes'].value:.2f} "
-        f"| {r['pixel_yes'].value:.2f} |"
+        f"| {r['pixel_only']} | {format_estimate(r['agreement'], count=False)} | {r['kappa']:.2f} "
+        f"| {r['evaluator_yes'].value:.2f} | {r['pixel_yes'].value:.2f} |"
         for r in rows
     ]
     return head + "\n".join(lines) + "\n"

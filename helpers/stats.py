@@ -184,12 +184,16 @@ def _count(n: int | tuple[int, int]) -> str:
     return f"n={n[0]} vs {n[1]}" if isinstance(n, tuple) else f"n={n}"
 
 
-def format_estimate(est: Estimate, digits: int = 2) -> str:
-    """``"0.75 [0.41, 0.93], n=8"``: the value, its 95% interval and its count."""
+def format_estimate(est: Estimate, digits: int = 2, count: bool = True) -> str:
+    """``"0.75 [0.41, 0.93], n=8"``: the value, its 95% interval and its count.
+
+    ``count=False`` leaves out ", n=8", for tables that give the count in a column or header of its own.
+    """
+    n = f", {_count(est.n)}" if count else ""
     if math.isnan(est.value):
-        return f"n/a, {_count(est.n)}"
+        return f"n/a{n}"
     interval = "[n/a]" if math.isnan(est.low) else f"[{est.low:.{digits}f}, {est.high:.{digits}f}]"
-    return f"{est.value:.{digits}f} {interval}, {_count(est.n)}"
+    return f"{est.value:.{digits}f} {interval}{n}"
 
 
 def format_table(table: dict[str, dict[str, Estimate]], headers: dict[str, str] | None = None, digits: int = 2) -> str:

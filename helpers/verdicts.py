@@ -186,7 +186,7 @@ def markdown(findings: Sequence[SeededFinding]) -> str:
             cells = []
             for m in cols:
                 e = pooled(rows, m)
-                cells.append(f"{e.value:.2f} [{e.low:.2f}, {e.high:.2f}]")
+                cells.append(stats.format_estimate(e, count=False))
             by_seed = " / ".join(f"{r['subject_fidelity']:.2f}" for r in rows)
             out.append(f"| {label} | " + " | ".join(cells) + f" | {by_seed} |")
         out.append("")

@@ -139,6 +139,8 @@ def test_difference_refuses_a_share_against_a_mean():
 
 def test_format_estimate_shows_value_interval_and_count():
     assert format_estimate(Estimate(0.75, 8, 0.409, 0.929)) == "0.75 [0.41, 0.93], n=8"
+    assert format_estimate(Estimate(0.75, 8, 0.409, 0.929), count=False) == "0.75 [0.41, 0.93]"
+    assert format_estimate(Estimate(float("nan"), 0, float("nan"), float("nan")), count=False) == "n/a"
     assert str(share_difference(3, 8, 1, 8)).endswith("n=8 vs 8")
     assert format_estimate(Estimate(0.12345, 4, 0.1, 0.2), digits=3) == "0.123 [0.100, 0.200], n=4"
 
