@@ -84,9 +84,10 @@ def render_rows(names: list[str], evaluators: list, n: int) -> list[str]:
 
 
 def fidelity_images(run: Path, name: str, seeds: int) -> list:
-    """The images ``findings.score_images`` reads subject fidelity from: instance, then context prompts."""
-    by_role = run_samples(run, name, seeds)
-    return by_role["instance"] + by_role["context"]
+    """The images ``findings.score_images`` reads subject fidelity from."""
+    from helpers import findings
+
+    return findings.role_images(*run_samples(run, name, seeds), findings.SUBJECT_FIDELITY_ROLES)
 
 
 def run_rows(names: list[str], evaluators: list, home: Path, train_seeds: list[int], seeds: int):

@@ -101,8 +101,8 @@ def describe_run(run: Path) -> str:
 SUBJECT_ROLES = ("instance", "context", "attribute")  # the prompts that name the subject
 
 
-def run_samples(run: Path, name: str, seeds: int) -> dict[str, list]:
-    """A run's generations for the findings' prompts, by role (those of ``findings.scoring_prompts``)."""
+def run_samples(run: Path, name: str, seeds: int) -> tuple[dict[str, list], dict[str, list[str]]]:
+    """A run's generations for the findings' prompts: ``({prompt: images}, findings.scoring_prompts(name))``."""
     from helpers import findings
     from helpers.training import load_trained_pipeline
 
@@ -110,7 +110,7 @@ def run_samples(run: Path, name: str, seeds: int) -> dict[str, list]:
     pipe.set_progress_bar_config(disable=True)
     prompts = findings.scoring_prompts(name)
     images = findings.sample(pipe, [p for ps in prompts.values() for p in ps], findings.Sampling(seeds=tuple(range(seeds))))
-    return {role: [im for p in ps for im in images[p]] for role, ps in prompts.items()}
+    return images, prompts
 
 
 def row(set_name: str, result: dict) -> dict:
@@ -175,6 +175,7 @@ def figure(shown: dict[str, tuple[str, list]], path: Path, cell: int = 96) -> Pa
 def measure(n: int, home: Path | None, seeds: int, seeds_trained: list[int],
             shown: dict | None = None) -> tuple[list[dict], list[str]]:
     """Every row of the table, and notes on what was left out; ``shown`` collects one run's images per subject."""
+    from helpers import findings
     from helpers.paths import DATA_DIR
     from helpers.toyworld import autoencoder as ae
     from helpers.toyworld.feature_check import agreement
@@ -208,9 +209,9 @@ def measure(n: int, home: Path | None, seeds: int, seeds_trained: list[int],
     by_subject: dict[str, list[dict]] = {}
     for name, run in runs:
         notes.append(describe_run(run) + f"; sampled with seeds 0-{seeds - 1} per prompt, 25 steps, guidance 7.5")
-        by_role = run_samples(run, name, seeds)
-        sets = {"subject prompts": [im for role in SUBJECT_ROLES for im in by_role[role]],
-                "class prompt": by_role["class"]}
+        samples = run_samples(run, name, seeds)
+        sets = {"subject prompts": findings.role_images(*samples, SUBJECT_ROLES),
+                "class prompt": findings.role_images(*samples, ("class",))}
         for role, images in sets.items():
             rows.append(row(f"run {run.name}, {role}", agreement(images, name)))
             if role == "subject prompts":

@@ -79,6 +79,14 @@ def sample(pipe, prompts: list[str], sampling: Sampling) -> dict[str, list]:
     return out
 
 
+SUBJECT_FIDELITY_ROLES = ("instance", "context")  # the prompts whose images subject fidelity reads
+
+
+def role_images(images: dict[str, list], prompts: dict[str, list[str]], roles) -> list:
+    """The images of ``roles``' prompts, role by role in prompt order (``images`` as from :func:`sample`)."""
+    return [im for role in roles for p in prompts[role] for im in images[p]]
+
+
 def score_images(name: str, images: dict[str, list], prompts: dict[str, list[str]]) -> dict:
     """The DreamBooth paper's measures from images sampled with :func:`scoring_prompts`.
 
@@ -95,7 +103,7 @@ def score_images(name: str, images: dict[str, list], prompts: dict[str, list[str
     attr, attr_prompts = flat("attribute")
     cls, _ = flat("class")
     references = instance_images(name)
-    shown = own + ctx
+    shown = role_images(images, prompts, SUBJECT_FIDELITY_ROLES)
     shown_e, refs_e, own_e = metrics.embed(shown), metrics.embed(references), metrics.embed(own)
     per_image = {
         "subject_similarity": (shown_e @ refs_e.T).mean(dim=1).tolist(),
