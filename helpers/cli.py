@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from .config import TrainConfig, load_config, parse_overrides
 from .doctor import diagnose
 from .errors import LearnerError
-from .export import export_kohya_lora, export_single_file
+from .export import export_kohya_lora, export_pipeline, export_single_file
 from .hub_push import push_run
 from .models import TinySpec, build_tiny_model
 from .textual_inversion import (
@@ -54,6 +54,8 @@ def _export(args: argparse.Namespace) -> int:
     """A finished run as one file for AUTOMATIC1111 / ComfyUI."""
     if args.kohya:
         path = export_kohya_lora(args.run_dir, args.kohya, half=args.half)
+    elif args.pipeline:
+        path = export_pipeline(args.run_dir, args.pipeline, half=args.half, ema=args.ema)
     else:
         path = export_single_file(args.run_dir, args.single_file, half=args.half)
     print(f"wrote {path}")
@@ -83,6 +85,14 @@ def _textual_inversion(args: argparse.Namespace) -> int:
     if then is not None:
         db = dreambooth_after_textual_inversion(result, then)
         print(f"{'reused' if db.reused else 'trained'}: {db.output_dir}")
+    return 0
+
+
+def _budget(args: argparse.Namespace) -> int:
+    """What the course writes, notebook by notebook, against a free Drive or Kaggle's output limit."""
+    from .budget import course_budget, format_budget
+
+    print(format_budget(course_budget(args.profile, args.platform), args.profile, args.platform))
     return 0
 
 
@@ -156,7 +166,10 @@ def build_parser() -> argparse.ArgumentParser:
     target = p.add_mutually_exclusive_group(required=True)
     target.add_argument("--single-file", metavar="OUT", help="a full run as one Stable Diffusion checkpoint")
     target.add_argument("--kohya", metavar="OUT", help="a LoRA run's adapter in kohya's layout")
+    target.add_argument("--pipeline", metavar="OUT", help="any finished run as a whole diffusers folder "
+                        "(StableDiffusionPipeline.from_pretrained(OUT))")
     p.add_argument("--half", action="store_true", help="float16 weights (half the size)")
+    p.add_argument("--ema", action="store_true", help="the EMA weights (with --pipeline)")
     p.set_defaults(func=_export)
 
     p = sub.add_parser("push", parents=[common], help="upload a finished run to the Hugging Face Hub (private unless --public)")
@@ -164,6 +177,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("repo_id", help="your-name/model-name")
     p.add_argument("--public", action="store_true", help="create the repository as public")
     p.set_defaults(func=_push)
+
+    p = sub.add_parser("budget", parents=[common],
+                       help="disk the course needs per notebook (kept, peak, Trash), from its configurations")
+    p.add_argument("--profile", default="gpu", choices=["gpu", "cpu", "smoke"], help="default gpu")
+    p.add_argument("--platform", default="colab", choices=["colab", "kaggle", "local"],
+                   help="where the course home is: colab (Google Drive), kaggle (/kaggle/working) or local")
+    p.set_defaults(func=_budget)
 
     p = sub.add_parser("findings-table", parents=[common],
                        help="the findings table's column of a profile, from the score tables the notebooks saved")

@@ -7,6 +7,8 @@ seeds, so the only thing that differs between two columns of a figure is the thi
 from __future__ import annotations
 
 import gc
+import hashlib
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -119,13 +121,59 @@ def sample_runs(runs: dict[str, str | Path], prompts: list[str], seeds: list[int
         a :class:`Comparison`, one :class:`~helpers.sampling.Generation` per label.
     """
     generations = {}
+    settings = {"steps": num_inference_steps, "scheduler": scheduler or "default", "seeds": list(seeds)}
+    key = {**settings, "prompts": list(prompts), "resolution": resolution, "ema": ema}
     for label, run in tqdm(list(runs.items()), desc="sampling runs"):
+        cached = read_samples(run, key)
+        if cached is not None:  # sampled before with these settings: no weights needed
+            generations[label] = cached
+            continue
         pipe = load_run(run, ema=ema)
         generations[label] = sample_pipeline(pipe, prompts, seeds, num_inference_steps, resolution, scheduler)
         del pipe  # one pipeline in memory at a time
         release_memory()
-    settings = {"steps": num_inference_steps, "scheduler": scheduler or "default", "seeds": seeds}
+        write_samples(run, key, generations[label])
     return Comparison(generations, list(prompts), list(seeds), settings)
+
+
+SAMPLES_DIR = "comparisons"  # inside a run folder: images sampled for figures, by their settings
+
+
+def samples_folder(run: str | Path, key: dict) -> Path | None:
+    """Where a run keeps the images sampled with the settings ``key``; None for a base model id."""
+    run = Path(run)
+    if not (run / "config.yaml").is_file():
+        return None
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
+    return run / SAMPLES_DIR / digest
+
+
+def write_samples(run: str | Path, key: dict, generation: Generation) -> None:
+    """Save a run's sampled images (PNG, lossless) with the settings that made them."""
+    folder = samples_folder(run, key)
+    if folder is None:
+        return
+    folder.mkdir(parents=True, exist_ok=True)
+    for i, image in enumerate(generation.images):
+        image.save(folder / f"{i:03d}.png")
+    record = {"key": key, "prompts": generation.prompts, "seeds": generation.seeds, "seconds": generation.seconds}
+    (folder / "samples.json").write_text(json.dumps(record, indent=1) + "\n")  # written last: marks them complete
+
+
+def read_samples(run: str | Path, key: dict) -> Generation | None:
+    """The images a run sampled before with the settings ``key``, or None when there are none (or not all)."""
+    folder = samples_folder(run, key)
+    if folder is None or not (folder / "samples.json").is_file():
+        return None
+    record = json.loads((folder / "samples.json").read_text())
+    paths = [folder / f"{i:03d}.png" for i in range(len(record["prompts"]))]
+    if record["key"] != key or not all(p.is_file() for p in paths):
+        return None
+    images = []
+    for path in paths:
+        with Image.open(path) as image:
+            images.append(image.convert("RGB"))
+    return Generation(images, record["prompts"], record["seeds"], record["seconds"])
 
 
 SCHEDULER_NAMES = {"pndm": "PNDM", "lms": "LMSDiscrete", "ddim": "DDIM", "dpm++": "DPM-Solver++", "euler": "Euler",

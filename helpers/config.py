@@ -98,6 +98,9 @@ class TrainConfig(ConfigMixin):
     cache_latents: bool = True  # encode every training image once instead of every step
     cache_text_embeddings: bool = True  # with a frozen text encoder: encode each prompt once
     save_fp16: bool = False  # also export the final pipeline in float16 (fp16 variant)
+    # Save only what was trained (the UNet, and the text encoder when trained) beside a note naming the
+    # base model, instead of a whole pipeline; in float16 alone with save_fp16 (the gpu profile's Drive budget).
+    save_trained_parts: bool = False
     use_lora: bool = False  # train a LoRA adapter on the attention projections instead of every weight
     rank: int = 4  # LoRA rank (diffusers' train_dreambooth_lora.py default)
     lora_alpha: int | None = None  # LoRA scale numerator (alpha / rank); None: equal to rank
@@ -190,6 +193,7 @@ NOT_IN_HASH = {
     "cache_latents",
     "cache_text_embeddings",
     "save_fp16",
+    "save_trained_parts",
     "class_data_dir",
     "sample_batch_size",
 }
@@ -323,6 +327,8 @@ def config_for_profile(profile, learning_rate: float, max_train_steps: int, face
         "checkpoints_total_limit": profile.checkpoints_total_limit,
         "resume_from_checkpoint": "latest",
     }
+    if not changes.get("use_lora"):  # a LoRA run saves its adapter alone anyway
+        values.update(save_trained_parts=profile.save_trained_parts, save_fp16=profile.save_fp16)
     return TrainConfig.from_dict({**values, **changes})
 
 

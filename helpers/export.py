@@ -217,10 +217,44 @@ def read_weights(folder: Path) -> dict[str, torch.Tensor]:
     return weights
 
 
+def export_pipeline(run_dir: str | Path, out_dir: str | Path, half: bool = False, ema: bool = False) -> Path:
+    """Write a finished run as a whole diffusers folder that ``StableDiffusionPipeline.from_pretrained`` loads.
+
+    For a run that saved only its trained parts (the ``gpu`` profile) this puts them into their base
+    model; a LoRA run's adapter is fused into the base weights. Use it to take a run out of the course.
+
+    Args:
+        run_dir: a finished run folder.
+        out_dir: a new or empty folder.
+        half: float16 weights (about 2 GB for Stable Diffusion 1.x instead of 4).
+        ema: the EMA weights instead of the trained ones.
+    """
+    import torch as _torch
+
+    from .training import load_trained_pipeline
+
+    out_dir = Path(out_dir)
+    if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
+        raise ExportError(f"{out_dir} exists and is not an empty folder: choose a new folder for the pipeline.")
+    if not Path(run_dir).is_dir():
+        raise ExportError(f"{run_dir} is not a folder: point to a finished run's folder.")
+    pipe = load_trained_pipeline(run_dir, ema=ema, torch_dtype=_torch.float16 if half else None)
+    if getattr(pipe, "get_active_adapters", None) and pipe.get_active_adapters():
+        pipe.fuse_lora()
+        pipe.unload_lora_weights()
+    pipe.save_pretrained(out_dir, safe_serialization=True)
+    return out_dir
+
+
 def check_full_run(run_dir: Path) -> None:
     """Raise with advice when ``run_dir`` is not a finished full run (a pipeline folder)."""
     if (run_dir / "model_index.json").exists():
         return
+    if (run_dir / "base_model.json").exists() and (run_dir / "unet").is_dir():
+        raise ExportError(
+            f"{run_dir} holds only the parts its run trained (the gpu profile saves them so). Write the whole "
+            "model first with `python -m helpers export RUN --pipeline OUT`, then export OUT as one file."
+        )
     if (run_dir / "pytorch_lora_weights.safetensors").exists():
         raise ExportError(
             f"{run_dir} is a LoRA run (an adapter, not a whole model): export it with --kohya OUT.safetensors "

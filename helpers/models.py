@@ -7,6 +7,7 @@ the tiny random model that tests use. One code path loads them all.
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -193,12 +194,42 @@ def resolve_model(name_or_path: str) -> str:
             )
         return str(TOY_MODEL_DIR)
     path = Path(name_or_path).expanduser()
-    if path.exists() and not (path / "model_index.json").exists():
+    if path.exists() and not (path / "model_index.json").exists() and parts_base(path) is None:
         raise ModelUnavailableError(
             f"{path} exists but is not a diffusers pipeline folder (no model_index.json). Point to the "
             "folder that holds model_index.json, unet/, vae/, text_encoder/ and tokenizer/."
         )
     return str(path) if path.exists() else name_or_path
+
+
+PARTS_NOTE = "base_model.json"  # a folder of trained parts names the base model they go into
+PART_NAMES = ("unet", "text_encoder", "tokenizer")
+
+
+def parts_base(folder: str | Path) -> str | None:
+    """The base model of a folder that holds only some parts of a model (a run's trained parts), else None."""
+    folder = Path(folder)
+    note = folder / PARTS_NOTE
+    if (folder / "model_index.json").exists() or not note.is_file():
+        return None
+    if not any((folder / name).is_dir() for name in PART_NAMES):
+        return None  # a LoRA run's note: its adapter is loaded by helpers.lora
+    return json.loads(note.read_text())["base_model"]
+
+
+def load_parts(folder: Path, torch_dtype: torch.dtype | None = None, suffix: str = "") -> dict:
+    """The parts saved in ``folder`` (``unet``, ``text_encoder``, ``tokenizer``; ``suffix="_ema"`` for averages)."""
+    from diffusers import UNet2DConditionModel
+    from transformers import CLIPTextModel, CLIPTokenizer
+
+    loaders = {"unet": UNet2DConditionModel.from_pretrained, "text_encoder": CLIPTextModel.from_pretrained}
+    parts = {}
+    for name, load in loaders.items():
+        if (folder / f"{name}{suffix}").is_dir():
+            parts[name] = load(folder / f"{name}{suffix}", **dtype_kwargs(torch_dtype))
+    if (folder / "tokenizer").is_dir():
+        parts["tokenizer"] = CLIPTokenizer.from_pretrained(folder / "tokenizer")
+    return parts
 
 
 def check_model_reachable(name_or_path: str) -> None:
@@ -285,6 +316,12 @@ def load_pipeline(name_or_path: str, torch_dtype: torch.dtype | None = None, dev
     from diffusers import StableDiffusionPipeline
 
     source = resolve_model(name_or_path)
+    base = parts_base(source)
+    if base is not None:  # trained parts: the base model with them put in
+        pipe = load_pipeline(base, torch_dtype=torch_dtype)
+        for name, part in load_parts(Path(source), torch_dtype).items():
+            setattr(pipe, name, part)
+        return pipe.to(device) if device else pipe
     try:
         pipe = StableDiffusionPipeline.from_pretrained(
             source,
@@ -312,6 +349,9 @@ def load_components(name_or_path: str) -> dict:
     from transformers import CLIPTextModel, CLIPTokenizer
 
     source, hub = resolve_model(name_or_path), hub_kwargs()
+    base = parts_base(source)
+    if base is not None:  # trained parts: the base model's components with them put in
+        return {**load_components(base), **load_parts(Path(source))}
     try:
         return {
             "tokenizer": CLIPTokenizer.from_pretrained(source, subfolder="tokenizer", **hub),

@@ -36,12 +36,13 @@ from .config import ConfigError, config_hash, load_config, resolve_output_dir, s
 from .errors import LearnerError
 from .optim import check_mixed_precision, peak_memory_bytes
 from .paths import display_path
+from .storage import WEIGHTS_NOTE, checkpoints_folder, find_weights, place_weights
 
 LOG_COLUMNS = ["step", "loss", "instance_loss", "prior_loss", "lr"]
 RECORD_NAME = "run.json"
 LOG_FILE = "logs/train_log.csv"  # inside the run folder
 CONFIG_NAME = "config.yaml"
-CHECKPOINTS = "checkpoints"
+CHECKPOINTS = "checkpoints"  # inside the run folder, or where its weights live (helpers.storage)
 PARTIAL_SUFFIX = ".partial"  # a checkpoint being written
 DONE_NAME = "done.json"  # a finished run's mark (its hash); helpers.cleanup reads it too
 CHECKPOINT_MARK = "checkpoint.json"  # a complete checkpoint's mark (its step)
@@ -95,9 +96,18 @@ def run_status(output_dir: Path, run_hash: str, config_cls: type) -> str:
     return "abandoned" if never_trained(output_dir) else "other"
 
 
+def weights_present(output_dir: Path) -> bool:
+    """True when a finished run's weights can be loaded on this machine."""
+    try:
+        find_weights(output_dir)
+    except FileNotFoundError:
+        return False
+    return True
+
+
 def never_trained(output_dir: Path) -> bool:
     """True when a run folder holds only what a failed start writes (its config, an empty log)."""
-    kit_files = {CONFIG_NAME, "logs"}
+    kit_files = {CONFIG_NAME, "logs", WEIGHTS_NOTE}
     if any(p.name not in kit_files for p in output_dir.iterdir()):
         return False
     return not read_log(output_dir / LOG_FILE)["step"]
@@ -185,7 +195,7 @@ def is_complete(checkpoint: Path) -> bool:
 
 def list_checkpoints(output_dir: Path, complete: bool = True) -> list[Path]:
     """Checkpoint folders of a run, oldest first: complete ones only, or (``complete=False``) every one."""
-    folder = output_dir / CHECKPOINTS
+    folder = checkpoints_folder(output_dir)
     if not folder.is_dir():
         return []
     found = [p for p in folder.glob("checkpoint-*") if p.is_dir() and p.name.split("-")[-1].isdigit()]
@@ -194,7 +204,7 @@ def list_checkpoints(output_dir: Path, complete: bool = True) -> list[Path]:
 
 def incomplete_checkpoints(output_dir: Path) -> list[Path]:
     """Checkpoints a killed run left half-written (a temporary folder, or one without its mark)."""
-    folder = output_dir / CHECKPOINTS
+    folder = checkpoints_folder(output_dir)
     partial = sorted(folder.glob(f"*{PARTIAL_SUFFIX}")) if folder.is_dir() else []
     return partial + [p for p in list_checkpoints(output_dir, complete=False) if not is_complete(p)]
 
@@ -204,12 +214,12 @@ def find_checkpoint(output_dir: Path, which: str) -> Path | None:
     found = list_checkpoints(output_dir)
     if which == "latest":
         return found[-1] if found else None
-    path = output_dir / CHECKPOINTS / which
+    path = checkpoints_folder(output_dir) / which
     if not path.is_dir() or not is_complete(path):
         names = ", ".join(p.name for p in found) or "none"
         state = "is incomplete (the run was stopped while writing it)" if path.is_dir() else "does not exist"
         raise MissingCheckpointError(
-            f"Checkpoint {which!r} in {display_path(output_dir / CHECKPOINTS)} {state}. Complete checkpoints: "
+            f"Checkpoint {which!r} in {display_path(checkpoints_folder(output_dir))} {state}. Complete checkpoints: "
             f"{names}. Set resume_from_checkpoint to one of them, or to 'latest'."
         )
     return path
@@ -220,7 +230,7 @@ def save_checkpoint(accelerator, output_dir: Path, step: int, total_limit: int) 
 
     The state goes to ``checkpoint-N.partial`` and is renamed to ``checkpoint-N`` once complete.
     """
-    folder = output_dir / CHECKPOINTS
+    folder = checkpoints_folder(output_dir)
     final, partial = folder / f"checkpoint-{step}", folder / f"checkpoint-{step}{PARTIAL_SUFFIX}"
     if accelerator.is_main_process:
         for stale in incomplete_checkpoints(output_dir):
@@ -370,7 +380,8 @@ class Run:
 
     @classmethod
     def open(
-        cls, config, kind: str, checks: Callable[[], None] | None = None, nan_help: str = ""
+        cls, config, kind: str, checks: Callable[[], None] | None = None, nan_help: str = "",
+        retrain_missing_weights: bool = False,
     ) -> Run:
         """Check, then reuse, refuse or create the run folder; start accelerate unless the run is reused.
 
@@ -378,10 +389,17 @@ class Run:
             kind: the folder under ``runs/`` for default output folders (``"train"``, ``"textual_inversion"``).
             checks: everything a learner can get wrong (folders, model, disk); run before anything is written.
             nan_help: the message of :class:`NonFiniteLossError`, with ``{value}``, ``{step}`` and ``{checkpoints}``.
+            retrain_missing_weights: train a finished run again when its weights are not on this machine
+                (a ``gpu`` run on Colab whose weights stayed on an earlier runtime's disk).
         """
         output_dir, run_hash = resolve_output_dir(config, kind), config_hash(config)
         run = cls(config, output_dir, run_hash, nan_help)
         status = run_status(output_dir, run_hash, type(config))
+        if status == "done" and retrain_missing_weights and not weights_present(output_dir):
+            print(f"The weights of {display_path(output_dir)} are not on this machine; training it again "
+                  "(same configuration and seeds, so the same weights).")
+            (output_dir / DONE_NAME).unlink()
+            status = "partial"
         if status == "done":  # a notebook re-run: the same configuration already finished here
             print(f"Reusing the finished run in {display_path(output_dir)} (same configuration, hash "
                   f"{run_hash}); not retraining.")
@@ -403,6 +421,9 @@ class Run:
             torch.cuda.reset_peak_memory_stats(run.accelerator.device)
         if run.accelerator.is_main_process:
             save_config(config, output_dir / CONFIG_NAME)
+            if kind == "train":  # DreamBooth weights: the run folder, or the machine's disk (helpers.storage)
+                place_weights(output_dir, config)
+        run.accelerator.wait_for_everyone()
         return run
 
     @property
@@ -452,7 +473,7 @@ class Run:
         loss = logged["loss"]
         if not math.isfinite(loss):  # the reduced value: every process stops at the same step
             self.logger.close()
-            checkpoints = display_path(self.output_dir / CHECKPOINTS)
+            checkpoints = display_path(checkpoints_folder(self.output_dir))
             raise NonFiniteLossError(self.nan_help.format(value=loss, step=step + 1, checkpoints=checkpoints))
         self.logger.log(step + 1, {**logged, "lr": lr})
         self.bar.set_postfix(loss=f"{loss:.4f}")

@@ -9,6 +9,7 @@ steps, then DreamBooth for 500 steps at 1e-6).
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,7 +20,15 @@ from .config import ConfigError, ConfigMixin, resolve_output_dir
 from .data import check_image_folder, load_images
 from .figures import image_grid
 from .home import check_free_space
-from .models import check_model_reachable, download_bytes, load_components, model_bytes, resolve_model
+from .models import (
+    PARTS_NOTE,
+    check_model_reachable,
+    download_bytes,
+    load_components,
+    model_bytes,
+    model_fingerprint,
+    resolve_model,
+)
 from .optim import check_mixed_precision, weight_dtype_for
 from .runs import Run, make_lr_scheduler, scaled_learning_rate
 from .sampling import generate
@@ -79,6 +88,9 @@ class TextualInversionConfig(ConfigMixin):
     checkpointing_steps: int = 500  # 0: no checkpoints
     checkpoints_total_limit: int = 2
     resume_from_checkpoint: str = ""  # "latest" or "checkpoint-N": continue an interrupted run
+    # Save the text encoder and tokenizer with the new word beside a note naming the base model, instead of a
+    # whole pipeline (the gpu profile: 0.5 GB instead of 5 GB); DreamBooth and sampling load either.
+    save_trained_parts: bool = False
     output_dir: str = ""  # empty: runs/textual_inversion/<token>-<hash>
 
     def __post_init__(self) -> None:
@@ -311,7 +323,15 @@ def save_ti_outputs(config: TextualInversionConfig, output_dir: Path, accelerato
         feature_extractor=None,
         requires_safety_checker=False,
     )
-    pipe.save_pretrained(output_dir, safe_serialization=True)
+    if config.save_trained_parts:  # the text encoder and tokenizer with the new word, and the base model's name
+        emb.text_encoder.save_pretrained(output_dir / "text_encoder", safe_serialization=True)
+        emb.tokenizer.save_pretrained(output_dir / "tokenizer")
+        note = {"base_model": config.pretrained_model_name_or_path,
+                "base_model_fingerprint": model_fingerprint(config.pretrained_model_name_or_path),
+                "trained_parts": ["text_encoder", "tokenizer"], "dtype": "float32"}
+        (output_dir / PARTS_NOTE).write_text(json.dumps(note, indent=2) + "\n")
+    else:
+        pipe.save_pretrained(output_dir, safe_serialization=True)
     save_embedding(emb.text_encoder, tokens, emb.ids, output_dir / EMBEDDING_NAME)
     if not config.validation_prompts:
         return

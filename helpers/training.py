@@ -13,7 +13,10 @@ exactly what the uninterrupted run drew, and every GPU of a multi-GPU run draws 
 
 from __future__ import annotations
 
+import json
 import logging
+import shutil
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -41,6 +44,7 @@ from .models import (
     download_bytes,
     dtype_kwargs,
     load_components,
+    load_parts,
     load_pipeline,
     model_bytes,
     model_fingerprint,
@@ -48,6 +52,7 @@ from .models import (
 )
 from .optim import check_mixed_precision, enable_gradient_checkpointing, make_optimizer, weight_dtype_for
 from .runs import (
+    CONFIG_NAME,
     NonFiniteLossError,
     Run,
     RunExistsError,
@@ -57,8 +62,10 @@ from .runs import (
     scaled_learning_rate,
 )
 from .sampling import generate, make_scheduler
+from .storage import checkpoints_folder, find_weights, local_weights_root, weights_dir
 
 log = logging.getLogger(__name__)
+BASE_NOTE = "base_model.json"  # beside a run's trained parts: the base model they go into
 
 __all__ = ["NonFiniteLossError", "RunExistsError", "RunResult", "train_dreambooth"]
 
@@ -177,16 +184,24 @@ def check_inputs(config: TrainConfig) -> None:
         spec = class_image_spec(config)
         check_record(class_folder(config.class_data_dir, spec), spec, write=False)  # made with these settings?
     check_mixed_precision(config.mixed_precision)
-    check_free_space(resolve_output_dir(config), estimate_run_bytes(config), "This DreamBooth run")
+    parts = run_bytes(config)
+    apart = local_weights_root() if config.save_trained_parts else None  # weights on the machine's disk
+    home_part = parts["classes"] + (0 if apart else parts["weights"] + parts["checkpoints"] + parts["download"])
+    check_free_space(resolve_output_dir(config), home_part, "This DreamBooth run")
+    if apart:
+        check_free_space(apart, parts["weights"] + parts["checkpoints"] + parts["download"],
+                         "This run's weights and checkpoints (on this machine's disk)")
 
 
-def estimate_run_bytes(config: TrainConfig) -> int:
-    """About how many bytes a run writes: the pipeline, EMA weights, checkpoints and class images.
+def run_bytes(config: TrainConfig) -> dict[str, int]:
+    """About how many bytes a run writes, by kind: final ``weights``, ``checkpoints``, ``classes``, ``download``.
 
     A checkpoint holds the trained weights (fp32), two Adam moments per weight (a quarter of that
     with 8-bit Adam) and, with EMA, their average; ``checkpoints_total_limit`` of them are kept.
+    The final weights are the whole pipeline (plus an fp16 copy with ``save_fp16``), or with
+    ``save_trained_parts`` only the trained parts (half as large with ``save_fp16``); EMA adds its average.
     A LoRA run trains and writes only its adapter (bounded here by ``rank / 256`` of the trained models).
-    A Hub model not downloaded yet counts as Stable Diffusion 1.x, and its download is added.
+    A Hub model not downloaded yet counts as Stable Diffusion 1.x, and its download is counted.
     """
     model = model_bytes(config.pretrained_model_name_or_path)
     trained = model_bytes(config.pretrained_model_name_or_path, ["unet"] + (
@@ -196,9 +211,18 @@ def estimate_run_bytes(config: TrainConfig) -> int:
     per_weight = 1 + (0.5 if config.use_8bit_adam else 2) + (1 if config.use_ema else 0)
     kept = config.checkpoints_total_limit or config.max_train_steps // max(1, config.checkpointing_steps)
     checkpoints = int(trained * per_weight) * kept if config.checkpointing_steps else 0
-    outputs = model + (trained if config.use_ema else 0) + (model // 2 if config.save_fp16 else 0)
+    if config.save_trained_parts and not config.use_lora:
+        weights = (trained // 2 if config.save_fp16 else trained) * (2 if config.use_ema else 1)
+    else:
+        weights = model + (trained if config.use_ema else 0) + (model // 2 if config.save_fp16 else 0)
     classes = class_image_bytes(config.num_class_images, config.resolution) if config.with_prior_preservation else 0
-    return outputs + checkpoints + classes + download_bytes(config.pretrained_model_name_or_path)
+    return {"weights": weights, "checkpoints": checkpoints, "classes": classes,
+            "download": download_bytes(config.pretrained_model_name_or_path)}
+
+
+def estimate_run_bytes(config: TrainConfig) -> int:
+    """About how many bytes a run writes in all (see :func:`run_bytes` for the parts)."""
+    return sum(run_bytes(config).values())
 
 
 # ------------------------------------------------------------------------------------------- set-up
@@ -362,7 +386,8 @@ NON_FINITE_HELP = (
 
 
 def train_dreambooth(
-    config: TrainConfig, stop_after_steps: int | None = None, progress: bool = True, keep_models: bool = False
+    config: TrainConfig, stop_after_steps: int | None = None, progress: bool = True, keep_models: bool = False,
+    retrain_missing_weights: bool = False,
 ) -> RunResult:
     """Fine-tune Stable Diffusion on a subject with DreamBooth; reuse a finished run with the same config.
 
@@ -371,8 +396,10 @@ def train_dreambooth(
         stop_after_steps: stop early as if interrupted (to demonstrate and test resuming).
         progress: show a progress bar.
         keep_models: return the trained models in ``RunResult.models`` (on every process).
+        retrain_missing_weights: a finished run whose weights are not on this machine is trained again.
     """
-    run = Run.open(config, "train", checks=lambda: check_inputs(config), nan_help=NON_FINITE_HELP)
+    run = Run.open(config, "train", checks=lambda: check_inputs(config), nan_help=NON_FINITE_HELP,
+                   retrain_missing_weights=retrain_missing_weights)
     if run.reused:
         return run.result()
     accelerator = run.accelerator
@@ -415,6 +442,8 @@ def train_dreambooth(
                          "trained_parameters": sum(p.numel() for p in t.params)})
     if accelerator.is_main_process:
         write_model_card(run.output_dir)  # README.md: what to say when the model is shared
+        if config.save_trained_parts:  # its weights are saved: a finished run needs no checkpoint (GBs on gpu)
+            shutil.rmtree(checkpoints_folder(run.output_dir), ignore_errors=True)
     return run.result(record, t.models(accelerator) if keep_models else None)
 
 
@@ -518,6 +547,13 @@ def save_pipeline_outputs(
 
     unet = accelerator.unwrap_model(unet)
     extra = {"text_encoder": accelerator.unwrap_model(text_encoder)} if config.train_text_encoder else {}
+    if config.save_trained_parts:
+        save_trained_parts(config, weights_dir(output_dir), unet, extra.get("text_encoder"), ema_unet,
+                           ema_text_encoder)
+        if ema_unet is not None and config.validation_prompts:
+            with swapped_in(ema_unet, unet, ema_text_encoder, extra.get("text_encoder")):
+                save_validation(config, output_dir, "final-ema", accelerator, unet, text_encoder, models)
+        return
     # Frozen parts are reloaded in float32 from the base model, so the saved pipeline is exact.
     pipe = StableDiffusionPipeline.from_pretrained(
         resolve_model(config.pretrained_model_name_or_path),
@@ -547,13 +583,90 @@ def save_pipeline_outputs(
         pipe.to(torch.float16).save_pretrained(output_dir, safe_serialization=True, variant="fp16")
 
 
+@contextmanager
+def swapped_in(ema_unet, unet, ema_text_encoder=None, text_encoder=None):
+    """Inside the block the models hold their EMA averages; afterwards their trained weights again."""
+    averaged = [(ema_unet, unet)] + ([(ema_text_encoder, text_encoder)] if ema_text_encoder is not None else [])
+    for ema, model in averaged:
+        ema.store(model.parameters())
+        ema.copy_to(model.parameters())
+    try:
+        yield
+    finally:
+        for ema, model in averaged:
+            ema.restore(model.parameters())
+
+
+def save_trained_parts(config: TrainConfig, folder: Path, unet, text_encoder=None, ema_unet=None,
+                       ema_text_encoder=None) -> Path:
+    """Save what the run trained (float16 with ``save_fp16``) and a note naming its base model.
+
+    ``unet/`` and, when trained, ``text_encoder/``; with EMA also ``unet_ema/`` (and ``text_encoder_ema/``).
+    :func:`load_trained_pipeline` puts them back into the base model; ``python -m helpers export RUN
+    --pipeline OUT`` writes the whole diffusers folder.
+    """
+    dtype = torch.float16 if config.save_fp16 else torch.float32
+    folder.mkdir(parents=True, exist_ok=True)
+    parts = {"unet": unet, "text_encoder": text_encoder}
+    for name, model in parts.items():
+        if model is not None:
+            save_model_as(model, folder / name, dtype)
+    if ema_unet is not None:
+        with swapped_in(ema_unet, unet, ema_text_encoder, text_encoder):
+            save_model_as(unet, folder / "unet_ema", dtype)
+            if ema_text_encoder is not None:
+                save_model_as(text_encoder, folder / "text_encoder_ema", dtype)
+    note = {"base_model": config.pretrained_model_name_or_path,
+            "base_model_fingerprint": model_fingerprint(config.pretrained_model_name_or_path),
+            "trained_parts": [n for n, m in parts.items() if m is not None], "dtype": str(dtype).split(".")[-1]}
+    path = folder / BASE_NOTE
+    path.write_text(json.dumps(note, indent=2) + "\n")
+    return path
+
+
+def save_model_as(model, folder: Path, dtype: torch.dtype) -> None:
+    """Save a diffusers or transformers model (config and safetensors) in ``dtype``, leaving the model as it was.
+
+    Each tensor is cast on its own, so the extra memory is one copy in ``dtype`` (half the UNet in float16).
+    """
+    from safetensors.torch import save_file
+
+    if dtype == torch.float32:
+        model.save_pretrained(folder, safe_serialization=True)
+        return
+    folder.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().to("cpu", dtype).contiguous() for k, v in model.state_dict().items()}
+    if hasattr(model, "save_config"):  # diffusers
+        model.save_config(folder)
+        save_file(state, folder / "diffusion_pytorch_model.safetensors", metadata={"format": "pt"})
+    else:  # transformers
+        model.config.save_pretrained(folder)
+        save_file(state, folder / "model.safetensors", metadata={"format": "pt"})
+
+
+def load_trained_parts(folder: Path, ema: bool = False, torch_dtype: torch.dtype | None = None):
+    """The base model named in ``folder``'s note with the run's trained parts (or their EMA averages) put in."""
+    note = json.loads((folder / BASE_NOTE).read_text())
+    base = note["base_model"]
+    fingerprint = model_fingerprint(base)
+    if note.get("base_model_fingerprint") and fingerprint and fingerprint != note["base_model_fingerprint"]:
+        print(f"Warning: the weights of {base} changed since this run was trained on them; its images will "
+              "differ from the run's samples.")
+    if ema and not (folder / "unet_ema").is_dir():
+        raise FileNotFoundError(f"{folder} has no unet_ema/: train with use_ema: true to get EMA weights.")
+    pipe = load_pipeline(base, torch_dtype=torch_dtype)
+    for name, part in load_parts(folder, torch_dtype, "_ema" if ema else "").items():
+        setattr(pipe, name, part)
+    return pipe
+
+
 def load_trained_pipeline(
     output_dir: str | Path,
     ema: bool = False,
     torch_dtype: torch.dtype | None = None,
     device: str | None = None,
 ):
-    """Load a finished run's pipeline: a full run's folder, or a LoRA run's base model with its adapter.
+    """Load a finished run's pipeline: a full run's folder, its trained parts in their base model, or a LoRA run.
 
     Args:
         ema: swap in the EMA weights saved beside the raw ones (full runs trained with ``use_ema``).
@@ -566,6 +679,11 @@ def load_trained_pipeline(
         if ema:
             raise FileNotFoundError(f"{output_dir} is a LoRA run: it has no EMA weights (LoRA runs do not use EMA).")
         pipe = load_lora_run(output_dir, torch_dtype=torch_dtype)
+        return pipe.to(device) if device else pipe
+    if (output_dir / CONFIG_NAME).is_file():  # a run folder: its weights may be kept elsewhere (helpers.storage)
+        output_dir = find_weights(output_dir)
+    if (output_dir / BASE_NOTE).is_file() and not (output_dir / "model_index.json").is_file():
+        pipe = load_trained_parts(output_dir, ema, torch_dtype)
         return pipe.to(device) if device else pipe
     pipe = load_pipeline(str(output_dir), torch_dtype=torch_dtype)
     if ema:

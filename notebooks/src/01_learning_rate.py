@@ -48,6 +48,7 @@ from helpers.profiles import get_profile
 from helpers.prompts import subject_prompts
 from helpers.scores import score_comparison
 from helpers.sweet_spot import plot_sweet_spot, score_steps
+from helpers.storage import release_weights
 from helpers.training import train_dreambooth
 
 SEED = 0  # training seed (data order, noise, timesteps) of every run; sampling seeds start here too
@@ -271,6 +272,18 @@ if widgets_enabled():
     widgets.interact_manual(train_extra, study_lr=lr_slider, study_steps=steps_slider)
 elif EXTRA_ARM:
     train_extra(*EXTRA_ARM)
+
+# %% [markdown]
+# ## Keeping your disk small
+# On `gpu` each run's weights are gigabytes. Now that this notebook has sampled and scored its
+# runs (the samples and score tables stay in the course home, so every figure redraws without the
+# weights), the kit keeps the weights of the high-LR run, which notebook 03 samples again, and
+# frees the rest. On Colab kept weights are copied to your Drive once; nothing is deleted there,
+# since Drive's Trash would still count. `python -m helpers budget` shows what the whole course
+# keeps. On `cpu` and `smoke` the runs are small and all stay.
+
+# %%
+_ = release_weights(folders, keep={list(folders)[0]: "notebook 03 samples it with other schedulers"})
 
 # %% [markdown]
 # ## Takeaways

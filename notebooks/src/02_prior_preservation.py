@@ -37,6 +37,7 @@ import matplotlib.pyplot as plt
 
 from helpers.class_images import generate_class_images
 from helpers.cleanup import note_runs_in_use
+from helpers.storage import release_weights
 from helpers.comparisons import own_sampler, sample_runs, scheduler_name
 from helpers.course import setup_notebook, study_config
 from helpers.data import load_images, open_rgb
@@ -211,6 +212,18 @@ if widgets_enabled():
     widgets.interact_manual(compare_prompt, prompt=widgets.Text(value=MY_PROMPT or prompts[-1]))
 elif MY_PROMPT:
     compare_prompt(MY_PROMPT)
+
+# %% [markdown]
+# ## Keeping your disk small
+# On `gpu` each run's weights are gigabytes. Now that this notebook has sampled and scored its
+# runs (the samples and score tables stay in the course home, so every figure redraws without the
+# weights), the kit keeps the weights of the run with prior preservation, which notebooks 04 and
+# 05 use again, and frees the rest. On Colab kept weights are copied to your Drive once; nothing
+# is deleted there, since Drive's Trash would still count. `python -m helpers budget` shows what
+# the whole course keeps. On `cpu` and `smoke` the runs are small and all stay.
+
+# %%
+_ = release_weights(folders, keep={"with prior": "notebooks 04 and 05 compare against it"})
 
 # %% [markdown]
 # ## Takeaways

@@ -29,6 +29,7 @@
 import matplotlib.pyplot as plt
 
 from helpers.cleanup import note_runs_in_use
+from helpers.storage import release_weights
 from helpers.comparisons import load_run, sample_pipeline, scheduler_comparison
 from helpers.course import setup_notebook, study_config
 from helpers.data import load_images
@@ -68,7 +69,7 @@ subject = settings.object_subject
 photos = load_images(subject.folder, profile.resolution)  # shown above each figure, to compare by eye
 lr, steps = OVERFIT_RUN
 config = study_config(subject, lr, steps, settings=settings, seed=SEED)
-run = train_dreambooth(config)
+run = train_dreambooth(config, retrain_missing_weights=True)  # notebook 01's run, or trained again here
 note_runs_in_use("03", [run.output_dir])  # the course home's clean-up keeps it
 pipe = load_run(run.output_dir)
 print(f"profile {profile.name}: '{subject.name}', LR {config.learning_rate:.1e}, {config.max_train_steps} steps")
@@ -191,6 +192,18 @@ if widgets_enabled():
                             study_steps=widgets.IntSlider(value=TRY_STEPS, min=10, max=150, step=10))
 else:
     try_scheduler(TRY_SCHEDULER, TRY_STEPS)
+
+# %% [markdown]
+# ## Keeping your disk small
+# On `gpu` each run's weights are gigabytes. Now that this notebook has sampled and scored its
+# runs (the samples and score tables stay in the course home, so every figure redraws without the
+# weights), the kit frees the weights of the overfit run, unless notebook 01 already kept them on
+# your Drive. On Colab kept weights are copied to your Drive once; nothing is deleted there, since
+# Drive's Trash would still count. `python -m helpers budget` shows what the whole course keeps.
+# On `cpu` and `smoke` the runs are small and all stay.
+
+# %%
+_ = release_weights({"overfit run": run.output_dir})
 
 # %% [markdown]
 # ## Takeaways

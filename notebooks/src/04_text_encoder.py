@@ -29,6 +29,7 @@
 import inspect
 
 from helpers.cleanup import note_runs_in_use
+from helpers.storage import release_weights
 from helpers.comparisons import sample_runs
 from helpers.course import setup_notebook, study_config
 from helpers.data import load_images
@@ -128,7 +129,7 @@ for name, c in configs.items():
     print(f"{name}: LR {c.learning_rate:.1e}, {c.max_train_steps} steps, batch {c.train_batch_size} + prior")
 
 # %%
-runs = {name: train_dreambooth(c) for name, c in configs.items()}
+runs = {name: train_dreambooth(c, retrain_missing_weights=True) for name, c in configs.items()}
 folders = {name: r.output_dir for name, r in runs.items()}
 note_runs_in_use("04", folders.values())  # the course home's clean-up keeps these
 steps_here = configs["frozen text encoder"].max_train_steps
@@ -229,6 +230,18 @@ for te in (False, True):
 # With plain AdamW, training the text encoder as well takes Stable Diffusion's fixed costs
 # to about 16 GB before a single activation is stored: hence the study's advice of a 24 GB
 # GPU for it. 8-bit AdamW (notebook 06) brings it back within reach of a 16 GB card.
+
+# %% [markdown]
+# ## Keeping your disk small
+# On `gpu` each run's weights are gigabytes. Now that this notebook has sampled and scored its
+# runs (the samples and score tables stay in the course home, so every figure redraws without the
+# weights), the kit keeps the weights of both runs, which notebook 05 compares with textual
+# inversion. On Colab kept weights are copied to your Drive once; nothing is deleted there, since
+# Drive's Trash would still count. `python -m helpers budget` shows what the whole course keeps.
+# On `cpu` and `smoke` the runs are small and all stay.
+
+# %%
+_ = release_weights(folders, keep={name: "notebook 05 compares against it" for name in folders})
 
 # %% [markdown]
 # ## Takeaways

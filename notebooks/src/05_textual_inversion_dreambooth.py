@@ -32,6 +32,7 @@ import matplotlib.pyplot as plt
 import torch
 
 from helpers.cleanup import note_runs_in_use
+from helpers.storage import release_weights
 from helpers.comparisons import Comparison, sample_runs
 from helpers.course import run_finished, setup_notebook, study_config
 from helpers.data import load_images
@@ -96,6 +97,7 @@ ti_config = TextualInversionConfig(
     placeholder_token=PLACEHOLDER, initializer_token=subject.class_noun, resolution=profile.resolution,
     train_batch_size=profile.train_batch_size_faces, max_train_steps=profile.steps(TI_STEPS),
     learning_rate=TI_LR, mixed_precision=profile.mixed_precision, seed=SEED,
+    save_trained_parts=profile.save_trained_parts,  # gpu: the text encoder alone, not a whole pipeline
 )
 print(f"textual inversion: {ti_config.max_train_steps} steps at {ti_config.learning_rate:.1e}, "
       f"'{PLACEHOLDER}' starts as '{subject.class_noun}'")
@@ -174,7 +176,7 @@ if TRAIN_COMPARISON_RUNS is None:  # use notebook 04's runs where they exist; tr
           (f"; {missing} skipped (run notebook 04, or set TRAIN_COMPARISON_RUNS = True)" if missing else ""))
 elif not TRAIN_COMPARISON_RUNS:
     face_configs = {}
-face_runs = {name: train_dreambooth(c) for name, c in face_configs.items()}
+face_runs = {name: train_dreambooth(c, retrain_missing_weights=True) for name, c in face_configs.items()}
 note_runs_in_use("05", [ti.output_dir, ti_db.output_dir, *(r.output_dir for r in face_runs.values())])
 
 # %%
@@ -242,6 +244,18 @@ for name, n in [("textual inversion", hidden), ("TI + DreamBooth", unet_n), ("Dr
                 ("DreamBooth + text encoder", unet_n + text_n)]:
     print(f"{name:>26}: {n:>12,} trained weights")
 del parts
+
+# %% [markdown]
+# ## Keeping your disk small
+# On `gpu` each run's weights are gigabytes. Now that this notebook has sampled and scored its
+# runs (the samples and score tables stay in the course home, so every figure redraws without the
+# weights), no later notebook samples these runs: the kit frees the new ones' weights (the
+# textual-inversion model, which is small, stays). On Colab kept weights are copied to your Drive
+# once; nothing is deleted there, since Drive's Trash would still count. `python -m helpers
+# budget` shows what the whole course keeps. On `cpu` and `smoke` the runs are small and all stay.
+
+# %%
+_ = release_weights({"TI + DreamBooth": ti_db.output_dir, **{n: r.output_dir for n, r in face_runs.items()}})
 
 # %% [markdown]
 # ## Takeaways

@@ -32,6 +32,7 @@ import torch
 from diffusers.training_utils import EMAModel
 
 from helpers.cleanup import note_runs_in_use
+from helpers.storage import release_weights
 from helpers.comparisons import Comparison, sample_runs
 from helpers.course import setup_notebook, study_config
 from helpers.data import load_images
@@ -253,6 +254,18 @@ if widgets_enabled():
         print(cost_table(measure_configurations(base, {describe(base.replace(**changes)): changes}, progress=False)))
 
     widgets.interact_manual(measure, mixed_precision=["no", "fp16", "bf16"], micro_batch=(1, batch))
+
+# %% [markdown]
+# ## Keeping your disk small
+# On `gpu` each run's weights are gigabytes. Now that this notebook has sampled and scored its
+# runs (the samples and score tables stay in the course home, so every figure redraws without the
+# weights), no later notebook samples the EMA run: the kit frees its weights. On Colab kept
+# weights are copied to your Drive once; nothing is deleted there, since Drive's Trash would still
+# count. `python -m helpers budget` shows what the whole course keeps. On `cpu` and `smoke` the
+# runs are small and all stay.
+
+# %%
+_ = release_weights({"EMA run": run.output_dir})
 
 # %% [markdown]
 # ## The study in five lines (TL;DR)

@@ -28,6 +28,7 @@
 import torch
 
 from helpers.cleanup import folder_size, note_runs_in_use
+from helpers.storage import release_weights
 from helpers.comparisons import sample_runs
 from helpers.course import setup_notebook, study_config
 from helpers.data import load_images
@@ -86,7 +87,7 @@ for label, c in configs.items():
 # memory (the trainer resets the counter when a run starts).
 
 # %%
-results = {label: train_dreambooth(c) for label, c in configs.items()}
+results = {label: train_dreambooth(c, retrain_missing_weights=True) for label, c in configs.items()}
 runs = {label: r.output_dir for label, r in results.items()}
 note_runs_in_use("07", runs.values())  # the course home's clean-up keeps them
 
@@ -150,6 +151,18 @@ if widgets_enabled():
 else:
     for scale in (0.0, 1.0):
         print(f"scale {scale}: saved {lora.save(subject.instance_prompt, SEED, scale).name}")
+
+# %% [markdown]
+# ## Keeping your disk small
+# On `gpu` each run's weights are gigabytes. Now that this notebook has sampled and scored its
+# runs (the samples and score tables stay in the course home, so every figure redraws without the
+# weights), this is the last notebook: the kit frees the weights of its runs. On Colab kept
+# weights are copied to your Drive once; nothing is deleted there, since Drive's Trash would still
+# count. `python -m helpers budget` shows what the whole course keeps. On `cpu` and `smoke` the
+# runs are small and all stay.
+
+# %%
+_ = release_weights(runs)
 
 # %% [markdown]
 # ## Takeaways
