@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import home as home_module
-from .runs import CONFIG_NAME, DONE_NAME, PARTIAL_SUFFIX
+from .runs import CHECKPOINTS, CONFIG_NAME, DONE_NAME, PARTIAL_SUFFIX
 
 MAX_DEPTH = 4  # /kaggle/input/<slug>/dreambooth-course is depth 2; newer layouts nest deeper
 MAX_FOLDERS = 5000  # enough for any course home; stops a search through a large attached dataset
@@ -154,8 +154,8 @@ def _complete(folder: Path) -> bool:
     return True
 
 
-def _bring_file(src: Path, dst: Path, brought: Brought) -> bool:
-    """Link a large weight file, copy anything else; never replace ``dst``. True when something was brought."""
+def _bring_file(src: Path, dst: Path, brought: Brought, link: bool = True) -> bool:
+    """Link a large weight file (where ``link``), copy anything else; never replace ``dst``. True when brought."""
     if dst.exists() or dst.is_symlink():
         return False
     real = src.resolve()
@@ -163,7 +163,7 @@ def _bring_file(src: Path, dst: Path, brought: Brought) -> bool:
         return False
     size = real.stat().st_size
     dst.parent.mkdir(parents=True, exist_ok=True)
-    if real.suffix in WEIGHT_SUFFIXES and size >= LINK_MIN_BYTES:
+    if link and real.suffix in WEIGHT_SUFFIXES and size >= LINK_MIN_BYTES:
         try:
             dst.symlink_to(real)
             brought.linked_bytes += size
@@ -175,14 +175,20 @@ def _bring_file(src: Path, dst: Path, brought: Brought) -> bool:
     return True
 
 
-def _bring_folder(src: Path, dst: Path, brought: Brought) -> int:
-    """Bring every file under ``src`` to the same place under ``dst`` (incomplete checkpoints left out); the count."""
+def _bring_folder(src: Path, dst: Path, brought: Brought, link_only_under: str | None = None) -> int:
+    """Bring every file under ``src`` to the same place under ``dst`` (incomplete checkpoints left out); the count.
+
+    Args:
+        link_only_under: link weights only in this subfolder (an unfinished run: the trainer writes its
+            final weights beside its checkpoints, and must not write through a link into a read-only input).
+    """
     count = 0
     for dirpath, dirnames, filenames in os.walk(src, followlinks=True):
         dirnames[:] = sorted(d for d in dirnames if not d.endswith(PARTIAL_SUFFIX))
-        here = Path(dirpath)
-        (dst / here.relative_to(src)).mkdir(parents=True, exist_ok=True)
-        count += sum(_bring_file(here / name, dst / here.relative_to(src) / name, brought) for name in filenames)
+        rel = Path(dirpath).relative_to(src)
+        (dst / rel).mkdir(parents=True, exist_ok=True)
+        link = link_only_under is None or rel.parts[:1] == (link_only_under,)
+        count += sum(_bring_file(Path(dirpath) / name, dst / rel / name, brought, link) for name in filenames)
     return count
 
 
@@ -222,7 +228,8 @@ def continue_from_inputs(home: str | Path | None = None, inputs: str | Path | No
             brought.skipped.append(rel)
             continue
         src, finished = next((c for c in usable if c[1]), usable[0])  # a finished copy first, else the newest
-        files = _bring_folder(src, target, brought)
+        is_run = (src / CONFIG_NAME).is_file()
+        files = _bring_folder(src, target, brought, None if finished or not is_run else CHECKPOINTS)
         _count_unit(rel, src, finished, files, brought)
     for saved in homes:
         _bring_loose_files(saved, home, set(units), brought)

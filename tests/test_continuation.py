@@ -11,6 +11,7 @@ from helpers.config import config_hash, resolve_output_dir, save_config, smoke_c
 from helpers.continuation import continue_from_inputs, find_homes, is_course_home
 from helpers.course import default_settings, run_finished, settings_path, setup_notebook
 from helpers.data import make_synthetic_subject
+from helpers.runs import run_status
 from helpers.home import HOME_NAME, open_home
 
 PLATFORM_VARS = ["COURSE_HOME", "COURSE_RUNS_DIR", "COLAB_RELEASE_TAG", "HF_HOME", "HF_HUB_CACHE",
@@ -139,6 +140,25 @@ def test_several_saved_homes_merge_newest_first(kaggle, capsys):
     assert "2 saved course homes" in out and "merged newest first (nb-01, nb-00)" in out
     assert (working_home(kaggle) / "course-smoke.yaml").read_text() == "saved: second\n"
     assert run_finished(config) and run_finished(other)  # the finished copy of dog wins over the newer unfinished one
+
+
+def test_an_unfinished_run_comes_ready_to_resume(kaggle, capsys):
+    open_home()
+    config = finished_run()
+    run = resolve_output_dir(config)
+    (run / "done.json").unlink()  # stopped before the end (the session's time ran out)
+    for name, weights in (("checkpoint-2", "optimizer.bin"), ("checkpoint-4.partial", "optimizer.bin")):
+        (run / "checkpoints" / name).mkdir(parents=True)
+        (run / "checkpoints" / name / weights).write_bytes(b"o" * 200)
+    (run / "checkpoints" / "checkpoint-2" / "checkpoint.json").write_text('{"step": 2}')
+    save_version(kaggle, "nb-01")
+    capsys.readouterr()
+    open_home()
+    assert "1 unfinished run" in capsys.readouterr().out
+    assert run_status(run, config_hash(config), type(config)) == "partial"
+    assert (run / "checkpoints" / "checkpoint-2" / "optimizer.bin").is_symlink()  # read to resume: linked
+    assert not (run / "unet" / "diffusion_pytorch_model.safetensors").is_symlink()  # the trainer may write here
+    assert [p.name for p in (run / "checkpoints").iterdir()] == ["checkpoint-2"]  # the half-written one stays behind
 
 
 def test_a_run_whose_weights_are_in_an_input_not_attached_is_left_out(kaggle, capsys):
