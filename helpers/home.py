@@ -49,7 +49,7 @@ KIT_ROOT = Path(__file__).resolve().parents[1]
 
 
 class NotEnoughSpaceError(LearnerError, OSError):
-    """The disk under the course home has less free space than a job will write."""
+    """Less room is left under the course home's limit (disk, Drive quota, Kaggle's saved output) than a job writes."""
 
 
 def detect_platform() -> str:
@@ -92,6 +92,9 @@ def _mount_drive() -> None:
 
 def open_home(mount: Callable[[], None] | None = None) -> Path:
     """Make the course home ready and say where it is; on Colab, offer to mount Google Drive first.
+
+    On Kaggle it also brings in the course homes that earlier notebooks saved, where their outputs
+    are attached as inputs (:func:`helpers.continuation.continue_from_inputs`).
 
     Args:
         mount: what mounts Drive on Colab (tests pass a fake); None uses ``google.colab.drive``.

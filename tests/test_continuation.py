@@ -11,8 +11,8 @@ from helpers.config import config_hash, resolve_output_dir, save_config, smoke_c
 from helpers.continuation import continue_from_inputs, find_homes, is_course_home
 from helpers.course import default_settings, run_finished, settings_path, setup_notebook
 from helpers.data import make_synthetic_subject
-from helpers.runs import run_status
 from helpers.home import HOME_NAME, open_home
+from helpers.runs import run_status
 
 PLATFORM_VARS = ["COURSE_HOME", "COURSE_RUNS_DIR", "COLAB_RELEASE_TAG", "HF_HOME", "HF_HUB_CACHE",
                  "COURSE_HUB_CACHE_ON_HOME"]
