@@ -5,7 +5,8 @@ imports running one way (notebooks -> experiments -> trainers -> run life cycle 
 
 - settings: ``profiles`` (gpu / cpu / smoke), ``config`` (a run's settings and its hash),
   ``course`` (the learner's choices and subjects; ``setup_notebook``), ``home`` (the course home:
-  where a learner's work lives on Colab, Kaggle or a laptop), ``paths``;
+  where a learner's work lives on Colab, Kaggle or a laptop), ``continuation`` (on Kaggle, the homes
+  earlier notebooks saved, brought into this one), ``paths``;
 - parts: ``models`` (load or build Stable Diffusion), ``data`` (image folders on disk), ``uploads``
   (the learner's own photos), ``batches`` (the training dataset and its batches), ``class_images``,
   ``sampling``, ``optim``;

@@ -1,22 +1,29 @@
 """The course home on Colab, Kaggle and a laptop (faked environments), free space and clean-up."""
 
 import json
+import shutil
+from collections import namedtuple
 
 import pytest
 
 from helpers import home
 from helpers.cleanup import cleanup_candidates, delete_candidates, describe_candidates, note_runs_in_use
 from helpers.home import (
+    GIB,
     HOME_NAME,
     NotEnoughSpaceError,
     check_free_space,
     course_home,
     detect_platform,
+    free_bytes,
     hub_cache_dir,
+    hub_cache_on_home,
     open_home,
+    space_limit,
 )
 
-PLATFORM_VARS = ["COURSE_HOME", "COURSE_RUNS_DIR", "COLAB_RELEASE_TAG", "KAGGLE_KERNEL_RUN_TYPE", "HF_HOME", "HF_HUB_CACHE"]
+PLATFORM_VARS = ["COURSE_HOME", "COURSE_RUNS_DIR", "COLAB_RELEASE_TAG", "KAGGLE_KERNEL_RUN_TYPE", "HF_HOME", "HF_HUB_CACHE",
+                 "COURSE_HUB_CACHE_ON_HOME"]
 
 
 @pytest.fixture()
@@ -26,6 +33,8 @@ def bare(monkeypatch, tmp_path):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setattr(home, "COLAB_ROOT", tmp_path / "content")
     monkeypatch.setattr(home, "KAGGLE_ROOT", tmp_path / "kaggle" / "working")
+    monkeypatch.setattr(home, "KAGGLE_INPUT", tmp_path / "kaggle" / "input")
+    monkeypatch.setenv("HOME", str(tmp_path / "root"))
     return tmp_path
 
 
@@ -79,11 +88,72 @@ def test_hub_cache_lives_in_the_home_unless_the_learner_chose_one(bare, monkeypa
     assert hub_cache_dir() is None
 
 
+def test_hub_cache_stays_on_the_machine_on_colab_and_kaggle_unless_asked(bare, monkeypatch):
+    monkeypatch.setenv("COLAB_RELEASE_TAG", "release-colab")
+    (bare / "content" / "drive" / "MyDrive").mkdir(parents=True)
+    assert hub_cache_dir() == bare / "content" / "hub-cache"  # not on Drive: 4 GB of quota
+    assert not hub_cache_on_home()
+    monkeypatch.setenv("COURSE_HUB_CACHE_ON_HOME", "1")
+    assert hub_cache_dir() == bare / "content" / "drive" / "MyDrive" / HOME_NAME / "hub-cache" and hub_cache_on_home()
+    monkeypatch.delenv("COURSE_HUB_CACHE_ON_HOME")
+    monkeypatch.delenv("COLAB_RELEASE_TAG")
+    monkeypatch.setenv("KAGGLE_KERNEL_RUN_TYPE", "Interactive")
+    assert hub_cache_dir() == bare / "root" / ".cache" / "huggingface" / "hub"  # outside /kaggle/working's 20 GB
+    monkeypatch.setenv("HF_HUB_CACHE", str(bare / "mine"))
+    assert hub_cache_dir() is None
+
+
+DiskUsage = namedtuple("DiskUsage", "total used free")
+
+
+def fake_disks(monkeypatch, sizes):
+    """shutil.disk_usage answering ``sizes[prefix]`` free bytes for paths under each prefix (the longest wins)."""
+    def usage(path):
+        prefix = max((p for p in sizes if str(path).startswith(str(p))), key=lambda p: len(str(p)))
+        return DiskUsage(10 * sizes[prefix], 9 * sizes[prefix], sizes[prefix])
+
+    monkeypatch.setattr(shutil, "disk_usage", usage)
+
+
 def test_free_space_check_says_what_to_do(bare, monkeypatch):
     monkeypatch.setenv("COURSE_HOME", str(bare / "h"))
     check_free_space(None, 1, "this run")  # one byte fits anywhere
-    with pytest.raises(NotEnoughSpaceError, match="cleanup_candidates"):
+    with pytest.raises(NotEnoughSpaceError, match="cleanup_candidates.*larger disk"):
         check_free_space(None, 1 << 60, "this run")
+
+
+def test_colab_with_drive_compares_against_drive_quota(bare, monkeypatch):
+    monkeypatch.setenv("COLAB_RELEASE_TAG", "release-colab")
+    drive = bare / "content" / "drive"
+    (drive / "MyDrive").mkdir(parents=True)
+    fake_disks(monkeypatch, {"/": 80 * GIB, drive: 2 * GIB})  # the mount reports Drive's quota
+    assert free_bytes() == 2 * GIB and space_limit().limit == "free on your Google Drive"
+    assert free_bytes(bare / "content" / "hub-cache") == 80 * GIB  # the machine's disk
+    with pytest.raises(NotEnoughSpaceError) as err:
+        check_free_space(None, 3 * GIB, "This DreamBooth run")
+    message = str(err.value)
+    assert "only 2.00 GiB are free on your Google Drive" in message and "Trash" in message
+    assert "/content/dreambooth-course" in message
+
+
+def test_kaggle_compares_against_what_is_left_of_the_saved_output(bare, monkeypatch):
+    monkeypatch.setenv("KAGGLE_KERNEL_RUN_TYPE", "Interactive")
+    monkeypatch.setattr(home, "KAGGLE_OUTPUT_BYTES", 10_000)
+    working = bare / "kaggle" / "working"
+    fake_disks(monkeypatch, {"/": 1 << 40})
+    (working / HOME_NAME / "train").mkdir(parents=True)
+    (working / HOME_NAME / "train" / "weights.bin").write_bytes(b"w" * 3000)
+    (working / "notebook.log").write_bytes(b"l" * 1000)  # anything in /kaggle/working counts
+    (bare / "kaggle" / "input").mkdir(parents=True)
+    (bare / "kaggle" / "input" / "linked.bin").write_bytes(b"i" * 2000)
+    (working / HOME_NAME / "linked.bin").symlink_to(bare / "kaggle" / "input" / "linked.bin")
+    assert free_bytes() == 10_000 - 6000
+    assert free_bytes(bare / "elsewhere") == 1 << 40  # outside /kaggle/working: only the disk
+    with pytest.raises(NotEnoughSpaceError, match="only 0.00 GiB are left of the 0.0 GB Kaggle saves") as err:
+        check_free_space(None, 5000, "This DreamBooth run")
+    assert "COURSE_HOME=/tmp" in str(err.value)
+    fake_disks(monkeypatch, {"/": 1000})  # a fuller disk is the tighter limit
+    assert free_bytes() == 1000 and space_limit().limit == "free on this machine's disk"
 
 
 def make_run(root, name, checkpoints, done):
