@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install course test unit notebooks lint clean-runs
+.PHONY: install course test unit notebooks widgets-compat lint clean-runs
 
 install: $(STAMP)
 
@@ -39,6 +39,23 @@ notebooks: install
 	  COURSE_PROFILE=smoke COURSE_HOME=$(CURDIR)/runs/test/$$(basename $$nb .ipynb) HF_HUB_OFFLINE=1 COURSE_INTERACTIVE=0 \
 	    $(BIN)/python -m pytest --nbval-lax --nbval-cell-timeout=900 -p no:cacheprovider -q $$nb || exit 1; \
 	done
+
+# Colab ships ipywidgets 7.7.1 and draws only 7.x natively; .venv has 8.x. The widget tests again on
+# 7.7.1, installed beside .venv and put first on the path (--no-deps: the rest is .venv's own), with
+# the front-end packages released with it. The tests check that 7.7.1 is what they imported.
+WIDGETS7 := .venv-widgets7
+WIDGETS7_VERSION := 7.7.1
+WIDGETS7_PACKAGES := ipywidgets==$(WIDGETS7_VERSION) widgetsnbextension==3.6.1 jupyterlab_widgets==1.1.1 \
+	ipython_genutils==0.2.0
+
+$(WIDGETS7)/.installed: | $(STAMP)
+	rm -rf $(WIDGETS7)
+	$(BIN)/python -m pip install --quiet --no-deps --target $(WIDGETS7) $(WIDGETS7_PACKAGES)
+	touch $@
+
+widgets-compat: install $(WIDGETS7)/.installed
+	PYTHONPATH=$(CURDIR)/$(WIDGETS7) EXPECTED_IPYWIDGETS=$(WIDGETS7_VERSION) COURSE_PROFILE=smoke HF_HUB_OFFLINE=1 \
+	  OMP_NUM_THREADS=1 $(BIN)/python -m pytest -p no:cacheprovider -q tests/test_widgets.py
 
 lint: install
 	$(BIN)/python -m ruff check helpers tests scripts benchmarks

@@ -8,8 +8,8 @@ imports running one way (notebooks -> experiments -> trainers -> run life cycle 
   where a learner's work lives on Colab, Kaggle or a laptop), ``continuation`` (on Kaggle, the homes
   earlier notebooks saved, brought into this one), ``paths``;
 - parts: ``models`` (load or build Stable Diffusion), ``data`` (image folders on disk), ``uploads``
-  (the learner's own photos), ``batches`` (the training dataset and its batches), ``class_images``,
-  ``sampling``, ``optim``;
+  (the learner's own photos), ``widgets`` (the notebooks' controls on ipywidgets 7 and 8),
+  ``batches`` (the training dataset and its batches), ``class_images``, ``sampling``, ``optim``;
 - training: ``runs`` (a run's life cycle, shared by every trainer), ``training`` (DreamBooth),
   ``lora`` (LoRA adapters for DreamBooth), ``textual_inversion``, ``memory`` (what a step costs),
   ``cleanup`` (what in the course home can be deleted);

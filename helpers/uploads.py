@@ -14,6 +14,7 @@ from pathlib import Path
 from PIL import Image
 
 from .data import IMAGE_SUFFIXES, SubjectDataError
+from .widgets import uploaded_files
 
 HEIC_SUFFIXES = {".heic", ".heif"}
 
@@ -64,9 +65,8 @@ def save_photo(name: str, content: bytes, folder: str | Path) -> Path:
 
 
 def save_uploads(uploads, folder: str | Path) -> list[Path]:
-    """Save every file of an upload: ipywidgets' value (dicts with ``name``, ``content``) or Colab's dict."""
-    items = uploads.items() if isinstance(uploads, dict) else ((u["name"], u["content"]) for u in uploads)
-    return [save_photo(name, bytes(content), folder) for name, content in items]
+    """Save every file of an upload: an upload button's value (ipywidgets 7 or 8) or Colab's dict."""
+    return [save_photo(name, content, folder) for name, content in uploaded_files(uploads)]
 
 
 def convert_heic_folder(folder: str | Path) -> list[Path]:

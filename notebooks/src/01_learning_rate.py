@@ -41,7 +41,6 @@ from helpers.figures import (
     show_grid,
     show_image,
     validation_grids,
-    widgets_enabled,
 )
 from helpers.paths import runs_dir
 from helpers.profiles import get_profile
@@ -50,6 +49,7 @@ from helpers.scores import score_comparison
 from helpers.sweet_spot import plot_sweet_spot, score_steps
 from helpers.storage import release_weights
 from helpers.training import train_dreambooth
+from helpers.widgets import interactive_controls, log_slider, selection_slider, slider
 
 SEED = 0  # training seed (data order, noise, timesteps) of every run; sampling seeds start here too
 
@@ -146,9 +146,7 @@ else:
 # above holds the same pictures).
 
 # %%
-if widgets_enabled() and table is not None:
-    import ipywidgets as widgets
-
+if table is not None:
     grids = {name: validation_grids(f) for name, f in folders.items()}
     saved_steps = [s for s in next(iter(grids.values())) if all(s in g for g in grids.values())]
 
@@ -156,7 +154,8 @@ if widgets_enabled() and table is not None:
         show_image(paste_table([[g[step] for g in grids.values()]], [step], list(grids), width=320))
         plt.show()
 
-    widgets.interact(show_step, step=widgets.SelectionSlider(options=saved_steps, value=saved_steps[-1]))
+    interactive_controls(show_step, manual=False, fallback=False,
+                         step=selection_slider(saved_steps, saved_steps[-1]))
 
 # %% [markdown]
 # ## 5. The finished runs, side by side
@@ -264,14 +263,10 @@ def train_extra(study_lr, study_steps):
     more.show(title=f"with an extra run: {label}")
     plt.show()
 
-if widgets_enabled():
-    import ipywidgets as widgets
-
-    lr_slider = widgets.FloatLogSlider(value=1e-6, base=10, min=-7, max=-5, step=0.1, readout_format=".0e")
-    steps_slider = widgets.IntSlider(value=800, min=100, max=2000, step=100)
-    widgets.interact_manual(train_extra, study_lr=lr_slider, study_steps=steps_slider)
-elif EXTRA_ARM:
-    train_extra(*EXTRA_ARM)
+start_lr, start_steps = EXTRA_ARM or (1e-6, 800)  # where the sliders start; without them, EXTRA_ARM runs
+interactive_controls(train_extra, button="Train", fallback=bool(EXTRA_ARM),
+                     hint="Or set EXTRA_ARM in the configuration cell.",
+                     study_lr=log_slider(start_lr, 1e-7, 1e-5), study_steps=slider(start_steps, 100, 2000, 100))
 
 # %% [markdown]
 # ## Keeping your disk small

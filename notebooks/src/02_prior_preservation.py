@@ -41,12 +41,13 @@ from helpers.storage import release_weights
 from helpers.comparisons import own_sampler, sample_runs, scheduler_name
 from helpers.course import setup_notebook, study_config
 from helpers.data import load_images, open_rgb
-from helpers.figures import plot_losses, save_image, save_plot, show_grid, widgets_enabled
+from helpers.figures import plot_losses, save_image, save_plot, show_grid
 from helpers.paths import runs_dir
 from helpers.profiles import get_profile
 from helpers.prompts import subject_prompts
 from helpers.scores import score_comparison
 from helpers.training import class_image_spec, dreambooth_loss, train_dreambooth
+from helpers.widgets import interactive_controls, text_box
 
 SEED = 0  # training seed of both runs; class image i is made from seed SEED + i; sampling seeds start here
 
@@ -206,12 +207,8 @@ def compare_prompt(prompt):
     result.show(title=prompt, arms_as="rows")
     plt.show()
 
-if widgets_enabled():
-    import ipywidgets as widgets
-
-    widgets.interact_manual(compare_prompt, prompt=widgets.Text(value=MY_PROMPT or prompts[-1]))
-elif MY_PROMPT:
-    compare_prompt(MY_PROMPT)
+interactive_controls(compare_prompt, button="Sample", fallback=bool(MY_PROMPT),
+                     hint="Or set MY_PROMPT in the configuration cell.", prompt=text_box(MY_PROMPT or prompts[-1]))
 
 # %% [markdown]
 # ## Keeping your disk small

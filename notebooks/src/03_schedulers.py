@@ -33,13 +33,14 @@ from helpers.storage import release_weights
 from helpers.comparisons import load_run, sample_pipeline, scheduler_comparison
 from helpers.course import setup_notebook, study_config
 from helpers.data import load_images
-from helpers.figures import plot_seconds_per_image, save_image, save_plot, show_grid, widgets_enabled
+from helpers.figures import plot_seconds_per_image, save_image, save_plot, show_grid
 from helpers.paths import runs_dir
 from helpers.profiles import get_profile
 from helpers.prompts import subject_prompts
 from helpers.sampling import SCHEDULERS, STUDY_SCHEDULERS, compare_schedulers, generate
 from helpers.scores import score_comparison
 from helpers.training import train_dreambooth
+from helpers.widgets import dropdown, interactive_controls, slider
 
 SEED = 0  # training seed of the overfit run; sampling seeds start here too
 
@@ -185,13 +186,8 @@ def try_scheduler(scheduler, study_steps):
     scheduler_comparison({(scheduler, n): result}, prompt).show(title=f"{scheduler}, {n} steps", arms_as="rows")
     plt.show()
 
-if widgets_enabled():
-    import ipywidgets as widgets
-
-    widgets.interact_manual(try_scheduler, scheduler=widgets.Dropdown(options=list(SCHEDULERS), value=TRY_SCHEDULER),
-                            study_steps=widgets.IntSlider(value=TRY_STEPS, min=10, max=150, step=10))
-else:
-    try_scheduler(TRY_SCHEDULER, TRY_STEPS)
+interactive_controls(try_scheduler, button="Sample", hint="TRY_SCHEDULER and TRY_STEPS set the values used here.",
+                     scheduler=dropdown(list(SCHEDULERS), TRY_SCHEDULER), study_steps=slider(TRY_STEPS, 10, 150, 10))
 
 # %% [markdown]
 # ## Keeping your disk small

@@ -28,12 +28,14 @@
 # %%
 import inspect
 
+import matplotlib.pyplot as plt
+
 from helpers.cleanup import note_runs_in_use
 from helpers.storage import release_weights
 from helpers.comparisons import sample_runs
 from helpers.course import setup_notebook, study_config
 from helpers.data import load_images
-from helpers.figures import plot_losses, save_image, save_plot, show_grid, show_image, widgets_enabled
+from helpers.figures import plot_losses, save_image, save_plot, show_grid, show_image
 from helpers.memory import cost_table, format_bytes, measure_configurations, plot_costs, sd_static_memory
 from helpers.models import load_components
 from helpers.paths import runs_dir
@@ -41,6 +43,7 @@ from helpers.profiles import get_profile
 from helpers.prompts import short_prompt, subject_prompts
 from helpers.scores import score_comparison
 from helpers.training import prepare_models, train_dreambooth
+from helpers.widgets import interactive_controls
 
 SEED = 0  # training seed of both runs; sampling seeds start here too
 
@@ -179,16 +182,13 @@ print(score_comparison(subject, comparison, name="04_text_encoder"))
 # With a live notebook you can try a prompt of your own on both runs.
 
 # %%
-if widgets_enabled():
-    import ipywidgets as widgets
-    import matplotlib.pyplot as plt
+def try_prompt(prompt=f"a painting of {subject.identifier} {subject.class_noun} wearing a hat"):
+    """Sample both runs on one prompt, two seeds each."""
+    mine = sample_runs(folders, [prompt], seeds[:2], profile.num_inference_steps, profile.resolution)
+    show_image(mine.grid(title=short_prompt(prompt)), width=3)
+    plt.show()
 
-    def try_prompt(prompt=f"a painting of {subject.identifier} {subject.class_noun} wearing a hat"):
-        mine = sample_runs(folders, [prompt], seeds[:2], profile.num_inference_steps, profile.resolution)
-        show_image(mine.grid(title=short_prompt(prompt)), width=3)
-        plt.show()
-
-    widgets.interact_manual(try_prompt)
+interactive_controls(try_prompt, button="Sample", fallback=False)
 
 # %% [markdown]
 # ## 5. What it costs

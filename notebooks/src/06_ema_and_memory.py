@@ -36,7 +36,7 @@ from helpers.storage import release_weights
 from helpers.comparisons import Comparison, sample_runs
 from helpers.course import setup_notebook, study_config
 from helpers.data import load_images
-from helpers.figures import save_image, save_plot, widgets_enabled
+from helpers.figures import save_image, save_plot
 from helpers.memory import (
     StepCost,
     cost_table,
@@ -51,6 +51,7 @@ from helpers.profiles import get_profile
 from helpers.prompts import subject_prompts
 from helpers.scores import score_comparison
 from helpers.training import train_dreambooth
+from helpers.widgets import interactive_controls
 
 SEED = 0  # training seed; sampling seeds start here too
 
@@ -243,17 +244,16 @@ path = save_plot(fig, "06_sd_fits_16gb", budget_gb=BUDGET_GB)
 # With a live notebook you can measure any combination yourself.
 
 # %%
-if widgets_enabled():
-    import ipywidgets as widgets
+def measure(use_8bit_adam=False, mixed_precision="no", gradient_checkpointing=False, micro_batch=batch,
+            cache_latents=False, train_text_encoder=False):
+    """Measure one configuration's step: time and peak memory."""
+    changes = {"use_8bit_adam": use_8bit_adam, "mixed_precision": mixed_precision, "cache_latents": cache_latents,
+               "gradient_checkpointing": gradient_checkpointing, "train_text_encoder": train_text_encoder,
+               "train_batch_size": micro_batch, "gradient_accumulation_steps": max(1, batch // micro_batch)}
+    print(cost_table(measure_configurations(base, {describe(base.replace(**changes)): changes}, progress=False)))
 
-    def measure(use_8bit_adam=False, mixed_precision="no", gradient_checkpointing=False, micro_batch=batch,
-                cache_latents=False, train_text_encoder=False):
-        changes = {"use_8bit_adam": use_8bit_adam, "mixed_precision": mixed_precision, "cache_latents": cache_latents,
-                   "gradient_checkpointing": gradient_checkpointing, "train_text_encoder": train_text_encoder,
-                   "train_batch_size": micro_batch, "gradient_accumulation_steps": max(1, batch // micro_batch)}
-        print(cost_table(measure_configurations(base, {describe(base.replace(**changes)): changes}, progress=False)))
-
-    widgets.interact_manual(measure, mixed_precision=["no", "fp16", "bf16"], micro_batch=(1, batch))
+interactive_controls(measure, button="Measure", fallback=False, mixed_precision=["no", "fp16", "bf16"],
+                     micro_batch=(1, batch))
 
 # %% [markdown]
 # ## Keeping your disk small

@@ -32,7 +32,7 @@ from helpers.storage import release_weights
 from helpers.comparisons import sample_runs
 from helpers.course import setup_notebook, study_config
 from helpers.data import load_images
-from helpers.figures import save_image, widgets_enabled
+from helpers.figures import save_image
 from helpers.memory import format_bytes
 from helpers.paths import runs_dir
 from helpers.playground import Playground
@@ -40,6 +40,7 @@ from helpers.profiles import get_profile
 from helpers.prompts import subject_prompts
 from helpers.scores import score_comparison
 from helpers.training import train_dreambooth
+from helpers.widgets import interactive_controls, show_image_file
 
 SEED = 0  # training seed; sampling seeds start here too
 
@@ -139,18 +140,13 @@ print(score_comparison(subject, comparison, name="07_lora_or_full"))
 
 # %%
 lora = Playground(runs[f"LoRA rank {RANK}"], profile.num_inference_steps, profile.resolution)
-if widgets_enabled():
-    import ipywidgets as widgets
-    from IPython.display import display
 
-    def draw(prompt=subject.instance_prompt, seed=SEED, lora_scale=1.0):
-        path = lora.save(prompt, seed, lora_scale)
-        display(widgets.Image(value=path.read_bytes(), width=256))
+def draw(prompt=subject.instance_prompt, seed=SEED, lora_scale=1.0):
+    """Draw and save one image, then show it."""
+    show_image_file(lora.save(prompt, seed, lora_scale), width=256)
 
-    widgets.interact_manual(draw, seed=(0, 99), lora_scale=(0.0, 1.5, 0.25))
-else:
-    for scale in (0.0, 1.0):
-        print(f"scale {scale}: saved {lora.save(subject.instance_prompt, SEED, scale).name}")
+interactive_controls(draw, button="Draw", seed=(0, 99), lora_scale=(0.0, 1.5, 0.25),
+                     fallback=lambda: [draw(lora_scale=scale) for scale in (0.0, 1.0)])
 
 # %% [markdown]
 # ## Keeping your disk small
