@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install course test unit notebooks lint clean-runs
+.PHONY: install course test unit notebooks lint clean-runs colab-rehearsal
 
 install: $(STAMP)
 
@@ -39,6 +39,11 @@ notebooks: install
 	  COURSE_PROFILE=smoke COURSE_HOME=$(CURDIR)/runs/test/$$(basename $$nb .ipynb) HF_HUB_OFFLINE=1 COURSE_INTERACTIVE=0 \
 	    $(BIN)/python -m pytest --nbval-lax --nbval-cell-timeout=900 -p no:cacheprovider -q $$nb || exit 1; \
 	done
+
+# The notebooks' install cell on a Colab-shaped venv (Colab's older libraries, ipywidgets 7.7.1), with the
+# kit from a local clone instead of GitHub; then notebooks 00 and 01 in the smoke profile. Several minutes.
+colab-rehearsal:
+	bash scripts/colab_rehearsal.sh
 
 lint: install
 	$(BIN)/python -m ruff check helpers tests scripts benchmarks
