@@ -23,12 +23,14 @@ SECONDS=0
 # 1. A Python environment shaped like Colab's. torch goes first and is pinned, so nothing else pulls another.
 "$PYTHON" -m venv "$WORK/venv"
 PY=$WORK/venv/bin/python
-"$PY" -m pip install --quiet torch==2.13.0
-echo "torch==$("$PY" -c 'import torch; print(torch.__version__)')" > "$WORK/torch-pin.txt"
-"$PY" -m pip install --quiet -c "$WORK/torch-pin.txt" ipywidgets==7.7.1 transformers==4.57.1 \
-  sentence-transformers==5.1.2 diffusers==0.35.2 accelerate==1.10.1 huggingface_hub==0.35.3 \
-  numpy==2.0.2 pillow==11.3.0 nbclient nbformat ipykernel
-echo "Colab-shaped venv ready after ${SECONDS}s"
+{
+  "$PY" -m pip install torch==2.13.0
+  echo "torch==$("$PY" -c 'from importlib.metadata import version; print(version("torch"))')" > "$WORK/torch-pin.txt"
+  "$PY" -m pip install -c "$WORK/torch-pin.txt" ipywidgets==7.7.1 transformers==4.57.1 \
+    sentence-transformers==5.1.2 diffusers==0.35.2 accelerate==1.10.1 huggingface_hub==0.35.3 \
+    numpy==2.0.2 pillow==11.3.0 nbclient nbformat ipykernel
+} > "$WORK/venv-setup.log" 2>&1 || { tail -20 "$WORK/venv-setup.log"; echo "could not build the venv: $WORK/venv-setup.log"; exit 1; }
+echo "Colab-shaped venv ready after ${SECONDS}s ($(cat "$WORK/torch-pin.txt"); pip's output in $WORK/venv-setup.log)"
 
 # 2. Colab's marks: google.colab imported at kernel start, and a kernel that runs this venv's Python.
 mkdir -p "$WORK/stub/google/colab" "$WORK/ipython/profile_default/startup" "$WORK/jupyter/kernels/python3"
@@ -84,12 +86,11 @@ def execute(nb, name: str) -> bool:
 
 
 def output_lines(cell) -> list[str]:
-    """Every line the cell showed: its printed text and its error, as the learner sees them."""
-    lines = []
+    """Every line the cell showed, as the learner sees it: a carriage return replaces the line before it."""
+    lines, text = [], "".join(out["text"] for out in cell.get("outputs", []) if out["output_type"] == "stream")
+    lines += [part.split("\r")[-1] for part in text.split("\n") if part.split("\r")[-1]]
     for out in cell.get("outputs", []):
-        if out["output_type"] == "stream":
-            lines += [part.split("\r")[-1] for part in out["text"].splitlines()]
-        elif out["output_type"] == "error":
+        if out["output_type"] == "error":
             lines += [line for tb in out["traceback"] for line in tb.splitlines()]
         elif "text/plain" in out.get("data", {}):
             lines += out["data"]["text/plain"].splitlines()
@@ -113,8 +114,11 @@ for name in before:
     if before[name] != after[name]:
         failures.append(f"{name} changed from {before[name]} to {after[name]}")
 for name in ("00_setup", "01_learning_rate"):
-    if not execute(nbformat.read(NOTEBOOKS / f"{name}.ipynb", as_version=4), name):
+    nb = nbformat.read(NOTEBOOKS / f"{name}.ipynb", as_version=4)
+    if not execute(nb, name):
         failures.append(f"{name} did not finish")
+    first = next(cell for cell in nb.cells if cell.cell_type == "code")
+    print(f"  its install cell: {' | '.join(output_lines(first))}")
 print("rehearsal " + ("passed" if not failures else "FAILED: " + "; ".join(failures)))
 sys.exit(1 if failures else 0)
 PYTHON

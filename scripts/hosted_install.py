@@ -46,6 +46,7 @@ RESTART = "Colab: Runtime > Restart session; Kaggle: Run > Restart & clear cell 
 # What pip says after installing when packages it did not touch now miss a requirement.
 CONFLICT = re.compile(r"^(\S+) (\S+) requires (.+?), (?:but you have (\S+) (\S+) which is incompatible|"
                       r"which is not installed)\.$")
+ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")  # colour codes, which pip writes even to a file inside a notebook
 VERIFY = """
 import json
 import helpers
@@ -263,7 +264,7 @@ def run_pip(command: list[str], log: Path) -> tuple[int, str]:
         code = subprocess.run(command, stdout=out, stderr=subprocess.STDOUT, check=False).returncode
     with log.open() as done:
         done.seek(start)
-        return code, done.read()
+        return code, ANSI.sub("", done.read())
 
 
 def install_kit(kit: Path = KIT, pip: list[str] | None = None) -> None:
@@ -300,8 +301,8 @@ def install_and_verify(kit: Path, pip: list[str] | None, log: Path) -> str:
     constraints = log.parent / "install-constraints.txt"
     log.parent.mkdir(parents=True, exist_ok=True)
     constraints.write_text(constraints_text(kit, before))
-    command = [*(pip or [sys.executable, "-m", "pip"]), "install", "--progress-bar", "off", "-e", str(kit),
-               "-c", str(constraints)]
+    command = [*(pip or [sys.executable, "-m", "pip"]), "install", "--no-color", "--progress-bar", "off",
+               "-e", str(kit), "-c", str(constraints)]
     code, output = run_pip(command, log)
     if code != 0:
         raise InstallStopped(NO_INTERNET if any(sign in output for sign in OFFLINE_SIGNS)

@@ -290,6 +290,8 @@ def test_no_internet_during_pip_gives_the_one_line(tmp_path):
 def test_the_resolver_report_becomes_one_plain_line():
     hosted = load_hosted_install()
     found = hosted.conflicts(RESOLVER_REPORT)
+    coloured = RESOLVER_REPORT.replace("ERROR:", "\x1b[31mERROR:").replace("incompatible.", "incompatible.\x1b[0m\x1b[31m")
+    assert hosted.conflicts(hosted.ANSI.sub("", coloured)) == found  # as pip wrote it inside a notebook
     assert found == {"sentence-transformers": ["transformers<5.0.0,>=4.41.0"]}
     (line,) = hosted.conflict_note(found, {"diffusers", "transformers"}, "install.log")
     assert line.startswith("Note: sentence-transformers, which the course does not use, asks for transformers<5.0.0")
