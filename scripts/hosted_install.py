@@ -125,11 +125,17 @@ def torch_problem(kit: Path) -> str | None:
     return None
 
 
-def constraints_text(kit: Path, platform_versions: dict[str, str | None]) -> str:
-    """One constraints file: the tested versions, except the platform's own packages, pinned where they are."""
+def constraints_text(kit: Path, platform_versions: dict[str, str | None], relaxed: frozenset[str] = frozenset()) -> str:
+    """One constraints file: the tested versions, except the platform's own packages, pinned where they are.
+
+    Args:
+        kit: the kit's folder.
+        platform_versions: the platform's packages and their installed versions.
+        relaxed: tested pins left out because they cannot live with a platform version (see ``blocked_pins``).
+    """
     lines = ["# Written by scripts/hosted_install.py: constraints.txt's tested versions and the platform's kept ones."]
     for name, version in read_pins(kit / "constraints.txt").items():
-        if name not in PLATFORM_PACKAGES:
+        if name not in PLATFORM_PACKAGES and name not in relaxed:
             lines.append(f"{name}=={version}")
     lines += [f"{name}=={version}  # the platform's" for name, version in platform_versions.items() if version]
     return "\n".join(lines) + "\n"
@@ -161,6 +167,21 @@ def decisive_error(output: str) -> str:
         return errors[0]
     rest = [line.strip() for line in lines if line.strip()]
     return rest[-1] if rest else "pip failed without saying why"
+
+
+def blocked_pins(output: str, tested: dict[str, str]) -> set[str]:
+    """Tested pins that pip says need another version of a platform package (``pillow-heif 1.8.1 depends on pillow>=11.1``).
+
+    Leaving such a pin out lets pip pick an older release that fits the platform, which the install prefers
+    to replacing the platform's package.
+    """
+    blocked = set()
+    for line in output.splitlines():
+        match = re.match(r"\s*(\S+) (\S+) depends on ([A-Za-z0-9_.-]+)", line)
+        if match and tested.get(canonical(match.group(1))) == match.group(2) \
+                and canonical(match.group(3)) in PLATFORM_PACKAGES:
+            blocked.add(canonical(match.group(1)))
+    return blocked
 
 
 def plain_cause(line: str) -> str:
@@ -300,10 +321,16 @@ def install_and_verify(kit: Path, pip: list[str] | None, log: Path) -> str:
     before = {name: installed(name) for name in PLATFORM_PACKAGES}
     constraints = log.parent / "install-constraints.txt"
     log.parent.mkdir(parents=True, exist_ok=True)
-    constraints.write_text(constraints_text(kit, before))
     command = [*(pip or [sys.executable, "-m", "pip"]), "install", "--no-color", "--progress-bar", "off",
                "-e", str(kit), "-c", str(constraints)]
-    code, output = run_pip(command, log)
+    relaxed: frozenset[str] = frozenset()
+    for _ in range(3):  # each try may leave out tested pins that the platform's versions rule out
+        constraints.write_text(constraints_text(kit, before, relaxed))
+        code, output = run_pip(command, log)
+        blocked = blocked_pins(output, read_pins(kit / "constraints.txt")) - relaxed
+        if code == 0 or not blocked:
+            break
+        relaxed |= blocked
     if code != 0:
         raise InstallStopped(NO_INTERNET if any(sign in output for sign in OFFLINE_SIGNS)
                              else f"pip could not install the kit: {decisive_error(output)} (full log: {log})")

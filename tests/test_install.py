@@ -139,13 +139,13 @@ if mode == "offline":
           "[Errno -3] Temporary failure in name resolution")
     print("ERROR: Could not find a version that satisfies the requirement diffusers==0.42.1 (from versions: none)")
     sys.exit(1)
-if mode == "fail":
+if mode == "fail" or (mode == "old-pillow" and "pillow-heif" in pins):
     put(site, "diffusers", pins["diffusers"])  # half done: one library in, then the resolver gives up
     print(os.environ["FAKE_PIP_SAYS"])
     sys.exit(1)
 for name in ("diffusers", "transformers", "accelerate", "peft", "bitsandbytes", "huggingface-hub", "safetensors",
              "pillow-heif"):
-    put(site, name, pins[name])
+    put(site, name, pins.get(name, "0.22.0"))  # an older pillow-heif where its pin is left out
 for name in ("torch", "ipywidgets", "numpy", "pillow"):
     if name not in pins:
         put(site, name, "99.0")
@@ -263,6 +263,23 @@ def test_a_failed_install_stops_with_its_reason_and_a_rerun_completes_it(tmp_pat
     third = platform.install("explode")  # complete now: pip is not run a third time
     assert third.returncode == 0 and "kit 0.1.0 already installed" in third.stdout
     assert platform.pip_calls() == 2
+
+
+OLD_PILLOW = """ERROR: Cannot install pillow-heif==1.8.1 and pillow==11.0.0 because these package versions have \
+conflicting dependencies.
+
+The conflict is caused by:
+    pillow-heif 1.8.1 depends on pillow>=11.1.0
+    The user requested (constraint) pillow==11.0.0
+"""
+
+
+def test_a_tested_pin_that_needs_a_newer_platform_package_gives_way_to_it(tmp_path):
+    platform = FakePlatform(tmp_path, pillow="11.0.0")
+    result = platform.install("old-pillow", says=OLD_PILLOW)
+    assert result.returncode == 0, result.stdout
+    assert platform.version("pillow") == "11.0.0" and platform.pip_calls() == 2
+    assert "pillow-heif 0.22.0 (tested: 1.8.1)" in lines_of(result)[0]
 
 
 def test_a_changed_library_makes_the_marker_stale(tmp_path):
