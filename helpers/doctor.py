@@ -70,6 +70,8 @@ def import_error(target: str) -> str | None:
         if name:
             getattr(loaded, name)
     except Exception as err:  # noqa: BLE001 (a broken library raises anything; its own words are the report)
+        while err.__cause__ or err.__context__:  # the first error, not a wrapper's "look up to see its traceback"
+            err = err.__cause__ or err.__context__
         message = str(err).strip().splitlines()[0] if str(err).strip() else ""
         return f"{type(err).__name__}: {message}".rstrip(": ")
     return None

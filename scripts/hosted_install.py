@@ -373,7 +373,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         install_kit(args.kit, shlex.split(args.pip) if args.pip else None)
     except InstallStopped as stop:
-        print(f"\nInstall stopped: {stop}")
+        print(f"Install stopped: {stop}")
         return 1
     return 0
 
