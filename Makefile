@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install course test unit notebooks widgets-compat lint clean-runs
+.PHONY: install course test unit notebooks widgets-compat colab-rehearsal lint clean-runs
 
 install: $(STAMP)
 
@@ -56,6 +56,11 @@ $(WIDGETS7)/.installed: | $(STAMP)
 widgets-compat: install $(WIDGETS7)/.installed
 	PYTHONPATH=$(CURDIR)/$(WIDGETS7) EXPECTED_IPYWIDGETS=$(WIDGETS7_VERSION) COURSE_PROFILE=smoke HF_HUB_OFFLINE=1 \
 	  OMP_NUM_THREADS=1 $(BIN)/python -m pytest -p no:cacheprovider -q tests/test_widgets.py
+
+# The notebooks' install cell on a Colab-shaped venv (Colab's older libraries, ipywidgets 7.7.1), with the
+# kit from a local clone instead of GitHub; then notebooks 00 and 01 in the smoke profile. Several minutes.
+colab-rehearsal:
+	bash scripts/colab_rehearsal.sh
 
 lint: install
 	$(BIN)/python -m ruff check helpers tests scripts benchmarks

@@ -3,14 +3,35 @@
 from __future__ import annotations
 
 import importlib
+import logging
+import os
 import platform
+import re
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from importlib import metadata
 
 from .home import course_home, free_bytes
-from .models import ModelUnavailableError, resolve_model
 from .profiles import PROFILE_ENV, default_profile_name, get_profile
 
-PACKAGES = ("torch", "diffusers", "transformers", "accelerate", "bitsandbytes", "peft", "safetensors", "ipywidgets")
+# The libraries the course imports, each with what to import to prove it works. diffusers and
+# transformers load their classes lazily, so only a class shows a version that does not fit the other.
+IMPORT_CHECKS = {
+    "torch": "torch",
+    "diffusers": "diffusers:StableDiffusionPipeline",
+    "transformers": "transformers:CLIPTextModel",
+    "accelerate": "accelerate:Accelerator",
+    "bitsandbytes": "bitsandbytes",
+    "peft": "peft:LoraConfig",
+    "safetensors": "safetensors.torch",
+    "huggingface_hub": "huggingface_hub:HfApi",
+    "ipywidgets": "ipywidgets",
+}
+PACKAGES = tuple(IMPORT_CHECKS)
+# Kept as Colab and Kaggle ship them (the install cell pins them), so never compared with the tested versions.
+PLATFORM_PACKAGES = ("torch", "ipywidgets", "numpy", "pillow")
 
 
 @dataclass
@@ -28,12 +49,79 @@ class Report:
         return "\n".join(lines)
 
 
+def canonical(name: str) -> str:
+    """A distribution name as pip compares them (``Pillow_Heif`` -> ``pillow-heif``)."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
 def package_version(name: str) -> str | None:
-    """The installed version of ``name``, or None if it cannot be imported."""
+    """The installed version of the distribution ``name``, or None where it is not installed."""
     try:
-        return getattr(importlib.import_module(name), "__version__", "installed")
-    except Exception:  # noqa: BLE001 (a package that fails to import for any reason is reported missing)
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
         return None
+
+
+def import_error(target: str) -> str | None:
+    """Why ``target`` (``module`` or ``module:name``) does not import, as ``Type: message``; None when it does."""
+    module, _, name = target.partition(":")
+    try:
+        loaded = importlib.import_module(module)
+        if name:
+            getattr(loaded, name)
+    except Exception as err:  # noqa: BLE001 (a broken library raises anything; its own words are the report)
+        while err.__cause__ or err.__context__:  # the first error, not a wrapper's "look up to see its traceback"
+            err = err.__cause__ or err.__context__
+        message = str(err).strip().splitlines()[0] if str(err).strip() else ""
+        return f"{type(err).__name__}: {message}".rstrip(": ")
+    return None
+
+
+@contextmanager
+def _quiet_imports() -> Iterator[None]:
+    """Hide the notices libraries print while loading (an optional backend missing), not their errors."""
+    names = ("transformers", "diffusers", "bitsandbytes")
+    levels = {name: logging.getLogger(name).level for name in names}
+    verbosity = os.environ.get("TRANSFORMERS_VERBOSITY")
+    os.environ["TRANSFORMERS_VERBOSITY"] = "error"  # transformers sets its logger's level from this when it loads
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            for name in names:
+                logging.getLogger(name).setLevel(logging.ERROR)
+            yield
+    finally:
+        for name, level in levels.items():
+            logging.getLogger(name).setLevel(level)
+        if verbosity is None:
+            os.environ.pop("TRANSFORMERS_VERBOSITY", None)
+        else:
+            os.environ["TRANSFORMERS_VERBOSITY"] = verbosity
+
+
+def import_problems() -> dict[str, str]:
+    """Each course library that is installed but does not import, with its error (name -> ``Type: message``)."""
+    problems = {}
+    with _quiet_imports():
+        for name, target in IMPORT_CHECKS.items():
+            if package_version(name) is not None:
+                error = import_error(target)
+                if error:
+                    problems[name] = error
+    return problems
+
+
+def course_libraries() -> set[str]:
+    """The libraries the course itself requires (pyproject.toml's dependencies, not the test tools)."""
+    import tomllib
+
+    from .paths import REPO_ROOT
+
+    path = REPO_ROOT / "pyproject.toml"
+    if not path.exists():
+        return {canonical(name) for name in IMPORT_CHECKS}
+    dependencies = tomllib.loads(path.read_text())["project"]["dependencies"]
+    return {canonical(re.split(r"[<>=!~;\[ ]", d, maxsplit=1)[0]) for d in dependencies}
 
 
 def tested_versions() -> dict[str, str]:
@@ -51,22 +139,20 @@ def tested_versions() -> dict[str, str]:
 
 
 def version_drift(installed: dict[str, str] | None = None) -> list[str]:
-    """One line per installed package whose version differs from the tested one (torch is never pinned).
+    """One line per course library whose installed version differs from the tested one.
+
+    Test tools (pytest, ipykernel, ...) and the platform's own torch, ipywidgets, numpy and
+    pillow are not compared: the course works with any of them.
 
     Args:
         installed: name -> version to compare (tests); None reads what is installed.
     """
-    from importlib import metadata
-
+    compared = course_libraries() - {canonical(name) for name in PLATFORM_PACKAGES}
     lines = []
     for name, tested in tested_versions().items():
-        if installed is not None:
-            have = installed.get(name)
-        else:
-            try:
-                have = metadata.version(name)
-            except metadata.PackageNotFoundError:
-                have = None
+        if name not in compared:
+            continue
+        have = installed.get(name) if installed is not None else package_version(name)
         if have and have != tested:
             lines.append(f"{name} {have} is installed; the course is tested with {tested}")
     return lines
@@ -92,15 +178,24 @@ def adam8bit_works(device: str) -> tuple[bool, str]:
 
 def diagnose() -> Report:
     """Collect versions, device, precision support and the profile this machine would use."""
-    import torch
-
     r = Report()
     r.facts["python"] = platform.python_version()
+    problems = import_problems()
     for name in PACKAGES:
         version = package_version(name)
         r.facts[name] = version or "MISSING"
         if version is None:
             r.advice.append(f"{name} is missing: run `pip install -e .` in the kit's folder (or `make install`).")
+        elif name in problems:
+            r.facts[name] = f"{version}, does not import: {problems[name]}"
+    if problems:
+        r.advice.append(f"{', '.join(problems)} installed but not importing (the error is above): their versions do not "
+                        "fit together. Install the tested ones: `pip install -e . -c constraints.txt` in the kit's "
+                        "folder; on Colab or Kaggle run the notebook's first cell again.")
+    if "torch" in problems or package_version("torch") is None:
+        return r  # everything below needs torch
+    import torch
+
     drift = version_drift()
     if drift:
         r.advice.append("Versions differ from the tested ones (constraints.txt): " + "; ".join(drift) + ". If something "
@@ -130,6 +225,11 @@ def diagnose() -> Report:
         r.facts["profile"] += f"default here: {default_profile_name()})"
         r.facts["base model"] = profile.pretrained_model_name_or_path
         r.facts["course home"] = f"{course_home().name}/ ({free_bytes() / 2**30:.0f} GiB free)"
+        if problems:
+            return r
+        # helpers.models loads diffusers: only now that it is known to import
+        from .models import ModelUnavailableError, resolve_model
+
         try:
             if profile.pretrained_model_name_or_path.startswith("kit:toyworld"):
                 resolve_model(profile.pretrained_model_name_or_path)
