@@ -6,10 +6,15 @@ gone: it moves to Drive's Trash, which still counts against the quota for 30 day
 a file in place keeps its earlier version as a revision, and revisions of uploaded files also
 count against the quota (they go after 30 days or 100 versions). Sources:
 
-- https://support.google.com/drive/answer/2375194 (storage: items in Trash and file versions count)
-- https://support.google.com/drive/answer/2409045 (versions of uploaded files: 30 days or 100 versions)
-- https://github.com/googlecolab/colabtools/issues/2147 and minimaxir/gpt-2-simple#155 (deleting
-  through the Colab mount sends files to Trash; the mount cannot empty it)
+- https://support.google.com/drive/answer/2375194 (what counts against storage: "Even items moved
+  to Trash take up storage space"; deleting file versions is listed as a way to free space)
+- https://developers.google.com/workspace/drive/api/guides/delete (a deleted file goes to Trash
+  until it is emptied, or for 30 days)
+- https://developers.google.com/drive/manage-revisions (an overwritten uploaded file keeps its
+  older revisions for about 30 days or up to 100 of them)
+- https://github.com/googlecolab/colabtools/issues/2147 and
+  https://github.com/minimaxir/gpt-2-simple/issues/155 (deleting through the Colab mount sends
+  files to Trash, and the mount cannot empty it)
 
 So no way of rotating checkpoints on Drive is free of Trash. The kit therefore keeps the bulky
 part of a run apart from the run folder when the course home is on Drive and the run saves only

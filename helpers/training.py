@@ -28,7 +28,7 @@ from .class_images import ClassImageSpec, check_record, class_folder, class_imag
 from .config import TrainConfig, class_prompt_of, resolve_output_dir
 from .data import check_image_folder, load_images
 from .figures import image_grid
-from .home import check_free_space
+from .home import check_free_space, hub_cache_dir, hub_cache_on_home
 from .lora import (
     add_adapters,
     is_lora_run,
@@ -186,11 +186,14 @@ def check_inputs(config: TrainConfig) -> None:
     check_mixed_precision(config.mixed_precision)
     parts = run_bytes(config)
     apart = local_weights_root() if config.save_trained_parts else None  # weights on the machine's disk
-    home_part = parts["classes"] + (0 if apart else parts["weights"] + parts["checkpoints"] + parts["download"])
+    download = parts["download"] if hub_cache_on_home() else 0  # else it goes to the machine's own disk
+    home_part = parts["classes"] + download + (0 if apart else parts["weights"] + parts["checkpoints"])
     check_free_space(resolve_output_dir(config), home_part, "This DreamBooth run")
     if apart:
-        check_free_space(apart, parts["weights"] + parts["checkpoints"] + parts["download"],
+        check_free_space(apart, parts["weights"] + parts["checkpoints"],
                          "This run's weights and checkpoints (on this machine's disk)")
+    if parts["download"] and not download and hub_cache_dir() is not None:
+        check_free_space(hub_cache_dir(), parts["download"], "Downloading the base model")
 
 
 def run_bytes(config: TrainConfig) -> dict[str, int]:
