@@ -15,6 +15,7 @@ $(STAMP): pyproject.toml constraints.txt scripts/install_torch.sh
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	bash scripts/install_torch.sh $(BIN)/python
+	$(BIN)/python scripts/check_env.py  # before pip: a torch too old would make pip replace it
 	$(BIN)/python -m pip install --quiet -e ".[dev]" -c constraints.txt
 	$(BIN)/python scripts/check_env.py
 	touch $(STAMP)
