@@ -160,9 +160,9 @@ def model_fingerprint(name_or_path: str) -> str:
     digest = hashlib.sha256()
     for path in sorted(folder.rglob("*")):
         rel = path.relative_to(folder)
-        if not path.is_file() or path.suffix not in WEIGHT_SUFFIXES or path.name == "kit_model.json":
+        if not path.is_file() or path.suffix not in WEIGHT_SUFFIXES or path.name in ("kit_model.json", "weights_location.json"):
             continue
-        if rel.parts[0] in ("checkpoint", "checkpoints", "logs", "samples"):
+        if rel.parts[0] in ("checkpoint", "checkpoints", "logs", "samples", "comparisons"):  # not the model
             continue
         size = path.stat().st_size
         digest.update(f"{rel.as_posix()}:{size}".encode())

@@ -159,3 +159,15 @@ def test_gpu_profile_saves_trained_parts_in_fp16_and_cpu_keeps_whole_pipelines()
     cpu = config_for_profile(get_profile("smoke"), 2e-6, 400, instance_prompt="a photo of sks toy")
     assert not cpu.save_trained_parts
     assert config_hash(cpu) == config_hash(cpu.replace(save_trained_parts=True))  # how it is saved is not the run
+
+
+def test_sampled_comparisons_do_not_change_the_fingerprint_of_a_run_used_as_a_base_model(make_config):
+    from helpers import comparisons
+    from helpers.models import model_fingerprint
+    from helpers.training import train_dreambooth
+
+    run = train_dreambooth(make_config("as-base"), progress=False).output_dir
+    before = model_fingerprint(str(run))
+    comparisons.sample_runs({"run": run}, ["a photo of sks toy"], [0], 2, 32)
+    assert (run / comparisons.SAMPLES_DIR).is_dir()
+    assert model_fingerprint(str(run)) == before  # runs trained from it keep their hash
