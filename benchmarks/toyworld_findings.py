@@ -39,8 +39,8 @@ def save(out: Path, done: dict, sampling, train_seed: int) -> None:
     """
     import torch
 
-    from helpers import findings
     from helpers.profiles import get_profile
+    from helpers.study import findings
 
     cpu = get_profile("cpu")
     path = out.with_suffix(".json")
@@ -69,7 +69,7 @@ def save(out: Path, done: dict, sampling, train_seed: int) -> None:
 
 def pool(out: Path) -> int:
     """Pool ``<out>.json`` and ``<out>_seed<N>.json`` into ``<out>_seeds.md``: intervals over runs, verdicts."""
-    from helpers import verdicts
+    from helpers.study import verdicts
 
     files = [out.with_suffix(".json"), *sorted(out.parent.glob(out.name + "_seed*.json"))]
     records = [json.loads(p.read_text()) for p in files if p.exists()]
@@ -96,7 +96,7 @@ def pool(out: Path) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from helpers import findings
+    from helpers.study import findings
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", nargs="+", choices=list(findings.EXPERIMENTS), help="run only these experiments")

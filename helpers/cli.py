@@ -16,19 +16,21 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from .config import TrainConfig, load_config, parse_overrides
-from .doctor import diagnose
-from .errors import LearnerError
-from .export import export_kohya_lora, export_pipeline, export_single_file
-from .hub_push import push_run
-from .models import TinySpec, build_tiny_model
-from .textual_inversion import (
+from helpers.course.budget import course_budget, format_budget
+from helpers.course.doctor import diagnose
+from helpers.errors import LearnerError
+from helpers.share.export import export_kohya_lora, export_pipeline, export_single_file
+from helpers.share.hub import push_run
+from helpers.study.findings_table import write_findings_column
+from helpers.toyworld.cli import add_commands as add_toyworld_commands
+from helpers.train.config import TrainConfig, load_config, parse_overrides
+from helpers.train.dreambooth import train_dreambooth
+from helpers.train.models import TinySpec, build_tiny_model
+from helpers.train.textual_inversion import (
     TextualInversionConfig,
     dreambooth_after_textual_inversion,
     train_textual_inversion,
 )
-from .toyworld.cli import add_commands as add_toyworld_commands
-from .training import train_dreambooth
 
 PROG = "course-kit"
 FIELD_PREFIX = "field:"  # argparse destinations of the per-field training options
@@ -90,16 +92,12 @@ def _textual_inversion(args: argparse.Namespace) -> int:
 
 def _budget(args: argparse.Namespace) -> int:
     """What the course writes, notebook by notebook, against a free Drive or Kaggle's output limit."""
-    from .budget import course_budget, format_budget
-
     print(format_budget(course_budget(args.profile, args.platform), args.profile, args.platform))
     return 0
 
 
 def _findings_table(args: argparse.Namespace) -> int:
     """A profile's column of the README's findings table, from the notebooks' saved score tables."""
-    from .findings_table import write_findings_column
-
     cells = write_findings_column(args.home, args.readme, args.out, args.profile)
     for experiment, text in cells.items():
         print(f"{experiment}: {text}")

@@ -1,4 +1,4 @@
-"""Tests for helpers.measures on tiny random DINO and CLIP backbones, loaded like the Hub's."""
+"""Tests for helpers.measure.backbones on tiny random DINO and CLIP backbones, loaded like the Hub's."""
 
 import math
 
@@ -7,9 +7,9 @@ import pytest
 import torch
 from PIL import Image
 
-from helpers import measures
-from helpers.models import ModelUnavailableError
-from helpers.stats import Estimate
+from helpers.base.stats import Estimate
+from helpers.measure import backbones as measures
+from helpers.train.models import ModelUnavailableError
 
 TOYWORLD_COLUMNS = {"subject_fidelity", "prompt_fidelity", "language_drift"}  # helpers.experiments.toyworld_scores
 INSTANCE, BEACH, BLUE, CLASS = ("a photo of sks ball", "a photo of sks ball on the beach", "a photo of a blue sks ball",

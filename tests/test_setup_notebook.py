@@ -6,10 +6,11 @@ import os
 import pytest
 from PIL import Image
 
-from helpers import course
-from helpers.course import default_settings, ensure_photos, setup_notebook
-from helpers.data import SubjectDataError, list_images
-from helpers.uploads import PhotosNeeded, ask_for_photos, convert_heic_folder, save_photo
+from helpers.course.setup import ensure_photos, setup_notebook
+from helpers.course.uploads import PhotosNeeded, ask_for_photos, convert_heic_folder, save_photo
+from helpers.train import settings as course
+from helpers.train.data import SubjectDataError, list_images
+from helpers.train.settings import default_settings
 
 
 @pytest.fixture()
@@ -106,8 +107,8 @@ def test_heic_copied_into_a_drive_folder_is_converted(tmp_path):
 
 def test_a_notebook_rerun_resumes_its_interrupted_run(fresh_home, monkeypatch):
     """What a disconnect does to a notebook's training cell, and what running the cell again does."""
-    from helpers.course import run_finished, study_config
-    from helpers.training import train_dreambooth
+    from helpers.train.dreambooth import train_dreambooth
+    from helpers.train.settings import run_finished, study_config
 
     monkeypatch.setenv("COURSE_PROFILE", "smoke")
     settings = setup_notebook("01")

@@ -2,7 +2,8 @@
 
 import pytest
 
-from helpers import stats, verdicts
+from helpers.base import stats
+from helpers.study import verdicts
 
 N = {"subject_fidelity": 48, "context_fidelity": 40, "attribute_fidelity": 8, "language_drift": 8,
      "class_fidelity": 8, "subject_similarity": 48, "copying": 48, "diversity": 8}
@@ -88,7 +89,7 @@ def test_the_sweet_spot_agrees_when_likeness_rises_and_prompts_fall_with_steps()
 
 
 def test_one_seeds_file_is_judged_by_the_same_rules_with_its_own_intervals():
-    from helpers import findings
+    from helpers.study import findings
 
     clear = {"without prior": row(drift=1.0), "with prior": row(drift=0.0)}
     verdict, notes = findings.judge("prior_preservation", clear)

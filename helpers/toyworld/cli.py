@@ -7,20 +7,20 @@ import argparse
 import json
 from pathlib import Path
 
-from ..errors import LearnerError
-from ..paths import DATA_DIR
-from . import world
-from .autoencoder import (
+from helpers.base.paths import DATA_DIR
+from helpers.errors import LearnerError
+from helpers.toyworld import world
+from helpers.toyworld.autoencoder import (
     AutoencoderConfig,
     autoencoder_error,
     load_vae,
     reconstruction_figure,
     train_autoencoder,
 )
-from .evaluator import train_and_save
-from .metrics import evaluate_base_model
-from .pretrain import PretrainConfig, add_latent_mean, pretrain, write_facts
-from .subjects import write_subjects
+from helpers.toyworld.evaluator import train_and_save
+from helpers.toyworld.metrics import evaluate_base_model
+from helpers.toyworld.pretrain import PretrainConfig, add_latent_mean, pretrain, write_facts
+from helpers.toyworld.subjects import write_subjects
 
 TOY_DIR = DATA_DIR / "toyworld"
 

@@ -33,13 +33,15 @@ import os
 
 from transformers import CLIPTokenizer
 
-from helpers.cleanup import cleanup_candidates, describe_candidates
-from helpers.course import default_settings, ensure_photos, prepare_subject
-from helpers.data import load_images
-from helpers.doctor import diagnose
+from helpers.course.cleanup import cleanup_candidates, describe_candidates
+from helpers.train.settings import default_settings, prepare_subject
+from helpers.course.setup import ensure_photos
+from helpers.train.data import load_images
+from helpers.course.doctor import diagnose
 from helpers.figures import image_grid, save_image, show_grid
-from helpers.home import free_bytes, interactive, open_home
-from helpers.paths import TOKENIZER_DIR, runs_dir
+from helpers.base.home import free_bytes, interactive
+from helpers.course.continuation import open_home
+from helpers.base.paths import TOKENIZER_DIR, runs_dir
 from helpers.profiles import get_profile
 
 SEED = 0  # nothing here is random, but every notebook of the course states its seed

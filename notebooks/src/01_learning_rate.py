@@ -28,10 +28,11 @@
 # %%
 import matplotlib.pyplot as plt
 
-from helpers.cleanup import note_runs_in_use
-from helpers.comparisons import own_sampler, sample_runs, scheduler_name
-from helpers.course import setup_notebook, study_config
-from helpers.data import load_images
+from helpers.course.cleanup import note_runs_in_use
+from helpers.sample import own_sampler, sample_runs, scheduler_name
+from helpers.train.settings import study_config
+from helpers.course.setup import setup_notebook
+from helpers.train.data import load_images
 from helpers.figures import (
     paste_table,
     plot_losses,
@@ -42,14 +43,14 @@ from helpers.figures import (
     show_image,
     validation_grids,
 )
-from helpers.paths import runs_dir
+from helpers.base.paths import runs_dir
 from helpers.profiles import get_profile
-from helpers.prompts import subject_prompts
-from helpers.scores import score_comparison
-from helpers.sweet_spot import plot_sweet_spot, score_steps
-from helpers.storage import release_weights
-from helpers.training import train_dreambooth
-from helpers.widgets import interactive_controls, log_slider, selection_slider, slider
+from helpers.train.prompts import subject_prompts
+from helpers.measure.scores import score_comparison
+from helpers.measure.curves import plot_sweet_spot, score_steps
+from helpers.base.storage import release_weights
+from helpers.train.dreambooth import train_dreambooth
+from helpers.course.widgets import interactive_controls, log_slider, selection_slider, slider
 
 SEED = 0  # training seed (data order, noise, timesteps) of every run; sampling seeds start here too
 

@@ -35,19 +35,20 @@ import inspect
 
 import matplotlib.pyplot as plt
 
-from helpers.class_images import generate_class_images
-from helpers.cleanup import note_runs_in_use
-from helpers.storage import release_weights
-from helpers.comparisons import own_sampler, sample_runs, scheduler_name
-from helpers.course import setup_notebook, study_config
-from helpers.data import load_images, open_rgb
+from helpers.train.class_images import generate_class_images
+from helpers.course.cleanup import note_runs_in_use
+from helpers.base.storage import release_weights
+from helpers.sample import own_sampler, sample_runs, scheduler_name
+from helpers.train.settings import study_config
+from helpers.course.setup import setup_notebook
+from helpers.train.data import load_images, open_rgb
 from helpers.figures import plot_losses, save_image, save_plot, show_grid
-from helpers.paths import runs_dir
+from helpers.base.paths import runs_dir
 from helpers.profiles import get_profile
-from helpers.prompts import subject_prompts
-from helpers.scores import score_comparison
-from helpers.training import class_image_spec, dreambooth_loss, train_dreambooth
-from helpers.widgets import interactive_controls, text_box
+from helpers.train.prompts import subject_prompts
+from helpers.measure.scores import score_comparison
+from helpers.train.dreambooth import class_image_spec, dreambooth_loss, train_dreambooth
+from helpers.course.widgets import interactive_controls, text_box
 
 SEED = 0  # training seed of both runs; class image i is made from seed SEED + i; sampling seeds start here
 
@@ -94,7 +95,7 @@ fig = show_grid(photos, 1, len(photos), title=f"the {len(photos)} training photo
 # subject photos, one, weighted by `prior_loss_weight`, on the class images. The second term
 # rewards the model for still drawing the class the way it did before training.
 #
-# This is the function the training loop calls (from `helpers/training.py`):
+# This is the function the training loop calls (from `helpers/train/dreambooth.py`):
 
 # %%
 print(inspect.getsource(dreambooth_loss))

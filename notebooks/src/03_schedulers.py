@@ -28,19 +28,20 @@
 # %%
 import matplotlib.pyplot as plt
 
-from helpers.cleanup import note_runs_in_use
-from helpers.storage import release_weights
-from helpers.comparisons import load_run, sample_pipeline, scheduler_comparison
-from helpers.course import setup_notebook, study_config
-from helpers.data import load_images
+from helpers.course.cleanup import note_runs_in_use
+from helpers.base.storage import release_weights
+from helpers.sample import load_run, sample_pipeline, scheduler_comparison
+from helpers.train.settings import study_config
+from helpers.course.setup import setup_notebook
+from helpers.train.data import load_images
 from helpers.figures import plot_seconds_per_image, save_image, save_plot, show_grid
-from helpers.paths import runs_dir
+from helpers.base.paths import runs_dir
 from helpers.profiles import get_profile
-from helpers.prompts import subject_prompts
-from helpers.sampling import SCHEDULERS, STUDY_SCHEDULERS, compare_schedulers, generate
-from helpers.scores import score_comparison
-from helpers.training import train_dreambooth
-from helpers.widgets import dropdown, interactive_controls, slider
+from helpers.train.prompts import subject_prompts
+from helpers.train.sampling import SCHEDULERS, STUDY_SCHEDULERS, compare_schedulers, generate
+from helpers.measure.scores import score_comparison
+from helpers.train.dreambooth import train_dreambooth
+from helpers.course.widgets import dropdown, interactive_controls, slider
 
 SEED = 0  # training seed of the overfit run; sampling seeds start here too
 
@@ -108,7 +109,7 @@ print(f"prompt '{prompt}', inference steps {inference_steps}, seeds {seeds}")
 #
 # There are two remedies. In training, *offset noise* adds a random constant per image and
 # channel to the noise, so that its average stops meaning anything; the ToyWorld model's
-# last 1,500 pretraining steps use it. In sampling, `helpers.sampling.generate` starts each
+# last 1,500 pretraining steps use it. In sampling, `helpers.train.sampling.generate` starts each
 # image from noise whose average per latent channel is replaced by what the model saw in
 # training: the data's mean latent times 0.068. It does so only for a model whose VAE records
 # that mean (`vae.config.latents_mean`: the kit's ToyWorld model does, Stable Diffusion does

@@ -30,20 +30,21 @@ import inspect
 
 import matplotlib.pyplot as plt
 
-from helpers.cleanup import note_runs_in_use
-from helpers.storage import release_weights
-from helpers.comparisons import sample_runs
-from helpers.course import setup_notebook, study_config
-from helpers.data import load_images
+from helpers.course.cleanup import note_runs_in_use
+from helpers.base.storage import release_weights
+from helpers.sample import sample_runs
+from helpers.train.settings import study_config
+from helpers.course.setup import setup_notebook
+from helpers.train.data import load_images
 from helpers.figures import plot_losses, save_image, save_plot, show_grid, show_image
-from helpers.memory import cost_table, format_bytes, measure_configurations, plot_costs, sd_static_memory
-from helpers.models import load_components
-from helpers.paths import runs_dir
+from helpers.measure.memory import cost_table, format_bytes, measure_configurations, plot_costs, sd_static_memory
+from helpers.train.models import load_components
+from helpers.base.paths import runs_dir
 from helpers.profiles import get_profile
-from helpers.prompts import short_prompt, subject_prompts
-from helpers.scores import score_comparison
-from helpers.training import prepare_models, train_dreambooth
-from helpers.widgets import interactive_controls
+from helpers.train.prompts import short_prompt, subject_prompts
+from helpers.measure.scores import score_comparison
+from helpers.train.dreambooth import prepare_models, train_dreambooth
+from helpers.course.widgets import interactive_controls
 
 SEED = 0  # training seed of both runs; sampling seeds start here too
 

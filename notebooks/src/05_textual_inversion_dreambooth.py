@@ -31,24 +31,25 @@ from dataclasses import replace
 import matplotlib.pyplot as plt
 import torch
 
-from helpers.cleanup import note_runs_in_use
-from helpers.storage import release_weights
-from helpers.comparisons import Comparison, sample_runs
-from helpers.course import run_finished, setup_notebook, study_config
-from helpers.data import load_images
+from helpers.course.cleanup import note_runs_in_use
+from helpers.base.storage import release_weights
+from helpers.sample import Comparison, sample_runs
+from helpers.train.settings import run_finished, study_config
+from helpers.course.setup import setup_notebook
+from helpers.train.data import load_images
 from helpers.figures import plot_losses, save_image, save_plot
-from helpers.models import load_components
-from helpers.paths import runs_dir
+from helpers.train.models import load_components
+from helpers.base.paths import runs_dir
 from helpers.profiles import get_profile
-from helpers.prompts import subject_prompts
-from helpers.scores import score_comparison
-from helpers.textual_inversion import (
+from helpers.train.prompts import subject_prompts
+from helpers.measure.scores import score_comparison
+from helpers.train.textual_inversion import (
     TextualInversionConfig,
     changed_rows,
     dreambooth_after_textual_inversion,
     train_textual_inversion,
 )
-from helpers.training import train_dreambooth
+from helpers.train.dreambooth import train_dreambooth
 
 SEED = 0  # training seed of every run; sampling seeds start here too
 

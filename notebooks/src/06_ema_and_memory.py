@@ -31,13 +31,14 @@ import numpy as np
 import torch
 from diffusers.training_utils import EMAModel
 
-from helpers.cleanup import note_runs_in_use
-from helpers.storage import release_weights
-from helpers.comparisons import Comparison, sample_runs
-from helpers.course import setup_notebook, study_config
-from helpers.data import load_images
+from helpers.course.cleanup import note_runs_in_use
+from helpers.base.storage import release_weights
+from helpers.sample import Comparison, sample_runs
+from helpers.train.settings import study_config
+from helpers.course.setup import setup_notebook
+from helpers.train.data import load_images
 from helpers.figures import save_image, save_plot
-from helpers.memory import (
+from helpers.measure.memory import (
     StepCost,
     cost_table,
     describe,
@@ -46,12 +47,12 @@ from helpers.memory import (
     plot_costs,
     sd_static_memory,
 )
-from helpers.paths import runs_dir
+from helpers.base.paths import runs_dir
 from helpers.profiles import get_profile
-from helpers.prompts import subject_prompts
-from helpers.scores import score_comparison
-from helpers.training import train_dreambooth
-from helpers.widgets import interactive_controls
+from helpers.train.prompts import subject_prompts
+from helpers.measure.scores import score_comparison
+from helpers.train.dreambooth import train_dreambooth
+from helpers.course.widgets import interactive_controls
 
 SEED = 0  # training seed; sampling seeds start here too
 

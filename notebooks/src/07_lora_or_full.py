@@ -27,20 +27,21 @@
 # %%
 import torch
 
-from helpers.cleanup import folder_size, note_runs_in_use
-from helpers.storage import release_weights
-from helpers.comparisons import sample_runs
-from helpers.course import setup_notebook, study_config
-from helpers.data import load_images
+from helpers.course.cleanup import folder_size, note_runs_in_use
+from helpers.base.storage import release_weights
+from helpers.sample import sample_runs
+from helpers.train.settings import study_config
+from helpers.course.setup import setup_notebook
+from helpers.train.data import load_images
 from helpers.figures import save_image
-from helpers.memory import format_bytes
-from helpers.paths import runs_dir
+from helpers.measure.memory import format_bytes
+from helpers.base.paths import runs_dir
 from helpers.playground import Playground
 from helpers.profiles import get_profile
-from helpers.prompts import subject_prompts
-from helpers.scores import score_comparison
-from helpers.training import train_dreambooth
-from helpers.widgets import interactive_controls, show_image_file
+from helpers.train.prompts import subject_prompts
+from helpers.measure.scores import score_comparison
+from helpers.train.dreambooth import train_dreambooth
+from helpers.course.widgets import interactive_controls, show_image_file
 
 SEED = 0  # training seed; sampling seeds start here too
 
