@@ -30,3 +30,63 @@ or plotted until a function is called.
 """
 
 __version__ = "0.1.0"
+
+# The notebooks' API: every name a notebook imports, each from the module that holds it. A module
+# in the list (``figures``, ``widgets``, ...) is imported whole, for its many small helpers.
+_API = {
+    # opening: 00_setup, then every notebook's first cell
+    "setup_notebook": "helpers.course.setup",
+    "open_home": "helpers.course.continuation",
+    "diagnose": "helpers.course.doctor",
+    "ensure_photos": "helpers.course.setup",
+    "default_settings": "helpers.train.settings",
+    "prepare_subject": "helpers.train.settings",
+    "get_profile": "helpers.profiles",
+    "load_images": "helpers.train.data",
+    "open_rgb": "helpers.train.data",
+    "subject_prompts": "helpers.train.prompts",
+    "short_prompt": "helpers.train.prompts",
+    # training
+    "study_config": "helpers.train.settings",
+    "run_finished": "helpers.train.settings",
+    "train_dreambooth": "helpers.train.dreambooth",
+    "dreambooth_loss": "helpers.train.dreambooth",
+    "prepare_models": "helpers.train.dreambooth",
+    "class_image_spec": "helpers.train.dreambooth",
+    "generate_class_images": "helpers.train.class_images",
+    "load_components": "helpers.train.models",
+    "release_weights": "helpers.base.storage",
+    # sampling, scoring, using a run
+    "sample_runs": "helpers.sample",
+    "score_comparison": "helpers.measure.scores",
+    "Playground": "helpers.playground",
+    # modules used whole
+    "arms": "helpers.study.arms",
+    "figures": "helpers.figures",
+    "widgets": "helpers.course.widgets",
+    "sample": "helpers.sample",
+    "sampling": "helpers.train.sampling",
+    "curves": "helpers.measure.curves",
+    "memory": "helpers.measure.memory",
+    "textual_inversion": "helpers.train.textual_inversion",
+    "cleanup": "helpers.course.cleanup",
+    "home": "helpers.base.home",
+    "paths": "helpers.base.paths",
+}
+__all__ = list(_API)
+
+
+def __getattr__(name: str):
+    """Import a name of the API on first use, so that ``import helpers`` loads no library."""
+    if name not in _API:
+        raise AttributeError(f"module 'helpers' has no attribute {name!r}")
+    import importlib
+
+    module = importlib.import_module(_API[name])
+    value = module if module.__name__.rpartition(".")[2] == name else getattr(module, name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *__all__])

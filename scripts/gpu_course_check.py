@@ -55,10 +55,10 @@ def build_backbones(work: Path) -> dict[str, str]:
 def measure_tables(home: Path, notebooks: list[str]) -> str:
     """Which comparison tables the notebooks saved, and which are missing (every figure should have one)."""
     from helpers.measure.scores import load_saved_scores
-    from helpers.study.findings_table import EXPERIMENTS
+    from helpers.study.findings_table import SCORE_FILES
 
     saved = load_saved_scores(home / "scores")
-    wanted = sorted({n for names in EXPERIMENTS.values() for n in names} | {"03_newer_samplers"})
+    wanted = sorted({n for names in SCORE_FILES.values() for n in names} | {"03_newer_samplers"})
     wanted = [n for n in wanted if not notebooks or any(n.startswith(prefix) for prefix in notebooks)]
     lines = ["## Measure tables under the figures\n"]
     for name in wanted:

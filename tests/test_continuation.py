@@ -85,7 +85,7 @@ def test_the_next_notebook_finds_00s_settings_and_photos(kaggle, capsys):
     default_settings("smoke").save()  # notebook 00 saves the learner's choices
     save_version(kaggle, "dreambooth-00-setup")
     os.environ.pop("COURSE_PROFILE")  # a fresh kernel: the profile comes from the saved home
-    settings = setup_notebook("01")
+    settings = setup_notebook("01").settings
     out = capsys.readouterr().out
     assert "saved by 00_setup" in out and settings.profile == "smoke"
     assert "Continuing from a saved course home" in out and "(dreambooth-00-setup)" in out

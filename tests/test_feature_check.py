@@ -8,8 +8,7 @@ import numpy as np
 import pytest
 
 from helpers.toyworld import feature_check as fc
-from helpers.toyworld import metrics
-from helpers.toyworld import subjects, world
+from helpers.toyworld import metrics, subjects, world
 
 FRESH = 7_100_000  # seeds no render used while the thresholds were chosen
 RENDERS = 24  # per subject and kind: four of each background

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 
 from helpers.base.home import GIB
 from helpers.profiles import get_profile
+from helpers.study import arms
 from helpers.train.config import config_for_profile
 from helpers.train.dreambooth import run_bytes
 from helpers.train.models import model_bytes
@@ -49,21 +50,22 @@ class Arm:
 # Each notebook's runs on its default path, with the study's values (as the notebooks declare them).
 PLAN: dict[str, list[Arm]] = {
     "00": [],
-    "01": [Arm("high LR", 5e-6, 400, keep_for="03"), Arm("low LR", 2e-6, 400)],
-    "02": [Arm("with prior", 2e-6, 1200, face=True, prior=True, keep_for="04, 05"),
-           Arm("without prior", 2e-6, 1200, face=True)],
-    "03": [Arm("overfit run", 5e-6, 400, same_as="01/high LR")],
-    "04": [Arm("frozen text encoder", 2e-6, 1200, face=True, prior=True, same_as="02/with prior"),
-           Arm("text encoder trained", 2e-6, 1200, face=True, prior=True,
+    "01": [Arm("high LR", *arms.OVERFIT_RUN, keep_for="03"), Arm("low LR", arms.LOW_LR, arms.OBJECT_STEPS)],
+    "02": [Arm("with prior", arms.FACE_LR, arms.FACE_STEPS, face=True, prior=True, keep_for="04, 05"),
+           Arm("without prior", arms.FACE_LR, arms.FACE_STEPS, face=True)],
+    "03": [Arm("overfit run", *arms.OVERFIT_RUN, same_as="01/high LR")],
+    "04": [Arm("frozen text encoder", arms.FACE_LR, arms.FACE_STEPS, face=True, prior=True, same_as="02/with prior"),
+           Arm("text encoder trained", arms.FACE_LR, arms.FACE_STEPS, face=True, prior=True,
                changes={"train_text_encoder": True}, keep_for="05")],
-    "05": [Arm("textual inversion", 5e-4, 3000, text_inversion=True),
-           Arm("TI + DreamBooth", 1e-6, 500, face=True, prior=True),
-           Arm("DreamBooth", 2e-6, 1200, face=True, prior=True, same_as="02/with prior"),
-           Arm("DreamBooth + text encoder", 2e-6, 1200, face=True, prior=True,
+    "05": [Arm("textual inversion", arms.TI_LR, 3000, text_inversion=True),  # 3000, not arms.TI_STEPS: as it was
+           Arm("TI + DreamBooth", arms.DB_AFTER_TI_LR, arms.DB_AFTER_TI_STEPS, face=True, prior=True),
+           Arm("DreamBooth", arms.FACE_LR, arms.FACE_STEPS, face=True, prior=True, same_as="02/with prior"),
+           Arm("DreamBooth + text encoder", arms.FACE_LR, arms.FACE_STEPS, face=True, prior=True,
                changes={"train_text_encoder": True}, same_as="04/text encoder trained")],
-    "06": [Arm("EMA", 2e-6, 400, changes={"use_ema": True})],
-    "07": [Arm("full", 2e-6, 400, same_as="01/low LR"), Arm("LoRA rank 4", 1e-4, 400,
-                                                          changes={"use_lora": True, "rank": 4})],
+    "06": [Arm("EMA", arms.LOW_LR, arms.OBJECT_STEPS, changes={"use_ema": True})],
+    "07": [Arm("full", arms.LOW_LR, arms.OBJECT_STEPS, same_as="01/low LR"),
+           Arm(f"LoRA rank {arms.LORA_RANK}", arms.LORA_LR, arms.OBJECT_STEPS,
+               changes={"use_lora": True, "rank": arms.LORA_RANK})],
 }
 
 

@@ -17,8 +17,24 @@ import torch
 
 from helpers.profiles import get_profile
 from helpers.sample import release_memory
-from helpers.study.verdicts import SeededFinding
-from helpers.study.verdicts import judge as judge_over_seeds
+from helpers.study.arms import (
+    DB_AFTER_TI_LR,
+    DB_AFTER_TI_STEPS,
+    FACE_STEPS,
+    FACE_SUBJECT,
+    FINDINGS_INFERENCE_STEPS,
+    HIGH_LR,
+    LOW_LR,
+    OBJECT_STEPS,
+    OBJECT_SUBJECTS,
+    PLACEHOLDER,
+    SCHEDULERS,
+    SWEET_SPOT_STEPS,
+    SWEET_SPOT_SUBJECTS,
+    TI_LR,
+    TI_STEPS,
+)
+from helpers.study.verdicts import SeededFinding, judge_over_seeds
 from helpers.toyworld import metrics, world
 from helpers.toyworld.subjects import CONTEXTS, SUBJECTS, instance_images, scoring_prompts  # noqa: F401 (CONTEXTS: read by the benchmarks)
 from helpers.train.dreambooth import load_trained_pipeline, train_dreambooth
@@ -31,13 +47,6 @@ from helpers.train.textual_inversion import (
     dreambooth_after_textual_inversion,
     train_textual_inversion,
 )
-
-OBJECT_SUBJECTS = ("dotted_star", "checked_cube", "striped_ball")
-FACE_SUBJECT = "patch_face"
-# The study's settings that several experiments share, at full scale (the profile maps them).
-HIGH_LR, LOW_LR = 5e-6, 2e-6
-OBJECT_STEPS = 400  # objects, batch 4
-FACE_STEPS = 1200  # the face, batch 2
 
 
 @dataclass
@@ -206,7 +215,7 @@ def base_model(sampling: Sampling, n_prompts: int = 64, seed: int = 0) -> Findin
     f.arms["held-out captions"] = {k: v for k, v in report["accuracy"].items()}
     for name in (*OBJECT_SUBJECTS, FACE_SUBJECT):
         f.arms[f"before training: {name}"] = score_run(model, name, sampling)
-    f.verdict, f.notes = judge(f.key, f.arms)
+    f.verdict, f.notes = judge_one_seed(f.key, f.arms)
     return f
 
 
@@ -220,19 +229,19 @@ def learning_rate(sampling: Sampling, subjects: tuple[str, ...] = OBJECT_SUBJECT
         subject = _toy_subject(name)
         for label, lr in (("high LR 5e-6", HIGH_LR), ("low LR 2e-6", LOW_LR)):
             f.arms[f"{name}: {label}"] = score_run(_train(subject, lr, OBJECT_STEPS, seed), name, sampling)
-    f.verdict, f.notes = judge(f.key, f.arms)
+    f.verdict, f.notes = judge_one_seed(f.key, f.arms)
     return f
 
 
-def steps_sweet_spot(sampling: Sampling, subjects: tuple[str, ...] = ("dotted_star", "striped_ball"), seed: int = 0) -> Finding:
+def steps_sweet_spot(sampling: Sampling, subjects: tuple[str, ...] = SWEET_SPOT_SUBJECTS, seed: int = 0) -> Finding:
     """The low LR (2e-6) for 400, 800 and 1600 study steps: likeness against following new prompts."""
     f = Finding("steps", "Find the sweet spot: with a low LR, add steps until the subject appears; past it the "
                 "model overfits and stops following prompts.", goal="report only")
     for name in subjects:
         subject = _toy_subject(name)
-        for steps in (400, 800, 1600):
+        for steps in SWEET_SPOT_STEPS:
             f.arms[f"{name}: {steps} steps"] = score_run(_train(subject, LOW_LR, steps, seed), name, sampling)
-    f.verdict, f.notes = judge(f.key, f.arms)
+    f.verdict, f.notes = judge_one_seed(f.key, f.arms)
     return f
 
 
@@ -245,7 +254,7 @@ def prior_preservation(sampling: Sampling, seed: int = 0) -> Finding:
     for label, prior in (("without prior", False), ("with prior", True)):
         f.arms[label] = score_run(_train(subject, LOW_LR, FACE_STEPS, seed, with_prior_preservation=prior, face=True),
                                   FACE_SUBJECT, sampling)
-    f.verdict, f.notes = judge(f.key, f.arms)
+    f.verdict, f.notes = judge_one_seed(f.key, f.arms)
     return f
 
 
@@ -255,11 +264,11 @@ def schedulers(sampling: Sampling, name: str = OBJECT_SUBJECTS[0], seed: int = 0
     run = _train(subject, HIGH_LR, OBJECT_STEPS, seed)
     f = Finding("schedulers", "On an overfit model DDIM gives cleaner images than PNDM and LMSDiscrete.",
                 goal="report only")
-    for key in ("pndm", "lms", "ddim", "dpm++", "euler", "unipc"):
-        for steps in (25, 50):
+    for key in SCHEDULERS:
+        for steps in FINDINGS_INFERENCE_STEPS:
             s = Sampling(sampling.seeds, steps, sampling.guidance, key, sampling.batch)
             f.arms[f"{key}, {steps} steps"] = score_run(run, name, s)
-    f.verdict, f.notes = judge(f.key, f.arms)
+    f.verdict, f.notes = judge_one_seed(f.key, f.arms)
     return f
 
 
@@ -271,33 +280,44 @@ def text_encoder(sampling: Sampling, seed: int = 0) -> Finding:
     for label, te in (("frozen text encoder", False), ("text encoder trained", True)):
         f.arms[label] = score_run(_train(subject, LOW_LR, FACE_STEPS, seed, with_prior_preservation=True, face=True,
                                          train_text_encoder=te), FACE_SUBJECT, sampling)
-    f.verdict, f.notes = judge(f.key, f.arms)
+    f.verdict, f.notes = judge_one_seed(f.key, f.arms)
     return f
+
+
+def ti_config(seed: int = 0) -> TextualInversionConfig:
+    """The textual inversion arm of notebook 05 on the ToyWorld face."""
+    settings, profile = _settings(), get_profile("cpu")
+    subject = _toy_subject(FACE_SUBJECT)
+    return TextualInversionConfig(
+        pretrained_model_name_or_path=settings.pretrained_model_name_or_path, train_data_dir=subject.folder,
+        placeholder_token=PLACEHOLDER, initializer_token=subject.class_noun, resolution=profile.resolution,
+        train_batch_size=profile.train_batch_size_faces, max_train_steps=profile.steps(TI_STEPS),
+        learning_rate=TI_LR, mixed_precision=profile.mixed_precision, seed=seed)
+
+
+def after_ti_config(seed: int = 0):
+    """The DreamBooth run that starts from :func:`ti_config`'s word (its ``{token}`` filled in when it trains)."""
+    subject = _toy_subject(FACE_SUBJECT)
+    return study_config(subject, DB_AFTER_TI_LR, DB_AFTER_TI_STEPS, with_prior_preservation=True, face=True,
+                        settings=_settings(), seed=seed, instance_prompt=f"a photo of {{token}} {subject.class_noun}")
 
 
 def textual_inversion_dreambooth(sampling: Sampling, seed: int = 0) -> Finding:
     """Textual inversion (2000 steps), then DreamBooth from it (500 steps, 1e-6), vs notebook 04's two runs."""
 
-    settings, profile = _settings(), get_profile("cpu")
     subject = _toy_subject(FACE_SUBJECT)
-    ti = train_textual_inversion(TextualInversionConfig(
-        pretrained_model_name_or_path=settings.pretrained_model_name_or_path, train_data_dir=subject.folder,
-        placeholder_token="<sks>", initializer_token=subject.class_noun, resolution=profile.resolution,
-        train_batch_size=profile.train_batch_size_faces, max_train_steps=profile.steps(2000),
-        learning_rate=5e-4, mixed_precision=profile.mixed_precision, seed=seed), progress=False)
-    after = study_config(subject, 1e-6, 500, with_prior_preservation=True, face=True, settings=settings, seed=seed,
-                         instance_prompt=f"a photo of {{token}} {subject.class_noun}")
-    ti_db = dreambooth_after_textual_inversion(ti, after)
+    ti = train_textual_inversion(ti_config(seed), progress=False)
+    ti_db = dreambooth_after_textual_inversion(ti, after_ti_config(seed))
     f = Finding("textual_inversion", "Textual inversion followed by DreamBooth beat plain DreamBooth on faces, "
                 "but not DreamBooth with the text encoder.", goal="report only")
-    f.arms["textual inversion only"] = score_run(ti.output_dir, FACE_SUBJECT, sampling, identifier="<sks>")
-    f.arms["TI + DreamBooth"] = score_run(ti_db.output_dir, FACE_SUBJECT, sampling, identifier="<sks>")
+    f.arms["textual inversion only"] = score_run(ti.output_dir, FACE_SUBJECT, sampling, identifier=PLACEHOLDER)
+    f.arms["TI + DreamBooth"] = score_run(ti_db.output_dir, FACE_SUBJECT, sampling, identifier=PLACEHOLDER)
     f.arms["DreamBooth"] = score_run(_train(subject, LOW_LR, FACE_STEPS, seed, with_prior_preservation=True, face=True),
                                      FACE_SUBJECT, sampling)
     f.arms["DreamBooth + text encoder"] = score_run(
         _train(subject, LOW_LR, FACE_STEPS, seed, with_prior_preservation=True, face=True, train_text_encoder=True),
         FACE_SUBJECT, sampling)
-    f.verdict, f.notes = judge(f.key, f.arms)
+    f.verdict, f.notes = judge_one_seed(f.key, f.arms)
     return f
 
 
@@ -308,18 +328,18 @@ def ema(sampling: Sampling, name: str = OBJECT_SUBJECTS[0], seed: int = 0) -> Fi
     f = Finding("ema", "EMA made little difference over a few hundred steps.", goal="report only")
     f.arms["raw weights"] = score_run(run, name, sampling)
     f.arms["EMA weights"] = score_run(run, name, sampling, ema=True)
-    f.verdict, f.notes = judge(f.key, f.arms)
+    f.verdict, f.notes = judge_one_seed(f.key, f.arms)
     return f
 
 
 # ------------------------------------------------------------------------------------- verdicts
 
 
-def judge(key: str, arms: dict[str, dict]) -> tuple[str, str]:
+def judge_one_seed(key: str, arms: dict[str, dict]) -> tuple[str, str]:
     """The verdict of one experiment from one training seed's arms: ``(verdict, notes)``.
 
     The base model is judged by the course's goals on its held-out accuracy; every other
-    experiment as over several seeds (:func:`helpers.study.verdicts.judge`), here with one run per
+    experiment as over several seeds (:func:`helpers.study.verdicts.judge_over_seeds`), here with one run per
     arm: a verdict only where the interval of the difference between arms excludes zero.
     """
     if key == "base":
@@ -357,13 +377,13 @@ def run_experiment(key: str, sampling: Sampling | None = None, seed: int = 0) ->
 
 COLUMNS = ("subject_fidelity", "subject_similarity", "context_fidelity", "attribute_fidelity", "copying",
            "language_drift", "class_fidelity", "diversity")
-SHORT = {"cls": "class acc.", "colour": "colour acc.", "background": "background acc.", "all": "all three",
+COLUMN_NAMES = {"cls": "class acc.", "colour": "colour acc.", "background": "background acc.", "all": "all three",
          "subject_fidelity": "subject", "subject_similarity": "similarity", "context_fidelity": "context",
          "attribute_fidelity": "attribute", "copying": "copying", "language_drift": "drift",
          "class_fidelity": "class", "diversity": "diversity"}
 
 
-def markdown(findings: list[Finding]) -> str:
+def markdown_one_seed(findings: list[Finding]) -> str:
     """The findings as markdown: one table per experiment, the study's finding and the verdict above it."""
     out = []
     for f in findings:
@@ -372,7 +392,7 @@ def markdown(findings: list[Finding]) -> str:
                    + (f" ({f.notes})" if f.notes else "") + f"  \n*Time:* {f.seconds / 60:.1f} min\n")
         keys = [k for row in f.arms.values() for k in row if k not in ("sample_seconds", "n", "per_image")]
         cols = [c for c in COLUMNS if c in keys] + list(dict.fromkeys(k for k in keys if k not in COLUMNS))
-        out.append("| arm | " + " | ".join(SHORT.get(c, c) for c in cols) + " |")
+        out.append("| arm | " + " | ".join(COLUMN_NAMES.get(c, c) for c in cols) + " |")
         out.append("|---|" + "---:|" * len(cols))
         for label, row in f.arms.items():
             out.append(f"| {label} | " + " | ".join(f"{row[c]:.2f}" if c in row else "" for c in cols) + " |")

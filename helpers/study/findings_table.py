@@ -17,7 +17,7 @@ from helpers.errors import LearnerError
 from helpers.measure.scores import load_saved_scores
 
 # README row (the experiment's first cell) -> the saved tables that measure it, in order
-EXPERIMENTS = {
+SCORE_FILES = {
     "DreamBooth on objects": ("01_learning_rate",),
     "learning rate": ("01_learning_rate",),
     "prior preservation": ("02_language_drift", "02_prior_preservation"),
@@ -63,7 +63,7 @@ def column_cells(saved: dict[str, dict], profile: str = "gpu") -> dict[str, str]
     """The README cells of a profile, ``{experiment row: text}``, from :func:`load_saved_scores`."""
     mine = {name: r for name, r in saved.items() if r.get("profile") == profile}
     cells = {}
-    for experiment, names in EXPERIMENTS.items():
+    for experiment, names in SCORE_FILES.items():
         found = [summary_cell(mine[n]) for n in names if n in mine]
         if found:
             cells[experiment] = "<br>".join(found)

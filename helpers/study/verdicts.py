@@ -23,7 +23,7 @@ SHARES = ("subject_fidelity", "context_fidelity", "attribute_fidelity", "languag
 MEANS = ("subject_similarity", "copying", "diversity")
 HEADLINE = ("learning_rate", "prior_preservation", "schedulers", "text_encoder", "ema")
 ONE_SEED = ("steps", "textual_inversion")  # trained with the notebooks' seed only (judged the same way)
-SHORT = {"subject_fidelity": "subject", "context_fidelity": "context", "attribute_fidelity": "attribute",
+MEASURE_NAMES = {"subject_fidelity": "subject", "context_fidelity": "context", "attribute_fidelity": "attribute",
          "language_drift": "drift", "class_fidelity": "class", "subject_similarity": "similarity",
          "copying": "copying", "diversity": "diversity"}
 
@@ -91,7 +91,7 @@ def _tally(verdicts: list[str]) -> str:
     return "agrees in part" if "agrees" in verdicts else stats.NO_CLEAR_DIFFERENCE
 
 
-def judge(f: SeededFinding) -> SeededFinding:
+def judge_over_seeds(f: SeededFinding) -> SeededFinding:
     """Fill in the verdict and its reasons (each a difference with its interval)."""
     a, runs = f.arms, len(f.seeds)
     notes, verdicts = [], []
@@ -165,11 +165,11 @@ def from_records(records: Sequence[dict], keys: Sequence[str] = HEADLINE + ONE_S
         labels = list(found[0][1]["arms"])
         arms = {label: [f["arms"][label] for _, f in found] for label in labels}
         finding = SeededFinding(key, found[0][1]["study"], arms, [s for s, _ in found])
-        out.append(judge(finding))
+        out.append(judge_over_seeds(finding))
     return out
 
 
-def markdown(findings: Sequence[SeededFinding]) -> str:
+def markdown_over_seeds(findings: Sequence[SeededFinding]) -> str:
     """The pooled findings as markdown: verdict and reasons, then one table per experiment."""
     out = []
     for f in findings:
@@ -180,7 +180,7 @@ def markdown(findings: Sequence[SeededFinding]) -> str:
         first = next(iter(f.arms.values()))[0]
         cols = [m for m in (*SHARES, *MEANS) if m in first and (m in SHARES or m in first.get("per_image", {}))]
         counts = {m: sum(r["n"][m] for r in next(iter(f.arms.values()))) for m in cols}
-        out.append("| arm | " + " | ".join(f"{SHORT[m]} (n={counts[m]})" for m in cols) + " | subject by seed |")
+        out.append("| arm | " + " | ".join(f"{MEASURE_NAMES[m]} (n={counts[m]})" for m in cols) + " | subject by seed |")
         out.append("|---|" + "---:|" * (len(cols) + 1))
         for label, rows in f.arms.items():
             cells = []

@@ -114,16 +114,6 @@ def language_drift(class_images: list, subject: str, model: ev.Evaluator | None 
     return subject_fidelity(class_images, subject, model)
 
 
-def copying(images: list, references: list, model: ev.Evaluator | None = None) -> float:
-    """How close each image is to its nearest training image, averaged (cosine of embeddings; 1 is a copy).
-
-    An overfit model pastes its training photos, backgrounds included, whatever the prompt asks:
-    this rises while subject fidelity alone cannot tell.
-    """
-    a, b = embed(images, model), embed(references, model)
-    return float((a @ b.T).max(dim=1).values.mean())
-
-
 def diversity(images: list, model: ev.Evaluator | None = None) -> float:
     """Mean pairwise embedding distance (1 - cosine) over distinct pairs; 0 for identical images."""
     if len(images) < 2:
@@ -151,33 +141,6 @@ def attribute_accuracy(
     )
     out["all"] /= max(1, len(preds))
     return out
-
-
-def score_subject(
-    subject: str,
-    subject_images: list,
-    context_images: list,
-    context_prompts: list[str],
-    class_images: list,
-    references: list,
-    model: ev.Evaluator | None = None,
-) -> dict[str, float]:
-    """All the measures of one DreamBooth run, as the paper reports them.
-
-    Args:
-        subject: the subject's name.
-        subject_images: generations of the instance prompt ("a photo of sks star").
-        context_images: generations of recontextualisation prompts, one per prompt in ``context_prompts``.
-        class_images: generations of the plain class prompt ("a photo of a star").
-        references: the subject's instance images.
-    """
-    return {
-        "subject_fidelity": subject_fidelity(subject_images + context_images, subject, model),
-        "subject_similarity": subject_similarity(subject_images + context_images, references, model),
-        "prompt_fidelity": prompt_fidelity(context_images, context_prompts, model),
-        "language_drift": language_drift(class_images, subject, model),
-        "diversity": diversity(subject_images, model),
-    }
 
 
 def heldout_scenes(n: int, start: int = HELDOUT_SEEDS) -> list[dict]:

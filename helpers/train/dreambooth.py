@@ -117,6 +117,8 @@ def dreambooth_loss(
 ) -> LossParts:
     """Noise-prediction MSE on the instance images, plus ``prior_loss_weight`` x the MSE on the class images.
 
+    Introduced in notebook 02 (prior preservation), which prints this function.
+
     Args:
         model_pred, target: (B, C, h, w); the first ``num_instance`` rows are instance images,
             the rest (if any) class images, as :func:`helpers.train.batches.collate_fn` orders them.
@@ -335,7 +337,10 @@ class Trainee:
 
 
 def prepare_models(config: TrainConfig, accelerator, models: dict, dataset: DreamBoothDataset) -> Trainee:
-    """Freeze what is not trained, cache what does not change, and build optimizer, LR schedule and EMA."""
+    """Freeze what is not trained, cache what does not change, and build optimizer, LR schedule and EMA.
+
+    Notebook 04 (the text encoder) prints the lines of this function that decide what is trained.
+    """
     from diffusers.training_utils import cast_training_params
 
     unet, text_encoder, vae = models["unet"], models["text_encoder"], models["vae"]

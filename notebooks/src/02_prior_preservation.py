@@ -35,20 +35,8 @@ import inspect
 
 import matplotlib.pyplot as plt
 
-from helpers.train.class_images import generate_class_images
-from helpers.course.cleanup import note_runs_in_use
-from helpers.base.storage import release_weights
-from helpers.sample import own_sampler, sample_runs, scheduler_name
-from helpers.train.settings import study_config
-from helpers.course.setup import setup_notebook
-from helpers.train.data import load_images, open_rgb
-from helpers.figures import plot_losses, save_image, save_plot, show_grid
-from helpers.base.paths import runs_dir
-from helpers.profiles import get_profile
-from helpers.train.prompts import subject_prompts
-from helpers.measure.scores import score_comparison
-from helpers.train.dreambooth import class_image_spec, dreambooth_loss, train_dreambooth
-from helpers.course.widgets import interactive_controls, text_box
+from helpers import (arms, class_image_spec, dreambooth_loss, figures, generate_class_images, open_rgb,
+    paths, release_weights, sample, sample_runs, score_comparison, setup_notebook, train_dreambooth, widgets)
 
 SEED = 0  # training seed of both runs; class image i is made from seed SEED + i; sampling seeds start here
 
@@ -59,12 +47,12 @@ SEED = 0  # training seed of both runs; class image i is made from seed SEED + i
 
 # %%
 PROFILE = None  # "gpu", "cpu" or "smoke"; None reads COURSE_PROFILE / looks for a GPU
-STUDY_LR = 2e-6  # the study's learning rate for this comparison
-STUDY_STEPS = 1200  # the study's steps for faces, at batch size 2
-PRIOR_LOSS_WEIGHT = 1.0  # weight of the class-image term (the study: 1.0)
+STUDY_LR = arms.FACE_LR  # 2e-6: the study's learning rate for this comparison
+STUDY_STEPS = arms.FACE_STEPS  # 1200: the study's steps for faces, at batch size 2
+PRIOR_LOSS_WEIGHT = arms.PRIOR_LOSS_WEIGHT  # weight of the class-image term (the study: 1.0)
 N_PROMPTS = 3  # the instance prompt plus prompts that move the subject elsewhere
 N_SEEDS = None  # samples per prompt; None: the profile's images_per_prompt
-EXTRA_ARMS = [(2e-6, 800), (1e-6, 1200)]  # the study's other face runs (with prior preservation), step 7
+EXTRA_ARMS = list(arms.FACE_EXTRA_ARMS)  # [(2e-6, 800), (1e-6, 1200)]: the study's other face runs (with prior preservation), step 7
 RUN_EXTRA_ARMS = False  # True: two more full runs (on a T4 about 1.5 h more, estimated)
 MY_PROMPT = None  # a prompt of your own to try on both runs (step 8), e.g. "a painting of sks person"
 SAMPLER = None  # None: the model's own scheduler (PNDM for Stable Diffusion, as in the study); or "ddim", "dpm++" ...
@@ -73,17 +61,13 @@ SAMPLER = None  # None: the model's own scheduler (PNDM for Stable Diffusion, as
 # ## 1. Profile, model and subject
 
 # %%
-settings = setup_notebook("02", subjects=("face",), profile=PROFILE)
-profile = get_profile()
-subject = settings.face_subject
-prompts = subject_prompts(subject, 1 if profile.name == "smoke" else N_PROMPTS)
-seeds = [SEED + i for i in range(N_SEEDS or profile.images_per_prompt)]
-sampler = SAMPLER or own_sampler(settings.pretrained_model_name_or_path)
+nb = setup_notebook("02", ("face",), PROFILE, n_prompts=N_PROMPTS, seed=SEED, n_seeds=N_SEEDS, sampler=SAMPLER)
+settings, profile, subject, prompts, seeds, photos = nb.settings, nb.profile, nb.subject, nb.prompts, nb.seeds, nb.photos
+sampler = nb.sampler
 print(f"profile {profile.name}, model {settings.pretrained_model_name_or_path}, subject '{subject.name}', "
-      f"sampler {scheduler_name(sampler)}")
+      f"sampler {sample.scheduler_name(sampler)}")
 print(f"instance prompt '{subject.instance_prompt}', class prompt '{subject.class_prompt}'")
-photos = load_images(subject.folder, profile.resolution)
-fig = show_grid(photos, 1, len(photos), title=f"the {len(photos)} training photos of '{subject.name}'")
+fig = figures.show_grid(photos, 1, len(photos), title=f"the {len(photos)} training photos of '{subject.name}'")
 
 # %% [markdown]
 # ## 2. The idea, in one function
@@ -108,8 +92,8 @@ print(inspect.getsource(dreambooth_loss))
 # %%
 def arm(with_prior, study_lr=STUDY_LR, study_steps=STUDY_STEPS):
     """The configuration of one run of this experiment (the study's face settings)."""
-    return study_config(subject, study_lr, study_steps, with_prior_preservation=with_prior, face=True,
-                        settings=settings, seed=SEED, prior_loss_weight=PRIOR_LOSS_WEIGHT if with_prior else 1.0)
+    return nb.config(study_lr, study_steps, with_prior_preservation=with_prior, face=True,
+                     prior_loss_weight=PRIOR_LOSS_WEIGHT if with_prior else 1.0)
 
 configs = {"without prior": arm(False), "with prior": arm(True)}
 with_prior = configs["with prior"]
@@ -121,7 +105,7 @@ class_paths = generate_class_images(None, class_image_spec(with_prior), with_pri
                                     with_prior.sample_batch_size)
 shown = [open_rgb(p) for p in class_paths[:8]]
 first_seeds = f"seeds {SEED} to {SEED + len(shown) - 1}"
-fig = show_grid(shown, 1, len(shown), title=f"class images of '{with_prior.class_prompt}', {first_seeds}")
+fig = figures.show_grid(shown, 1, len(shown), title=f"class images of '{with_prior.class_prompt}', {first_seeds}")
 
 # %% [markdown]
 # ## 4. Train with and without prior preservation
@@ -129,9 +113,8 @@ fig = show_grid(shown, 1, len(shown), title=f"class images of '{with_prior.class
 # many class images as subject photos, so each step does twice the work.
 
 # %%
-runs = {name: train_dreambooth(c) for name, c in configs.items()}
+runs = nb.train(configs)  # and recorded as in use, so the course home's clean-up keeps them
 folders = {name: r.output_dir for name, r in runs.items()}
-note_runs_in_use("02", folders.values())  # the course home's clean-up keeps these
 
 # %% [markdown]
 # The log keeps the two terms apart. The subject term falls in both runs. The class term is the
@@ -143,9 +126,9 @@ note_runs_in_use("02", folders.values())  # the course home's clean-up keeps the
 logs = runs["with prior"].losses
 curves = {name: r.losses for name, r in runs.items()}
 curves["with prior: class-image term"] = {"step": logs["step"], "instance_loss": logs["prior_loss"]}
-fig = plot_losses(curves, key="instance_loss", window=max(2, with_prior.max_train_steps // 10),
-                  title=f"subject term of the loss (and class term), seed {SEED}")
-path = save_plot(fig, "02_loss", subject=subject.name, seed=SEED, steps=with_prior.max_train_steps)
+fig = figures.plot_losses(curves, key="instance_loss", window=max(2, with_prior.max_train_steps // 10),
+                          title=f"subject term of the loss (and class term), seed {SEED}")
+path = figures.save_plot(fig, "02_loss", subject=subject.name, seed=SEED, steps=with_prior.max_train_steps)
 
 # %% [markdown]
 # ## 5. The subject, with and without prior preservation
@@ -155,8 +138,8 @@ path = save_plot(fig, "02_loss", subject=subject.name, seed=SEED, steps=with_pri
 # %%
 comparison = sample_runs(folders, prompts, seeds, profile.num_inference_steps, profile.resolution, scheduler=sampler)
 title = f"{subject.name}: {with_prior.max_train_steps} steps, LR {with_prior.learning_rate:.0e}, seeds {seeds}"
-path = save_image(comparison.grid(title=title, photos=photos), runs_dir() / "figures", "02_prior_comparison", subject=subject.name,
-                  seed=SEED, steps=with_prior.max_train_steps, sampler=sampler)
+path = figures.save_image(comparison.grid(title=title, photos=photos), paths.runs_dir() / "figures", "02_prior_comparison", subject=subject.name,
+                          seed=SEED, steps=with_prior.max_train_steps, sampler=sampler)
 fig = comparison.show(title=f"without vs with prior preservation, {subject.name}", photos=photos)
 print(score_comparison(subject, comparison, name="02_prior_preservation"))
 
@@ -175,9 +158,9 @@ print(score_comparison(subject, comparison, name="02_prior_preservation"))
 drift_runs = {"base model": settings.pretrained_model_name_or_path, **folders}
 drift = sample_runs(drift_runs, [subject.class_prompt], seeds, profile.num_inference_steps, profile.resolution,
                     scheduler=sampler)
-path = save_image(drift.grid(title=f"'{subject.class_prompt}', seeds {seeds}", arms_as="rows", photos=photos),
-                  runs_dir() / "figures", "02_language_drift", subject=subject.name, seed=SEED,
-                  steps=with_prior.max_train_steps)
+path = figures.save_image(drift.grid(title=f"'{subject.class_prompt}', seeds {seeds}", arms_as="rows", photos=photos),
+                          paths.runs_dir() / "figures", "02_language_drift", subject=subject.name, seed=SEED,
+                          steps=with_prior.max_train_steps)
 fig = drift.show(title=f"'{subject.class_prompt}' after each run", arms_as="rows", photos=photos)
 print(score_comparison(subject, drift, class_prompt=subject.class_prompt, name="02_language_drift"))
 
@@ -193,7 +176,7 @@ if RUN_EXTRA_ARMS:  # off by default: on a T4 they do not fit one free session w
              for lr, steps in EXTRA_ARMS}
     more = sample_runs({**folders, **extra}, prompts, seeds, profile.num_inference_steps, profile.resolution,
                        scheduler=sampler)
-    path = save_image(more.grid(), runs_dir() / "figures", "02_face_runs", subject=subject.name, seed=SEED)
+    path = figures.save_image(more.grid(), paths.runs_dir() / "figures", "02_face_runs", subject=subject.name, seed=SEED)
     fig = more.show(title=f"the study's face runs, {subject.name}")
 
 # %% [markdown]
@@ -208,8 +191,8 @@ def compare_prompt(prompt):
     result.show(title=prompt, arms_as="rows")
     plt.show()
 
-interactive_controls(compare_prompt, button="Sample", fallback=bool(MY_PROMPT),
-                     hint="Or set MY_PROMPT in the configuration cell.", prompt=text_box(MY_PROMPT or prompts[-1]))
+widgets.interactive_controls(compare_prompt, button="Sample", fallback=bool(MY_PROMPT),
+                             hint="Or set MY_PROMPT in the configuration cell.", prompt=widgets.text_box(MY_PROMPT or prompts[-1]))
 
 # %% [markdown]
 # ## Keeping your disk small
@@ -248,6 +231,6 @@ _ = release_weights(folders, keep={"with prior": "notebooks 04 and 05 compare ag
 #    step 1). Is the difference as large as for the face?
 # 3. Set `MY_PROMPT` to a prompt that combines the subject with a style, e.g. "a painting of
 #    sks person in the style of Van Gogh" (use your class noun). Which run follows the style?
-# 4. Pass `num_class_images` to `study_config` in `arm` with a quarter of the profile's number.
+# 4. Pass `num_class_images` to `nb.config` in `arm` with a quarter of the profile's number.
 #    Does the class prompt's figure in step 6 change? (New class images are not needed: the
 #    first ones are reused.)
