@@ -149,7 +149,13 @@ def build_parser() -> argparse.ArgumentParser:
         "The DreamBooth course kit from a shell (also: python -m helpers). "
         "Run `%(prog)s COMMAND --help` for a command's options."))
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_tool_commands(sub, common)
+    _add_training_commands(sub, common)
+    return parser
 
+
+def _add_tool_commands(sub, common: argparse.ArgumentParser) -> None:
+    """``doctor``, ``tiny-model``, ``export``, ``push``, ``budget`` and ``findings-table``."""
     p = sub.add_parser("doctor", parents=[common], help="versions, device, fp16/bf16 and 8-bit Adam support, advice")
     p.set_defaults(func=_doctor)
 
@@ -191,6 +197,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, metavar="FILE.md", help="write every table, with intervals, here")
     p.set_defaults(func=_findings_table)
 
+
+def _add_training_commands(sub, common: argparse.ArgumentParser) -> None:
+    """``train``, ``textual-inversion`` and ``toyworld``: the commands that train."""
     usage = "%(prog)s [--config FILE.yaml] [--set KEY=VALUE ...] [--SETTING VALUE ...] [--debug]"
     p = sub.add_parser("train", parents=[common], help="DreamBooth: fine-tune a model on a subject's photos",
                        description="DreamBooth fine-tuning of Stable Diffusion.", usage=usage,
@@ -209,7 +218,6 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("toyworld", parents=[common], help="the miniature world: render, subjects, evaluator, model",
                        description="ToyWorld: the miniature world of the cpu profile.")
     add_toyworld_commands(p.add_subparsers(dest="toyworld_command", required=True, metavar="COMMAND"))
-    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:

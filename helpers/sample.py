@@ -6,7 +6,6 @@ seeds, so the only thing that differs between two columns of a figure is the thi
 
 from __future__ import annotations
 
-import gc
 import hashlib
 import json
 from dataclasses import dataclass, field
@@ -18,7 +17,7 @@ from tqdm.auto import tqdm
 
 from helpers.figures import paste_table, show_image, with_photos
 from helpers.train.dreambooth import load_trained_pipeline
-from helpers.train.models import resolve_model
+from helpers.train.models import free_memory, resolve_model
 from helpers.train.prompts import short_prompt
 from helpers.train.sampling import SCHEDULERS, Generation, generate
 
@@ -32,13 +31,6 @@ def load_run(run: str | Path, ema: bool = False):
     """A finished run's pipeline (or a base model id), on the sampling device, progress bars off."""
     device, dtype = pipeline_device()
     return load_trained_pipeline(run, ema=ema, torch_dtype=dtype, device=device)
-
-
-def release_memory() -> None:
-    """Give back the memory of models no longer referenced (call after ``del pipe``)."""
-    gc.collect()
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
 
 
 def sample_pipeline(pipe, prompts: list[str], seeds: list[int], num_inference_steps: int,
@@ -131,7 +123,7 @@ def sample_runs(runs: dict[str, str | Path], prompts: list[str], seeds: list[int
         pipe = load_run(run, ema=ema)
         generations[label] = sample_pipeline(pipe, prompts, seeds, num_inference_steps, resolution, scheduler)
         del pipe  # one pipeline in memory at a time
-        release_memory()
+        free_memory()
         write_samples(run, key, generations[label])
     return Comparison(generations, list(prompts), list(seeds), settings)
 

@@ -112,3 +112,9 @@ def test_hub_dataset_offline_says_what_to_do(tmp_path, monkeypatch):
 
 def test_tensor_dtype():
     assert to_tensor(Image.new("RGB", (2, 2))).dtype == torch.float32
+
+
+def test_to_tensor_of_a_batch_is_the_stack_of_its_images():
+    batch = np.random.default_rng(0).integers(0, 256, (3, 8, 8, 3), dtype=np.uint8)
+    stacked = torch.stack([to_tensor(Image.fromarray(image)) for image in batch])
+    assert to_tensor(batch).shape == (3, 3, 8, 8) and torch.equal(to_tensor(batch), stacked)

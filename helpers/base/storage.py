@@ -35,7 +35,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from collections.abc import Iterable
 from pathlib import Path
 
 from helpers.base.home import GIB, course_home, drive_folder
@@ -197,9 +196,3 @@ def release_weights(runs: dict[str, str | Path], keep: dict[str, str] | None = N
     if not done:
         print("Nothing to free: these runs saved whole models, which this profile keeps (they are small).")
     return done
-
-
-def kept_runs(home: str | Path | None = None) -> Iterable[Path]:
-    """Run folders in the course home that hold their weights themselves."""
-    home = Path(home or course_home())
-    return sorted(p.parent for p in home.glob("*/*/config.yaml") if has_weights(p.parent))

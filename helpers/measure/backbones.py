@@ -401,7 +401,7 @@ def diversity(dino: Backbone, images: Sequence[Image.Image], prompts: Sequence[s
 # ------------------------------------------------------------------------------------------- score tables
 
 
-def score_run(
+def backbone_scores(
     images_by_prompt: Mapping[str, Sequence[Image.Image]],
     references: Sequence[Image.Image],
     class_prompt: str | None = None,
@@ -443,7 +443,7 @@ def score_run(
     return row
 
 
-def score_arms(
+def backbone_table(
     arms: Mapping[str, Mapping[str, Sequence[Image.Image]]],
     references: Sequence[Image.Image],
     class_prompt: str | None = None,
@@ -451,22 +451,22 @@ def score_arms(
     backbones: Backbones | None = None,
     seed: int = 0,
 ) -> dict[str, dict[str, Estimate]]:
-    """The score table of an experiment, ``{arm label: {column: Estimate}}``; see :func:`score_run`."""
+    """The score table of an experiment, ``{arm label: {column: Estimate}}``; see :func:`backbone_scores`."""
     backbones = backbones or load_backbones()
-    return {label: score_run(by_prompt, references, class_prompt, identifier, backbones, seed)
+    return {label: backbone_scores(by_prompt, references, class_prompt, identifier, backbones, seed)
             for label, by_prompt in arms.items()}
 
 
-def score_comparison(comparison: Any, references: Sequence[Image.Image], class_prompt: str | None = None,
+def backbone_comparison_table(comparison: Any, references: Sequence[Image.Image], class_prompt: str | None = None,
                      identifier: str | None = "sks", backbones: Backbones | None = None,
                      seed: int = 0) -> dict[str, dict[str, Estimate]]:
-    """:func:`score_arms` of a comparison (anything with ``labels``, ``prompts`` and ``images(label, prompt)``)."""
+    """:func:`backbone_table` of a comparison (anything with ``labels``, ``prompts`` and ``images(label, prompt)``)."""
     arms = {label: {p: comparison.images(label, p) for p in comparison.prompts} for label in comparison.labels}
-    return score_arms(arms, references, class_prompt, identifier, backbones, seed)
+    return backbone_table(arms, references, class_prompt, identifier, backbones, seed)
 
 
 def format_measures(table: dict[str, dict[str, Estimate]]) -> str:
-    """A text table of :func:`score_arms`, each column named with its measure, each cell with n and interval."""
+    """A text table of :func:`backbone_table`, each column named with its measure, each cell with n and interval."""
     return format_table(table, HEADERS)
 
 

@@ -20,7 +20,6 @@ reported beside them.
 
 from __future__ import annotations
 
-import gc
 import math
 import tempfile
 import time
@@ -33,7 +32,7 @@ import torch
 
 from helpers.train.batches import tokenize
 from helpers.train.dreambooth import step_generator, training_step
-from helpers.train.models import load_components
+from helpers.train.models import free_memory, load_components
 from helpers.train.optim import (
     PrecisionError,
     enable_gradient_checkpointing,
@@ -226,13 +225,6 @@ def measure_training_step(config, steps: int = 2, warmup: int = 1, label: str = 
     del m, trained, optimizer, unet, text_encoder, vae, params, prepared
     free_memory()
     return cost
-
-
-def free_memory() -> None:
-    """Let go of models from an earlier measurement (Python garbage, then the CUDA cache)."""
-    gc.collect()
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
 
 
 def describe(config) -> str:

@@ -172,7 +172,7 @@ def score_arms(subject: Subject, arms: Mapping[str, Mapping[str, Sequence[Image.
     except ModelUnavailableError as err:
         judge = f"{profile.dino_model} + {profile.clip_model}"
         return ScoreTable(judge=judge, note=f"(no measures from {judge}: {str(err).splitlines()[-1]})")
-    rows = measures.score_arms(arms, references, class_prompt, subject.identifier, backbones, seed)
+    rows = measures.backbone_table(arms, references, class_prompt, subject.identifier, backbones, seed)
     return ScoreTable(rows, f"{profile.dino_model} + {profile.clip_model}", BACKBONE_HEADERS)
 
 

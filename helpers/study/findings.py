@@ -16,7 +16,6 @@ from pathlib import Path
 import torch
 
 from helpers.profiles import get_profile
-from helpers.sample import release_memory
 from helpers.study.arms import (
     DB_AFTER_TI_LR,
     DB_AFTER_TI_STEPS,
@@ -38,7 +37,7 @@ from helpers.study.verdicts import SeededFinding, judge_over_seeds
 from helpers.toyworld import metrics, world
 from helpers.toyworld.subjects import CONTEXTS, SUBJECTS, instance_images, scoring_prompts  # noqa: F401 (CONTEXTS: read by the benchmarks)
 from helpers.train.dreambooth import load_trained_pipeline, train_dreambooth
-from helpers.train.models import resolve_model
+from helpers.train.models import free_memory, resolve_model
 from helpers.train.prompts import subject_prompts
 from helpers.train.sampling import generate
 from helpers.train.settings import default_settings, prepare_subject, study_config
@@ -140,7 +139,7 @@ def score_run(run: str | Path, name: str, sampling: Sampling | None = None, ema:
         return score_pipeline(pipe, name, sampling, identifier)
     finally:
         del pipe
-        release_memory()
+        free_memory()
 
 
 # ------------------------------------------------------------------------------------- experiments

@@ -34,6 +34,7 @@ from PIL import Image
 from helpers.errors import LearnerError
 from helpers.toyworld import world
 from helpers.toyworld.subjects import SUBJECTS, instance_images
+from helpers.train.data import to_tensor
 
 log = logging.getLogger(__name__)
 
@@ -178,11 +179,6 @@ def load_vae(folder: str | Path):
 
 
 @torch.no_grad()
-def to_tensor(images: np.ndarray) -> torch.Tensor:
-    """uint8 ``(n, h, w, 3)`` images to a float tensor ``(n, 3, h, w)`` in [-1, 1]."""
-    return torch.from_numpy(images).permute(0, 3, 1, 2).float() / 127.5 - 1
-
-
 def reconstruct(vae, images: np.ndarray, batch: int = 100) -> np.ndarray:
     """Encode (posterior mean) and decode uint8 images ``(n, h, w, 3)``; returns uint8 images."""
     vae.eval()

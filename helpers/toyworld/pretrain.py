@@ -29,8 +29,10 @@ import torch.nn.functional as F
 
 from helpers.errors import LearnerError
 from helpers.toyworld import world
-from helpers.toyworld.autoencoder import load_vae, to_tensor
+from helpers.toyworld.autoencoder import load_vae
 from helpers.toyworld.metrics import training_scene_count
+from helpers.train.batches import tokenize
+from helpers.train.data import to_tensor
 from helpers.train.models import TinySpec, build_tiny_components, load_components, save_pipeline
 from helpers.train.sampling import make_scheduler
 
@@ -147,17 +149,6 @@ def encode_images(vae, images: np.ndarray, batch: int = 256) -> torch.Tensor:
         return torch.cat(
             [vae.encode(to_tensor(images[i : i + batch])).latent_dist.mean for i in range(0, len(images), batch)]
         )
-
-
-def tokenize(tokenizer, captions: list[str]) -> torch.Tensor:
-    """Token ids padded to CLIP's 77 positions, as the Stable Diffusion pipeline does."""
-    return tokenizer(
-        captions,
-        padding="max_length",
-        max_length=tokenizer.model_max_length,
-        truncation=True,
-        return_tensors="pt",
-    ).input_ids
 
 
 def _ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:

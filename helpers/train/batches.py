@@ -19,8 +19,8 @@ import torch
 from PIL import Image
 
 
-def tokenize(tokenizer, prompt: str) -> torch.Tensor:
-    """Token ids of ``prompt``, padded to the tokenizer's 77 tokens: shape (1, 77)."""
+def tokenize(tokenizer, prompt: str | list[str]) -> torch.Tensor:
+    """Token ids of ``prompt`` (or of each prompt), padded to the tokenizer's 77 tokens: shape (n, 77)."""
     return tokenizer(
         prompt,
         padding="max_length",

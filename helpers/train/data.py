@@ -116,10 +116,14 @@ def load_images(folder: str | Path, resolution: int, center_crop: bool = True) -
     return [resize_and_crop(open_rgb(path), resolution, center_crop) for path in list_images(folder)]
 
 
-def to_tensor(img: Image.Image) -> torch.Tensor:
-    """PIL RGB image -> float tensor (3, H, W) in [-1, 1], the range the VAE expects."""
-    array = np.asarray(img, dtype=np.float32) / 127.5 - 1.0
-    return torch.from_numpy(array).permute(2, 0, 1).contiguous()
+def to_tensor(images: Image.Image | np.ndarray) -> torch.Tensor:
+    """A PIL RGB image, or uint8 images ``(H, W, 3)`` / ``(N, H, W, 3)``, as floats in [-1, 1], the range the VAE expects.
+
+    Returns:
+        ``(3, H, W)``, or ``(N, 3, H, W)`` for a batch.
+    """
+    pixels = torch.from_numpy(np.asarray(images, dtype=np.float32)) / 127.5 - 1.0
+    return pixels.movedim(-1, -3).contiguous()
 
 
 def to_pil(tensor: torch.Tensor) -> Image.Image:

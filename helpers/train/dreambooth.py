@@ -426,13 +426,13 @@ def train_dreambooth(
     t = prepare_models(config, accelerator, models, dataset)
     run.resume(stop_after_steps)
 
-    accum, world, rank = config.gradient_accumulation_steps, run.world, accelerator.process_index
+    accum, processes, rank = config.gradient_accumulation_steps, run.num_processes, accelerator.process_index
     for step in run.steps("training", progress):  # one step = one optimizer update
         totals = torch.zeros(3, device=accelerator.device)  # loss, instance and prior loss, summed
         for micro in range(accum):
             with accelerator.accumulate(*t.trained):  # no gradient sync across GPUs until the last micro-step
                 g = step_generator(config.seed, step, micro, rank)  # all of this micro-step's randomness
-                batch = make_batch(dataset, config, (step * accum + micro) * world + rank, g)
+                batch = make_batch(dataset, config, (step * accum + micro) * processes + rank, g)
                 hidden = cached_hidden_states(t.cached_embeddings, batch)  # None: the text encoder runs
                 parts = training_step(t.unet, t.text_encoder, models["vae"], models["noise_scheduler"],
                                       batch, g, config.prior_loss_weight, hidden)

@@ -7,6 +7,7 @@ the tiny random model that tests use. One code path loads them all.
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 from dataclasses import asdict, dataclass
@@ -362,3 +363,14 @@ def load_components(name_or_path: str) -> dict:
         }
     except (OSError, ValueError) as err:
         raise _unavailable(name_or_path, err) from err
+
+
+def free_memory() -> None:
+    """Give back the memory of models no longer referenced (after ``del pipe``): Python's garbage, CUDA's cache.
+
+    The same as ``diffusers.training_utils.free_memory`` (diffusers 0.31 and later); importing that
+    module loads bitsandbytes, which prints a warning on a CPU, so the kit keeps these three lines.
+    """
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()

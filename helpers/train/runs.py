@@ -427,7 +427,7 @@ class Run:
         return run
 
     @property
-    def world(self) -> int:
+    def num_processes(self) -> int:
         """Number of processes (GPUs) taking part."""
         return self.accelerator.num_processes
 
@@ -467,7 +467,7 @@ class Run:
         """
         names = [k for k, v in losses.items() if v is not None]
         values = torch.stack([losses[k].detach().float().reshape(()) for k in names]).to(self.accelerator.device)
-        if self.world > 1:
+        if self.num_processes > 1:
             values = self.accelerator.reduce(values, "mean")
         logged = dict(zip(names, values.tolist()))  # one device sync per step
         loss = logged["loss"]

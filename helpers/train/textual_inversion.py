@@ -254,18 +254,18 @@ def train_textual_inversion(
     dataset.cache_latents(lambda x: vae.encode(x.to(vae.device, vae.dtype)).latent_dist.parameters)
     prompts = prompt_ids(config, emb.tokenizer)
     optimizer = torch.optim.AdamW([emb.text_encoder.get_input_embeddings().weight],
-                                  lr=scaled_learning_rate(config, run.world), weight_decay=config.adam_weight_decay)
-    lr_scheduler = make_lr_scheduler(config, optimizer, run.world)
+                                  lr=scaled_learning_rate(config, run.num_processes), weight_decay=config.adam_weight_decay)
+    lr_scheduler = make_lr_scheduler(config, optimizer, run.num_processes)
     text_encoder, optimizer, lr_scheduler = accelerator.prepare(emb.text_encoder, optimizer, lr_scheduler)
     run.resume(stop_after_steps)
 
-    accum, world, rank = config.gradient_accumulation_steps, run.world, accelerator.process_index
+    accum, processes, rank = config.gradient_accumulation_steps, run.num_processes, accelerator.process_index
     for step in run.steps("textual inversion", progress):
         total = torch.zeros((), device=accelerator.device)
         for micro in range(accum):
             with accelerator.accumulate(text_encoder):
                 g = step_generator(config.seed, step, micro, rank)
-                batch = make_ti_batch(dataset, prompts, config, (step * accum + micro) * world + rank, g)
+                batch = make_ti_batch(dataset, prompts, config, (step * accum + micro) * processes + rank, g)
                 with accelerator.autocast():
                     parts = training_step(models["unet"], text_encoder, vae, models["noise_scheduler"], batch, g)
                 accelerator.backward(parts.loss)
