@@ -3,13 +3,16 @@
 A map of the package, one hop to any concept. Imports run one way, from the top of this list
 down (``tests/test_imports.py`` holds the order and checks it):
 
-- ``course/``: what a notebook opens with. ``setup`` (``setup_notebook``), ``continuation``
-  (opening the course home: Drive on Colab, earlier notebooks' saved homes on Kaggle),
-  ``uploads`` (the learner's photos), ``widgets`` (the notebooks' controls), ``doctor`` (is this
-  install sound?), ``budget`` (the disk each notebook needs), ``cleanup`` (what may be deleted);
+- ``course/``: what a notebook opens with. ``setup`` (``setup_notebook`` and the ``Notebook`` it
+  returns), ``continuation`` (opening the course home: Drive on Colab, earlier notebooks' saved
+  homes on Kaggle), ``uploads`` (the learner's photos), ``widgets`` (the notebooks' controls),
+  ``doctor`` (is this install sound?), ``budget`` (the disk each notebook needs), ``cleanup``
+  (what may be deleted);
 - ``share/``: a finished run for other tools. ``export`` (one file, kohya), ``hub`` (push to the Hub);
-- ``study/``: the study re-run on ToyWorld. ``findings`` (each experiment's arms, trained and
-  scored), ``verdicts`` (a finding over several seeds), ``findings_table`` (the README's table);
+- ``study/``: the study re-run on ToyWorld. ``arms`` (every experiment's values, declared once:
+  the notebooks' configuration cells, the findings and the disk budget read them), ``findings``
+  (each experiment trained and scored), ``verdicts`` (a finding over several seeds),
+  ``findings_table`` (the README's table);
 - ``measure/``: ``scores`` (the one table under every figure: ToyWorld's evaluator or the
   paper's backbones), ``backbones`` (DINO, CLIP-I, CLIP-T, PRES, DIV), ``curves`` (fidelity
   against steps: the sweet spot), ``memory`` (what a training step costs);

@@ -43,7 +43,7 @@ SEED = 0  # training seed (data order, noise, timesteps) of every run; sampling 
 # %%
 PROFILE = None  # "gpu", "cpu" or "smoke"; None reads COURSE_PROFILE / looks for a GPU
 HIGH_LR, LOW_LR = arms.HIGH_LR, arms.LOW_LR  # 5e-6 and 2e-6: the study's two learning rates for objects
-STUDY_STEPS = arms.OBJECT_STEPS  # 400: the study's training steps for objects (batch size 4, no prior preservation)
+STUDY_STEPS = arms.OBJECT_STEPS  # 400: the study's steps for objects (batch 4, no prior preservation)
 N_PROMPTS = 3  # the instance prompt plus prompts that move the subject elsewhere
 N_SEEDS = None  # samples per prompt; None: the profile's images_per_prompt
 N_CHECKPOINTS = 4  # sample grids saved during training, evenly spaced
@@ -53,10 +53,13 @@ SAMPLER = None  # None: the model's own scheduler (PNDM for Stable Diffusion, as
 # %% [markdown]
 # ## 1. Profile, model and subject
 # The choices of `00_setup` (or this profile's defaults) decide the model and the object.
+# `setup_notebook` returns one object, `nb`, holding what every notebook starts from: the settings,
+# the profile, the subject, its prompts, the sampling seeds and the training photos.
 
 # %%
 nb = setup_notebook("01", ("object",), PROFILE, n_prompts=N_PROMPTS, seed=SEED, n_seeds=N_SEEDS, sampler=SAMPLER)
-settings, profile, subject, prompts, seeds, photos = nb.settings, nb.profile, nb.subject, nb.prompts, nb.seeds, nb.photos
+settings, profile, subject = nb.settings, nb.profile, nb.subject
+prompts, seeds, photos = nb.prompts, nb.seeds, nb.photos
 sampler = nb.sampler
 print(f"profile {profile.name}, model {settings.pretrained_model_name_or_path}, subject '{subject.name}', "
       f"sampler {sample.scheduler_name(sampler)}")

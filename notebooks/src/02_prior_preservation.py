@@ -52,7 +52,7 @@ STUDY_STEPS = arms.FACE_STEPS  # 1200: the study's steps for faces, at batch siz
 PRIOR_LOSS_WEIGHT = arms.PRIOR_LOSS_WEIGHT  # weight of the class-image term (the study: 1.0)
 N_PROMPTS = 3  # the instance prompt plus prompts that move the subject elsewhere
 N_SEEDS = None  # samples per prompt; None: the profile's images_per_prompt
-EXTRA_ARMS = list(arms.FACE_EXTRA_ARMS)  # [(2e-6, 800), (1e-6, 1200)]: the study's other face runs (with prior preservation), step 7
+EXTRA_ARMS = list(arms.FACE_EXTRA_ARMS)  # [(2e-6, 800), (1e-6, 1200)]: the study's other face runs, step 7
 RUN_EXTRA_ARMS = False  # True: two more full runs (on a T4 about 1.5 h more, estimated)
 MY_PROMPT = None  # a prompt of your own to try on both runs (step 8), e.g. "a painting of sks person"
 SAMPLER = None  # None: the model's own scheduler (PNDM for Stable Diffusion, as in the study); or "ddim", "dpm++" ...
@@ -62,7 +62,8 @@ SAMPLER = None  # None: the model's own scheduler (PNDM for Stable Diffusion, as
 
 # %%
 nb = setup_notebook("02", ("face",), PROFILE, n_prompts=N_PROMPTS, seed=SEED, n_seeds=N_SEEDS, sampler=SAMPLER)
-settings, profile, subject, prompts, seeds, photos = nb.settings, nb.profile, nb.subject, nb.prompts, nb.seeds, nb.photos
+settings, profile, subject = nb.settings, nb.profile, nb.subject
+prompts, seeds, photos = nb.prompts, nb.seeds, nb.photos
 sampler = nb.sampler
 print(f"profile {profile.name}, model {settings.pretrained_model_name_or_path}, subject '{subject.name}', "
       f"sampler {sample.scheduler_name(sampler)}")

@@ -41,7 +41,7 @@ SEED = 0  # training seed of the overfit run; sampling seeds start here too
 
 # %%
 PROFILE = None  # "gpu", "cpu" or "smoke"; None reads COURSE_PROFILE / looks for a GPU
-OVERFIT_RUN = arms.OVERFIT_RUN  # (5e-6, 400): study LR and steps of the overfit model: the high-LR run of notebook 01
+OVERFIT_RUN = arms.OVERFIT_RUN  # (5e-6, 400): the overfit model, notebook 01's high-LR run
 STUDY_STEPS = arms.STUDY_INFERENCE_STEPS  # (50, 100): inference steps the study compared
 NEWER = arms.NEWER_SCHEDULERS  # dpm++, euler, unipc: samplers that came after the study
 N_SEEDS = None  # images per scheduler and step count; None: the profile's images_per_prompt

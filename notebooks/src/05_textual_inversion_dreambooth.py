@@ -48,8 +48,8 @@ SEED = 0  # training seed of every run; sampling seeds start here too
 # %%
 PROFILE = None  # "gpu", "cpu" or "smoke"; None reads COURSE_PROFILE / looks for a GPU
 PLACEHOLDER = arms.PLACEHOLDER  # "<sks>": the new word; it must not exist in the tokenizer yet
-TI_STEPS, TI_LR = arms.TI_STEPS, arms.TI_LR  # 2000, 5e-4: textual inversion: the study's length, the usual rate for an embedding
-DB_AFTER_TI_STEPS, DB_AFTER_TI_LR = arms.DB_AFTER_TI_STEPS, arms.DB_AFTER_TI_LR  # 500, 1e-6: the study's DreamBooth run started from the textual inversion
+TI_STEPS, TI_LR = arms.TI_STEPS, arms.TI_LR  # 2000, 5e-4: the study's length, the usual rate for an embedding
+DB_AFTER_TI_STEPS, DB_AFTER_TI_LR = arms.DB_AFTER_TI_STEPS, arms.DB_AFTER_TI_LR  # 500, 1e-6: DreamBooth from the new word
 STUDY_LR, STUDY_STEPS = arms.FACE_LR, arms.FACE_STEPS  # 2e-6, 1200: the face runs compared against (notebook 04)
 TRAIN_COMPARISON_RUNS = None  # None: reuse notebook 04's runs if they exist; True: train them if missing; False: skip
 N_PROMPTS = 3  # the instance prompt plus prompts that move the subject elsewhere
@@ -60,7 +60,8 @@ N_SEEDS = None  # samples per prompt; None: the profile's images_per_prompt
 
 # %%
 nb = setup_notebook("05", ("face",), PROFILE, n_prompts=N_PROMPTS, smoke_prompts=2, seed=SEED, n_seeds=N_SEEDS)
-settings, profile, subject, prompts, seeds, photos = nb.settings, nb.profile, nb.subject, nb.prompts, nb.seeds, nb.photos  # photos: shown above each figure
+settings, profile, subject = nb.settings, nb.profile, nb.subject
+prompts, seeds, photos = nb.prompts, nb.seeds, nb.photos  # photos: shown above each figure
 print(f"profile {profile.name}, model {settings.pretrained_model_name_or_path}, subject '{subject.name}'")
 print("prompts:", *prompts, sep="\n  ")
 

@@ -57,7 +57,8 @@ BUDGET_GB = 16  # the GPU size to fit (Colab and Kaggle T4s)
 
 # %%
 nb = setup_notebook("06", ("object",), PROFILE, n_prompts=N_PROMPTS, seed=SEED, n_seeds=N_SEEDS)
-settings, profile, subject, prompts, seeds, photos = nb.settings, nb.profile, nb.subject, nb.prompts, nb.seeds, nb.photos  # photos: shown above each figure
+settings, profile, subject = nb.settings, nb.profile, nb.subject
+prompts, seeds, photos = nb.prompts, nb.seeds, nb.photos  # photos: shown above each figure
 print(f"profile {profile.name}, model {settings.pretrained_model_name_or_path}, subject '{subject.name}'")
 
 # %% [markdown]

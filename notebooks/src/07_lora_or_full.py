@@ -52,7 +52,8 @@ N_SEEDS = None  # samples per prompt; None: the profile's images_per_prompt
 
 # %%
 nb = setup_notebook("07", ("object",), PROFILE, n_prompts=N_PROMPTS, seed=SEED, n_seeds=N_SEEDS)
-settings, profile, subject, prompts, seeds, photos = nb.settings, nb.profile, nb.subject, nb.prompts, nb.seeds, nb.photos  # photos: shown above each figure
+settings, profile, subject = nb.settings, nb.profile, nb.subject
+prompts, seeds, photos = nb.prompts, nb.seeds, nb.photos  # photos: shown above each figure
 configs = {
     "full": nb.config(STUDY_LR, STUDY_STEPS),
     f"LoRA rank {RANK}": nb.config(LORA_LR, STUDY_STEPS, use_lora=True, rank=RANK),
