@@ -36,8 +36,8 @@ def pixels(paths: list[Path]) -> np.ndarray:
 
 def main(argv: list[str] | None = None) -> int:
     """Time each sampler through the kit's ``generate_class_images``; print and save the table."""
-    from helpers.class_images import ClassImageSpec, generate_class_images
-    from helpers.models import TinySpec, build_tiny_model, load_pipeline
+    from helpers.train.class_images import ClassImageSpec, generate_class_images
+    from helpers.train.models import TinySpec, build_tiny_model, load_pipeline
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default=None, help="pipeline folder or Hub id (default: tiny model)")

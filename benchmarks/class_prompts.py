@@ -17,10 +17,10 @@ import json
 import numpy as np
 
 from helpers.figures import image_grid
-from helpers.models import load_pipeline
-from helpers.sampling import generate
 from helpers.toyworld import metrics
 from helpers.toyworld.subjects import SUBJECTS
+from helpers.train.models import load_pipeline
+from helpers.train.sampling import generate
 
 CLASS_PROMPTS = {s.cls: s.class_prompt for s in SUBJECTS.values()}  # the course subjects' class prompts
 

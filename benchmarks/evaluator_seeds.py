@@ -62,7 +62,7 @@ def unanimous(hits: list[list[bool]]) -> list[bool]:
 
 def cell(est) -> str:
     """A table cell: the share and its interval (the count has a column of its own)."""
-    from helpers.stats import format_estimate
+    from helpers.base.stats import format_estimate
 
     return format_estimate(est, count=False)
 
@@ -71,7 +71,7 @@ def render_rows(names: list[str], evaluators: list, n: int) -> list[str]:
     """Per subject: each evaluator's accuracy on ``n`` renders with the feature and ``n`` without."""
     from PIL import Image
 
-    from helpers.stats import share_of
+    from helpers.base.stats import share_of
 
     lines = []
     for name in names:
@@ -85,14 +85,14 @@ def render_rows(names: list[str], evaluators: list, n: int) -> list[str]:
 
 def fidelity_images(run: Path, name: str, seeds: int) -> list:
     """The images ``findings.score_images`` reads subject fidelity from."""
-    from helpers import findings
+    from helpers.study import findings
 
     return findings.role_images(*run_samples(run, name, seeds), findings.SUBJECT_FIDELITY_ROLES)
 
 
 def run_rows(names: list[str], evaluators: list, home: Path, train_seeds: list[int], seeds: int):
     """Per subject: each evaluator's subject fidelity on its goal-arm generations, the vote and the pixels."""
-    from helpers.stats import clustered_mean
+    from helpers.base.stats import clustered_mean
     from helpers.toyworld.feature_check import check
 
     runs, missing = goal_runs(home, train_seeds)

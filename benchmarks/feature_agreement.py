@@ -63,17 +63,17 @@ def eyepatch_parts(n: int) -> np.ndarray:
 
 
 def goal_runs(home: Path, seeds: list[int]) -> tuple[list[tuple[str, Path]], list[str]]:
-    """Each subject's finished runs of its goal arm (``helpers.findings.GOAL_ARMS``), one per training seed.
+    """Each subject's finished runs of its goal arm (``helpers.study.findings.GOAL_ARMS``), one per training seed.
 
     The same arms and seeds every time, so that measurements on other models or decoders compare
     like with like. A run counts only where its folder under ``home/train`` holds saved weights and
     its hash matches the arm's config today (so runs of an earlier base model are left out).
     Returns the runs and a note for each one missing.
     """
-    from helpers import findings
-    from helpers.config import TrainConfig, resolve_output_dir
-    from helpers.runs import run_status
+    from helpers.study import findings
     from helpers.toyworld.subjects import SUBJECTS
+    from helpers.train.config import TrainConfig, resolve_output_dir
+    from helpers.train.runs import run_status
 
     found, missing = [], []
     for name in SUBJECTS:
@@ -103,8 +103,8 @@ SUBJECT_ROLES = ("instance", "context", "attribute")  # the prompts that name th
 
 def run_samples(run: Path, name: str, seeds: int) -> tuple[dict[str, list], dict[str, list[str]]]:
     """A run's generations for the findings' prompts: ``({prompt: images}, findings.scoring_prompts(name))``."""
-    from helpers import findings
-    from helpers.training import load_trained_pipeline
+    from helpers.study import findings
+    from helpers.train.dreambooth import load_trained_pipeline
 
     pipe = load_trained_pipeline(run)
     pipe.set_progress_bar_config(disable=True)
@@ -114,7 +114,7 @@ def run_samples(run: Path, name: str, seeds: int) -> tuple[dict[str, list], dict
 
 
 def row(set_name: str, result: dict) -> dict:
-    """One table row from :func:`helpers.toyworld.feature_check.agreement`'s result."""
+    """One table row from :func:`helpers.toyworld.metrics.agreement`'s result."""
     keep = ("subject", "images", "both_yes", "both_no", "evaluator_only", "pixel_only", "agreement", "kappa",
             "evaluator_yes", "pixel_yes")
     return {"set": set_name, **{k: result[k] for k in keep}}
@@ -122,8 +122,8 @@ def row(set_name: str, result: dict) -> dict:
 
 def pooled(set_name: str, rows: list[dict]) -> dict:
     """The counts of several rows added up, with the agreement and kappa of the sum."""
-    from helpers.stats import share
-    from helpers.toyworld.feature_check import cohen_kappa
+    from helpers.base.stats import share
+    from helpers.toyworld.metrics import cohen_kappa
 
     c = {k: sum(r[k] for r in rows) for k in ("images", "both_yes", "both_no", "evaluator_only", "pixel_only")}
     n = c["images"]
@@ -138,7 +138,7 @@ def pooled(set_name: str, rows: list[dict]) -> dict:
 
 def markdown(rows: list[dict]) -> str:
     """The rows as a markdown table; every share with its count and Wilson 95% interval."""
-    from helpers.stats import format_estimate
+    from helpers.base.stats import format_estimate
 
     head = ("| images | subject | n | both yes | both no | evaluator only | pixels only | agreement [95%] "
             "| kappa | evaluator says subject | pixels show feature |\n|---|---|---:|---:|---:|---:|---:|---|---:|---:|---:|\n")
@@ -175,10 +175,10 @@ def figure(shown: dict[str, tuple[str, list]], path: Path, cell: int = 96) -> Pa
 def measure(n: int, home: Path | None, seeds: int, seeds_trained: list[int],
             shown: dict | None = None) -> tuple[list[dict], list[str]]:
     """Every row of the table, and notes on what was left out; ``shown`` collects one run's images per subject."""
-    from helpers import findings
-    from helpers.paths import DATA_DIR
+    from helpers.base.paths import DATA_DIR
+    from helpers.study import findings
     from helpers.toyworld import autoencoder as ae
-    from helpers.toyworld.feature_check import agreement
+    from helpers.toyworld.metrics import agreement
     from helpers.toyworld.subjects import SUBJECTS
 
     rows, notes = [], []
@@ -203,7 +203,7 @@ def measure(n: int, home: Path | None, seeds: int, seeds_trained: list[int],
     notes += missing
     if runs:
         notes.append("DreamBooth rows: each run's own saved pipeline (its UNet, text encoder and VAE); subject "
-                     "prompts are the instance, context and attribute prompts of helpers.findings.scoring_prompts")
+                     "prompts are the instance, context and attribute prompts of helpers.toyworld.subjects.scoring_prompts")
     else:
         notes.append(f"DreamBooth generations: no finished run under {home}/train, skipped")
     by_subject: dict[str, list[dict]] = {}

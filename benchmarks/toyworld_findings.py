@@ -39,8 +39,8 @@ def save(out: Path, done: dict, sampling, train_seed: int) -> None:
     """
     import torch
 
-    from helpers import findings
     from helpers.profiles import get_profile
+    from helpers.study import findings
 
     cpu = get_profile("cpu")
     path = out.with_suffix(".json")
@@ -48,7 +48,7 @@ def save(out: Path, done: dict, sampling, train_seed: int) -> None:
     done = {**on_disk, **done}
     ordered = [findings.Finding(**done[k]) for k in findings.EXPERIMENTS if k in done]
     for f in ordered:
-        f.verdict, f.notes = findings.judge(f.key, f.arms)
+        f.verdict, f.notes = findings.judge_one_seed(f.key, f.arms)
     record = {
         "what": "ToyWorld findings: the course's experiments in the cpu profile, scored by the ToyWorld evaluator",
         "sampling": dataclasses.asdict(sampling),
@@ -64,12 +64,12 @@ def save(out: Path, done: dict, sampling, train_seed: int) -> None:
               f"guidance {sampling.guidance}, the model's own scheduler unless the arm names one. Arms are "
               f"named by the study's learning rates and steps; the cpu profile trains them at {cpu.lr_scale:g}x the "
               f"learning rate for {cpu.step_scale:g}x the steps (helpers/profiles.py).\n\n")
-    out.with_suffix(".md").write_text(header + findings.markdown(ordered))
+    out.with_suffix(".md").write_text(header + findings.markdown_one_seed(ordered))
 
 
 def pool(out: Path) -> int:
     """Pool ``<out>.json`` and ``<out>_seed<N>.json`` into ``<out>_seeds.md``: intervals over runs, verdicts."""
-    from helpers import verdicts
+    from helpers.study import verdicts
 
     files = [out.with_suffix(".json"), *sorted(out.parent.glob(out.name + "_seed*.json"))]
     records = [json.loads(p.read_text()) for p in files if p.exists()]
@@ -90,13 +90,13 @@ def pool(out: Path) -> int:
               "images behind each cell. A verdict agrees or disagrees with the study only where the "
               "interval of the difference excludes zero.\n\n")
     target = out.parent / (out.name + "_seeds.md")
-    target.write_text(header + verdicts.markdown(pooled))
+    target.write_text(header + verdicts.markdown_over_seeds(pooled))
     print(target.read_text())
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
-    from helpers import findings
+    from helpers.study import findings
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", nargs="+", choices=list(findings.EXPERIMENTS), help="run only these experiments")
@@ -122,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"== {key}", flush=True)
         finding = findings.run_experiment(key, sampling, seed=args.train_seed)
         scored[key] = dataclasses.asdict(finding)
-        print(findings.markdown([finding]), flush=True)
+        print(findings.markdown_one_seed([finding]), flush=True)
         save(out, scored, sampling, args.train_seed)  # after each experiment: an interruption keeps what is scored
     save(out, scored, sampling, args.train_seed)
     print(f"wrote {out.with_suffix('.md').name} and .json in {(time.perf_counter() - t0) / 60:.1f} min")

@@ -81,8 +81,8 @@ def build_sd15_random(out_dir: Path) -> Path:
     from diffusers import AutoencoderKL, PNDMScheduler, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
-    from helpers.models import save_pipeline
-    from helpers.paths import TOKENIZER_DIR
+    from helpers.base.paths import TOKENIZER_DIR
+    from helpers.train.models import save_pipeline
 
     unet = UNet2DConditionModel(
         sample_size=64,
@@ -133,7 +133,7 @@ def build_sd15_random(out_dir: Path) -> Path:
 
 def peak_memory(device: torch.device) -> int:
     """Peak bytes: allocated on CUDA, resident set size on the CPU."""
-    from helpers.optim import peak_memory_bytes
+    from helpers.train.optim import peak_memory_bytes
 
     return peak_memory_bytes(device)
 
@@ -142,9 +142,9 @@ def bare_loop(job: dict) -> list[float]:
     """The floor: the same forward, backward and AdamW update as the kit's step, and nothing else."""
     import torch.nn.functional as F
 
-    from helpers.batches import tokenize
-    from helpers.data import load_images, to_tensor
-    from helpers.models import load_components
+    from helpers.train.batches import tokenize
+    from helpers.train.data import load_images, to_tensor
+    from helpers.train.models import load_components
 
     torch.manual_seed(0)
     parts = load_components(job["model"])
@@ -184,7 +184,7 @@ def bare_loop(job: dict) -> list[float]:
 
 def job_config(job: dict):
     """The ``TrainConfig`` of a benchmark job (its model, and its steps where it names them)."""
-    from helpers.config import TrainConfig
+    from helpers.train.config import TrainConfig
 
     fields = {k: v for k, v in job.items() if k not in ("kind", "model", "steps")}
     steps = {"max_train_steps": job["steps"]} if "steps" in job else {}
@@ -193,7 +193,7 @@ def job_config(job: dict):
 
 def kit_loop(job: dict) -> list[float]:
     """The kit's own ``train_dreambooth`` (logging included), timed per step."""
-    from helpers.training import train_dreambooth
+    from helpers.train.dreambooth import train_dreambooth
 
     return train_dreambooth(job_config(job), progress=False).step_seconds
 
@@ -232,10 +232,10 @@ def run_job(job: dict) -> dict:
 
 def prepare(work: Path, full_sd: bool, resolution: int) -> dict:
     """Model, subject photos and class images shared by every job."""
-    from helpers.class_images import generate_class_images
-    from helpers.data import make_synthetic_subject
-    from helpers.models import TinySpec, build_tiny_model
-    from helpers.training import class_image_spec
+    from helpers.train.class_images import generate_class_images
+    from helpers.train.data import make_synthetic_subject
+    from helpers.train.dreambooth import class_image_spec
+    from helpers.train.models import TinySpec, build_tiny_model
 
     if full_sd:
         model = build_sd15_random(work / "sd15")

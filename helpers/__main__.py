@@ -4,12 +4,12 @@ import sys
 
 if __name__ == "__main__" and sys.argv[1:] == ["doctor"]:
     # Before the command line loads every library, so that one which does not import is reported, not raised.
-    from .doctor import diagnose
+    from helpers.course.doctor import diagnose
 
     print(diagnose())
     sys.exit(0)
 
-from .cli import main
+from helpers.cli import main
 
 if __name__ == "__main__":
     sys.exit(main())

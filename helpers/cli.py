@@ -16,19 +16,21 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from .config import TrainConfig, load_config, parse_overrides
-from .doctor import diagnose
-from .errors import LearnerError
-from .export import export_kohya_lora, export_pipeline, export_single_file
-from .hub_push import push_run
-from .models import TinySpec, build_tiny_model
-from .textual_inversion import (
+from helpers.course.budget import course_budget, format_budget
+from helpers.course.doctor import diagnose
+from helpers.errors import LearnerError
+from helpers.share.export import export_kohya_lora, export_pipeline, export_single_file
+from helpers.share.hub import push_run
+from helpers.study.findings_table import write_findings_column
+from helpers.toyworld.cli import add_commands as add_toyworld_commands
+from helpers.train.config import TrainConfig, load_config, parse_overrides
+from helpers.train.dreambooth import train_dreambooth
+from helpers.train.models import TinySpec, build_tiny_model
+from helpers.train.textual_inversion import (
     TextualInversionConfig,
     dreambooth_after_textual_inversion,
     train_textual_inversion,
 )
-from .toyworld.cli import add_commands as add_toyworld_commands
-from .training import train_dreambooth
 
 PROG = "course-kit"
 FIELD_PREFIX = "field:"  # argparse destinations of the per-field training options
@@ -90,16 +92,12 @@ def _textual_inversion(args: argparse.Namespace) -> int:
 
 def _budget(args: argparse.Namespace) -> int:
     """What the course writes, notebook by notebook, against a free Drive or Kaggle's output limit."""
-    from .budget import course_budget, format_budget
-
     print(format_budget(course_budget(args.profile, args.platform), args.profile, args.platform))
     return 0
 
 
 def _findings_table(args: argparse.Namespace) -> int:
     """A profile's column of the README's findings table, from the notebooks' saved score tables."""
-    from .findings_table import write_findings_column
-
     cells = write_findings_column(args.home, args.readme, args.out, args.profile)
     for experiment, text in cells.items():
         print(f"{experiment}: {text}")
@@ -151,7 +149,13 @@ def build_parser() -> argparse.ArgumentParser:
         "The DreamBooth course kit from a shell (also: python -m helpers). "
         "Run `%(prog)s COMMAND --help` for a command's options."))
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_tool_commands(sub, common)
+    _add_training_commands(sub, common)
+    return parser
 
+
+def _add_tool_commands(sub, common: argparse.ArgumentParser) -> None:
+    """``doctor``, ``tiny-model``, ``export``, ``push``, ``budget`` and ``findings-table``."""
     p = sub.add_parser("doctor", parents=[common], help="versions, device, fp16/bf16 and 8-bit Adam support, advice")
     p.set_defaults(func=_doctor)
 
@@ -193,6 +197,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, metavar="FILE.md", help="write every table, with intervals, here")
     p.set_defaults(func=_findings_table)
 
+
+def _add_training_commands(sub, common: argparse.ArgumentParser) -> None:
+    """``train``, ``textual-inversion`` and ``toyworld``: the commands that train."""
     usage = "%(prog)s [--config FILE.yaml] [--set KEY=VALUE ...] [--SETTING VALUE ...] [--debug]"
     p = sub.add_parser("train", parents=[common], help="DreamBooth: fine-tune a model on a subject's photos",
                        description="DreamBooth fine-tuning of Stable Diffusion.", usage=usage,
@@ -211,7 +218,6 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("toyworld", parents=[common], help="the miniature world: render, subjects, evaluator, model",
                        description="ToyWorld: the miniature world of the cpu profile.")
     add_toyworld_commands(p.add_subparsers(dest="toyworld_command", required=True, metavar="COMMAND"))
-    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:

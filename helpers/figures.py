@@ -10,8 +10,8 @@ from pathlib import Path
 import yaml
 from PIL import Image, ImageDraw, ImageFont
 
-from .home import interactive
-from .paths import runs_dir
+from helpers.base.home import interactive
+from helpers.base.paths import runs_dir
 
 SAMPLES_DIR = "samples"  # where a training run saves its validation grids, inside the run folder
 
@@ -141,7 +141,7 @@ def plot_losses(runs: dict[str, str | Path | dict], key: str = "loss", window: i
 
 
 def widgets_enabled() -> bool:
-    """Whether to show widgets: in a live notebook, not in tests or ``make course`` (:func:`helpers.home.interactive`)."""
+    """Whether to show widgets: in a live notebook, not in tests or ``make course`` (:func:`helpers.base.home.interactive`)."""
     return interactive()
 
 

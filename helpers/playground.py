@@ -4,17 +4,17 @@ from pathlib import Path
 
 from PIL import Image
 
-from .comparisons import load_run
-from .figures import figures_dir, save_image
-from .lora import is_lora_run
-from .sampling import initial_latents
+from helpers.figures import figures_dir, save_image
+from helpers.sample import load_run
+from helpers.train.lora import is_lora_run
+from helpers.train.sampling import initial_latents
 
 
 class Playground:
     """A finished run (full or LoRA) loaded once, ready to draw one image at a time.
 
     Args:
-        run: a run folder, full or LoRA (anything :func:`helpers.training.load_trained_pipeline` loads).
+        run: a run folder, full or LoRA (anything :func:`helpers.train.dreambooth.load_trained_pipeline` loads).
         num_inference_steps: sampler steps per image.
         resolution: image size in pixels; None uses the model's native size.
     """

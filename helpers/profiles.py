@@ -17,7 +17,7 @@ PROFILE_ENV = "COURSE_PROFILE"
 # JSON object of profile fields to change everywhere, e.g. '{"step_scale": 0.01}' (the GPU course check).
 OVERRIDES_ENV = "COURSE_PROFILE_OVERRIDES"
 
-# Model references that the kit resolves itself (see helpers.models.resolve_model).
+# Model references that the kit resolves itself (see helpers.train.models.resolve_model).
 TINY_MODEL = "kit:tiny-sd"
 TOY_MODEL = "kit:toyworld"
 
@@ -51,7 +51,7 @@ class Profile:
     # What a finished run saves: only its trained parts (and in float16) on gpu, where weights are GBs.
     save_trained_parts: bool = False
     save_fp16: bool = False
-    # The backbones that score subjects outside ToyWorld (helpers.measures): the DreamBooth paper's.
+    # The backbones that score subjects outside ToyWorld (helpers.measure.backbones): the DreamBooth paper's.
     dino_model: str = "facebook/dino-vits16"
     clip_model: str = "openai/clip-vit-base-patch32"
     description: str = ""

@@ -42,7 +42,7 @@ def build_model(folder: Path) -> Path:
 
 def build_backbones(work: Path) -> dict[str, str]:
     """DINO ViT-S/16 and CLIP ViT-B/32 at full size with random weights: the measures' memory and code path."""
-    from helpers import measures
+    from helpers.measure import backbones as measures
 
     dino, clip = work / "dino-vits16-random", work / "clip-b32-random"
     if not (dino / "config.json").exists():
@@ -54,11 +54,11 @@ def build_backbones(work: Path) -> dict[str, str]:
 
 def measure_tables(home: Path, notebooks: list[str]) -> str:
     """Which comparison tables the notebooks saved, and which are missing (every figure should have one)."""
-    from helpers.findings_table import EXPERIMENTS
-    from helpers.scores import load_saved_scores
+    from helpers.measure.scores import load_saved_scores
+    from helpers.study.findings_table import SCORE_FILES
 
     saved = load_saved_scores(home / "scores")
-    wanted = sorted({n for names in EXPERIMENTS.values() for n in names} | {"03_newer_samplers"})
+    wanted = sorted({n for names in SCORE_FILES.values() for n in names} | {"03_newer_samplers"})
     wanted = [n for n in wanted if not notebooks or any(n.startswith(prefix) for prefix in notebooks)]
     lines = ["## Measure tables under the figures\n"]
     for name in wanted:
@@ -70,7 +70,7 @@ def measure_tables(home: Path, notebooks: list[str]) -> str:
 
 def stand_in_photos(home: Path) -> None:
     """Photos where a learner would have them: the cat toy (a Hub download) and their own face."""
-    from helpers.data import make_synthetic_subject
+    from helpers.train.data import make_synthetic_subject
 
     for name in ("cat_toy", "upload"):
         folder = home / "subjects" / name

@@ -50,7 +50,7 @@ ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")  # colour codes, which pip writes ev
 VERIFY = """
 import json
 import helpers
-from helpers.doctor import import_problems
+from helpers.course.doctor import import_problems
 print(json.dumps({"kit": helpers.__version__, "problems": import_problems()}))
 """
 
@@ -142,10 +142,10 @@ def constraints_text(kit: Path, platform_versions: dict[str, str | None], relaxe
 
 
 def logs_folder(kit: Path) -> Path:
-    """``<course home>/logs``, with the course home found as helpers.home finds it."""
+    """``<course home>/logs``, with the course home found as helpers.base.home finds it."""
     sys.path.insert(0, str(kit))
     try:
-        from helpers.home import course_home  # light: the standard library only
+        from helpers.base.home import course_home  # light: the standard library only
     finally:
         sys.path.remove(str(kit))
     return course_home() / "logs"

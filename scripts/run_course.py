@@ -146,7 +146,7 @@ def main(argv: list[str]) -> int:
     # and, without a time limit, the run waited forever (seen in notebook 01 after its progress figure).
     os.environ.setdefault("COURSE_INTERACTIVE", "0")
     sys.path.insert(0, str(ROOT))
-    from helpers.paths import runs_dir
+    from helpers.base.paths import runs_dir
     from helpers.profiles import get_profile
 
     notebooks = sorted(args.dir.glob("[0-9][0-9]_*.ipynb"))

@@ -22,7 +22,7 @@ def runs_dir(tmp_path_factory):
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory):
     """A tiny random Stable Diffusion saved as a pipeline folder (built once per session)."""
-    from helpers.models import build_tiny_model
+    from helpers.train.models import build_tiny_model
 
     return build_tiny_model(tmp_path_factory.mktemp("models") / "tiny-sd")
 
@@ -30,7 +30,7 @@ def tiny_model_dir(tmp_path_factory):
 @pytest.fixture(scope="session")
 def tiny_pipe(tiny_model_dir):
     """The tiny model loaded back through the kit's own loader."""
-    from helpers.models import load_pipeline
+    from helpers.train.models import load_pipeline
 
     return load_pipeline(str(tiny_model_dir))
 
@@ -38,7 +38,7 @@ def tiny_pipe(tiny_model_dir):
 @pytest.fixture()
 def subject_dir(tmp_path):
     """A folder of five synthetic subject photos."""
-    from helpers.data import make_synthetic_subject
+    from helpers.train.data import make_synthetic_subject
 
     return make_synthetic_subject(tmp_path / "subject", n=5, size=48)
 
@@ -46,7 +46,7 @@ def subject_dir(tmp_path):
 @pytest.fixture(scope="session")
 def train_subject(tmp_path_factory):
     """Four synthetic subject photos, made once per session."""
-    from helpers.data import make_synthetic_subject
+    from helpers.train.data import make_synthetic_subject
 
     return make_synthetic_subject(tmp_path_factory.mktemp("train-subject") / "subject", n=4, size=40)
 
@@ -54,7 +54,7 @@ def train_subject(tmp_path_factory):
 @pytest.fixture(scope="session")
 def make_config(tiny_model_dir, train_subject, tmp_path_factory):
     """Factory: a tiny-model DreamBooth config writing to a fresh folder; keyword arguments change fields."""
-    from helpers.config import smoke_config
+    from helpers.train.config import smoke_config
 
     def make(name: str, **changes):
         out = tmp_path_factory.mktemp("run") / name

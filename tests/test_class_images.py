@@ -2,7 +2,7 @@
 
 import pytest
 
-from helpers.class_images import (
+from helpers.train.class_images import (
     ClassImageSpec,
     StaleClassImagesError,
     default_class_dir,
@@ -27,18 +27,18 @@ def test_generates_with_a_record_and_reuses(tmp_path, tiny_pipe, spec, monkeypat
     paths = generate_class_images(tmp_path / "dog", spec, 3, batch_size=2, pipe=tiny_pipe, progress=False)
     assert [p.name for p in paths] == ["00000.png", "00001.png", "00002.png"]
     assert (tmp_path / "dog" / "class_images.json").exists()
-    import helpers.class_images
+    import helpers.train.class_images
 
     monkeypatch.setattr(
-        helpers.class_images, "generate", lambda *a, **k: pytest.fail("regenerated a cached image")
+        helpers.train.class_images, "generate", lambda *a, **k: pytest.fail("regenerated a cached image")
     )
     assert generate_class_images(tmp_path / "dog", spec, 3, pipe=tiny_pipe, progress=False) == paths
 
 
 def test_interrupted_generation_resumes_without_duplicates(tmp_path, tiny_pipe, spec, monkeypatch):
-    import helpers.class_images
+    import helpers.train.class_images
 
-    real, calls = helpers.class_images.generate, []
+    real, calls = helpers.train.class_images.generate, []
 
     def interrupted(pipe, prompts, seeds, **kwargs):  # the second batch never finishes
         calls.append(list(seeds))
@@ -46,7 +46,7 @@ def test_interrupted_generation_resumes_without_duplicates(tmp_path, tiny_pipe, 
             raise KeyboardInterrupt
         return real(pipe, prompts, seeds, **kwargs)
 
-    monkeypatch.setattr(helpers.class_images, "generate", interrupted)
+    monkeypatch.setattr(helpers.train.class_images, "generate", interrupted)
     with pytest.raises(KeyboardInterrupt):
         generate_class_images(tmp_path / "a", spec, 4, batch_size=2, pipe=tiny_pipe, progress=False)
     assert sorted(p.name for p in (tmp_path / "a").iterdir()) == [
@@ -56,7 +56,7 @@ def test_interrupted_generation_resumes_without_duplicates(tmp_path, tiny_pipe, 
     ]
     calls.clear()
     monkeypatch.setattr(
-        helpers.class_images, "generate", lambda *a, **k: calls.append(list(a[2])) or real(*a, **k)
+        helpers.train.class_images, "generate", lambda *a, **k: calls.append(list(a[2])) or real(*a, **k)
     )
     generate_class_images(tmp_path / "a", spec, 4, batch_size=2, pipe=tiny_pipe, progress=False)
     assert calls == [[5, 6]]  # only images 2 and 3 (seeds 3 + index) were made
@@ -81,7 +81,7 @@ def test_stale_cache_is_refused(tmp_path, tiny_pipe, spec):
 
 
 def test_folder_without_record_is_refused(tmp_path, spec):
-    from helpers.data import make_synthetic_subject
+    from helpers.train.data import make_synthetic_subject
 
     folder = make_synthetic_subject(tmp_path / "mine", n=1, size=16)
     with pytest.raises(StaleClassImagesError, match="class_images.json"):

@@ -7,8 +7,6 @@ import pytest
 import yaml
 from PIL import Image
 
-from helpers.comparisons import Comparison, sample_runs, scheduler_comparison, scheduler_name
-from helpers.course import Subject
 from helpers.figures import (
     image_grid,
     paste_table,
@@ -18,9 +16,11 @@ from helpers.figures import (
     validation_grids,
     widgets_enabled,
 )
-from helpers.prompts import short_prompt, subject_prompts
-from helpers.sampling import Generation
-from helpers.scores import format_scores, toyworld_scores
+from helpers.measure.scores import format_scores, toyworld_scores
+from helpers.sample import Comparison, sample_runs, scheduler_comparison, scheduler_name
+from helpers.train.prompts import short_prompt, subject_prompts
+from helpers.train.sampling import Generation
+from helpers.train.settings import Subject
 
 
 def solid(value: int, size: int = 16) -> Image.Image:
@@ -89,7 +89,7 @@ def test_comparison_grid_puts_arms_in_columns_or_rows():
 
 
 def test_every_scheduler_has_a_figure_name():
-    from helpers.sampling import SCHEDULERS
+    from helpers.train.sampling import SCHEDULERS
 
     assert all(scheduler_name(k) for k in SCHEDULERS)
 
@@ -176,7 +176,7 @@ def test_sample_runs_gives_every_arm_the_same_starting_noise(tiny_model_dir):
 def test_toyworld_scores_route_class_prompt_images_to_language_drift(monkeypatch):
     import torch
 
-    import helpers.scores as ex
+    import helpers.measure.scores as ex
     from helpers.toyworld import metrics
 
     seen = {}
@@ -197,7 +197,7 @@ def test_toyworld_scores_route_class_prompt_images_to_language_drift(monkeypatch
 
 
 def test_scores_print_with_their_count_and_interval():
-    from helpers.scores import as_share
+    from helpers.measure.scores import as_share
 
     text = format_scores({"high": {"subject_fidelity": as_share(0.375, 8)}, "low": {"subject_fidelity": as_share(0.125, 8)}})
     assert "0.38 [" in text and "n=8" in text  # 3 of 8, never a bare number

@@ -2,7 +2,7 @@
 
 import pytest
 
-from helpers.config import (
+from helpers.train.config import (
     ConfigError,
     TrainConfig,
     config_hash,
@@ -63,7 +63,7 @@ def test_bad_values_say_what_to_use():
 
 
 def test_hash_covers_the_result_not_the_paths(tmp_path):
-    from helpers.data import make_synthetic_subject
+    from helpers.train.data import make_synthetic_subject
 
     subject = make_synthetic_subject(tmp_path / "s", n=2, size=16)
     base = TrainConfig(instance_data_dir=str(subject))
@@ -89,8 +89,8 @@ def test_cli_reports_config_errors(tmp_path, capsys):
 
 
 def test_config_for_profile_scales_the_study():
-    from helpers.config import config_for_profile
     from helpers.profiles import get_profile
+    from helpers.train.config import config_for_profile
 
     gpu = config_for_profile(
         get_profile("gpu"), learning_rate=2e-6, max_train_steps=400, instance_data_dir="d"
@@ -110,8 +110,8 @@ def test_config_for_profile_scales_the_study():
 def test_hash_follows_the_model_weights_not_only_its_name(tiny_model_dir, tmp_path):
     import shutil
 
-    from helpers.config import TrainConfig, config_hash
-    from helpers.models import build_tiny_model, model_fingerprint
+    from helpers.train.config import TrainConfig, config_hash
+    from helpers.train.models import build_tiny_model, model_fingerprint
 
     copy = shutil.copytree(tiny_model_dir, tmp_path / "model")
     moved = shutil.copytree(tiny_model_dir, tmp_path / "elsewhere")

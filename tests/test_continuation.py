@@ -6,13 +6,15 @@ import shutil
 
 import pytest
 
-from helpers import continuation, home
-from helpers.config import config_hash, resolve_output_dir, save_config, smoke_config
-from helpers.continuation import continue_from_inputs, find_homes, is_course_home
-from helpers.course import default_settings, run_finished, settings_path, setup_notebook
-from helpers.data import make_synthetic_subject
-from helpers.home import HOME_NAME, open_home
-from helpers.runs import run_status
+from helpers.base import home
+from helpers.base.home import HOME_NAME
+from helpers.course import continuation
+from helpers.course.continuation import continue_from_inputs, find_homes, is_course_home, open_home
+from helpers.course.setup import setup_notebook
+from helpers.train.config import config_hash, resolve_output_dir, save_config, smoke_config
+from helpers.train.data import make_synthetic_subject
+from helpers.train.runs import run_status
+from helpers.train.settings import default_settings, run_finished, settings_path
 
 PLATFORM_VARS = ["COURSE_HOME", "COURSE_RUNS_DIR", "COLAB_RELEASE_TAG", "HF_HOME", "HF_HUB_CACHE",
                  "COURSE_HUB_CACHE_ON_HOME"]
@@ -83,7 +85,7 @@ def test_the_next_notebook_finds_00s_settings_and_photos(kaggle, capsys):
     default_settings("smoke").save()  # notebook 00 saves the learner's choices
     save_version(kaggle, "dreambooth-00-setup")
     os.environ.pop("COURSE_PROFILE")  # a fresh kernel: the profile comes from the saved home
-    settings = setup_notebook("01")
+    settings = setup_notebook("01").settings
     out = capsys.readouterr().out
     assert "saved by 00_setup" in out and settings.profile == "smoke"
     assert "Continuing from a saved course home" in out and "(dreambooth-00-setup)" in out

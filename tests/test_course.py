@@ -2,9 +2,15 @@
 
 import pytest
 
-from helpers.course import default_settings, load_settings, prepare_subject, settings_path, study_config
-from helpers.data import list_images
 from helpers.profiles import get_profile
+from helpers.train.data import list_images
+from helpers.train.settings import (
+    default_settings,
+    load_settings,
+    prepare_subject,
+    settings_path,
+    study_config,
+)
 
 
 def test_smoke_defaults_use_kit_made_data():
@@ -29,7 +35,7 @@ def test_unknown_subject_lists_the_choices():
 
 
 def test_upload_without_photos_says_what_to_do(monkeypatch):
-    from helpers.course import ensure_photos
+    from helpers.course.setup import ensure_photos
 
     monkeypatch.setenv("COURSE_INTERACTIVE", "0")
     with pytest.raises(ValueError, match="put 3-10 photos into"):
@@ -48,7 +54,7 @@ def test_study_config_scales_through_the_profile():
 
 
 def test_cpu_defaults_pick_a_toy_object_and_the_toy_face():
-    from helpers.course import toy_model_ready, toy_subjects
+    from helpers.train.settings import toy_model_ready, toy_subjects
 
     s = default_settings("cpu")
     if toy_subjects() and toy_model_ready():
@@ -60,7 +66,7 @@ def test_cpu_defaults_pick_a_toy_object_and_the_toy_face():
 
 
 def test_printed_paths_hide_the_machine(runs_dir, tmp_path):
-    from helpers.paths import display_path
+    from helpers.base.paths import display_path
 
     assert display_path(runs_dir / "train" / "dog-abc") == f"{runs_dir.name}/train/dog-abc"  # from the home, not the machine
     assert display_path(tmp_path / "elsewhere" / "x.png") == "x.png"

@@ -7,7 +7,8 @@ import pytest
 import torch
 from PIL import Image
 
-from helpers.data import (
+from helpers.course.uploads import save_uploads
+from helpers.train.data import (
     SubjectDataError,
     list_images,
     load_images,
@@ -18,7 +19,6 @@ from helpers.data import (
     to_pil,
     to_tensor,
 )
-from helpers.uploads import save_uploads
 
 
 def test_missing_folder(tmp_path):
@@ -103,7 +103,7 @@ def test_manifest_lists_sources_with_licences():
 
 
 def test_hub_dataset_offline_says_what_to_do(tmp_path, monkeypatch):
-    from helpers.data import download_hub_dataset
+    from helpers.train.data import download_hub_dataset
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(SubjectDataError, match="upload widget"):
@@ -112,3 +112,9 @@ def test_hub_dataset_offline_says_what_to_do(tmp_path, monkeypatch):
 
 def test_tensor_dtype():
     assert to_tensor(Image.new("RGB", (2, 2))).dtype == torch.float32
+
+
+def test_to_tensor_of_a_batch_is_the_stack_of_its_images():
+    batch = np.random.default_rng(0).integers(0, 256, (3, 8, 8, 3), dtype=np.uint8)
+    stacked = torch.stack([to_tensor(Image.fromarray(image)) for image in batch])
+    assert to_tensor(batch).shape == (3, 3, 8, 8) and torch.equal(to_tensor(batch), stacked)

@@ -6,7 +6,7 @@ import sys
 
 import torch
 
-from helpers.doctor import diagnose
+from helpers.course.doctor import diagnose
 
 
 def test_report_has_the_facts(monkeypatch):
@@ -28,7 +28,7 @@ BROKEN = "raise ImportError(\"cannot import name 'CLIPFeatureExtractor' from 'tr
 
 
 def test_a_library_that_does_not_import_shows_its_own_error(tmp_path, monkeypatch):
-    from helpers import doctor
+    from helpers.course import doctor
 
     (tmp_path / "broken_diffusers.py").write_text(BROKEN)
     monkeypatch.syspath_prepend(str(tmp_path))
@@ -50,7 +50,7 @@ def test_python_m_helpers_doctor_reports_a_broken_library_instead_of_crashing(tm
 
 
 def test_version_drift_only_names_the_courses_own_libraries():
-    from helpers.doctor import tested_versions, version_drift
+    from helpers.course.doctor import tested_versions, version_drift
 
     drift = version_drift({"ipykernel": "6.0.0", "pytest": "7.0", "nbval": "0.9", "ipywidgets": "7.7.1",
                            "numpy": "1.26.0", "transformers": "4.57.1"})

@@ -6,7 +6,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from helpers.export import (
+from helpers.share.export import (
     TEXT_PREFIX,
     ExportError,
     export_single_file,
@@ -89,7 +89,7 @@ def sd_shaped_model(folder):
     """A miniature with Stable Diffusion 1.x's structure: four levels, attention on the first three."""
     from diffusers import AutoencoderKL, UNet2DConditionModel
 
-    from helpers.models import build_tiny_components, save_pipeline
+    from helpers.train.models import build_tiny_components, save_pipeline
 
     torch.manual_seed(1)
     parts = build_tiny_components()
@@ -136,7 +136,7 @@ def test_four_level_model_gets_stable_diffusions_names(tmp_path):
 def test_four_level_model_round_trips(tmp_path):
     model = sd_shaped_model(tmp_path / "sd-shaped")
     path = export_single_file(model, tmp_path / "sd.safetensors")
-    from helpers.models import load_pipeline
+    from helpers.train.models import load_pipeline
 
     run, pipe = load_pipeline(str(model)), load_single_file(path, model)
     assert_same_weights(run, pipe)
@@ -145,11 +145,11 @@ def test_four_level_model_round_trips(tmp_path):
 
 
 def test_toyworld_model_round_trips_and_warns_about_its_scale(tmp_path, caplog):
-    from helpers.models import TOY_MODEL_DIR, load_pipeline
+    from helpers.train.models import TOY_MODEL_DIR, load_pipeline
 
     if not (TOY_MODEL_DIR / "model_index.json").exists():
         pytest.skip("the ToyWorld model is not built")
-    with caplog.at_level("WARNING", logger="helpers.export"):  # three levels, one layer each
+    with caplog.at_level("WARNING", logger="helpers.share.export"):  # three levels, one layer each
         path = export_single_file(TOY_MODEL_DIR, tmp_path / "toy.safetensors")
     scale = json.loads((TOY_MODEL_DIR / "vae" / "config.json").read_text())["scaling_factor"]
     assert f"scales latents by {scale:.4g}" in caplog.text and abs(scale - 0.18215) > 0.05
@@ -220,7 +220,7 @@ def lora_run(tiny_model_dir, tmp_path_factory):
     from peft import LoraConfig, inject_adapter_in_model
     from peft.utils import get_peft_model_state_dict
 
-    from helpers.models import load_pipeline
+    from helpers.train.models import load_pipeline
 
     pipe = load_pipeline(str(tiny_model_dir))
     unet_config = LoraConfig(r=RANK, lora_alpha=ALPHA, target_modules=["to_k", "to_q", "to_v", "to_out.0"])
@@ -245,7 +245,7 @@ def lora_run(tiny_model_dir, tmp_path_factory):
 
 
 def test_kohya_export_has_kohyas_keys(lora_run, tmp_path):
-    from helpers.export import export_kohya_lora, read_lora_file
+    from helpers.share.export import export_kohya_lora, read_lora_file
 
     run, _ = lora_run
     state = load_file(export_kohya_lora(run, tmp_path / "kohya.safetensors"))
@@ -265,7 +265,7 @@ def test_kohya_export_has_kohyas_keys(lora_run, tmp_path):
 
 
 def test_kohya_export_reads_back_exactly(lora_run, tiny_pipe, tmp_path):
-    from helpers.export import export_kohya_lora, read_kohya_lora, read_lora_file
+    from helpers.share.export import export_kohya_lora, read_kohya_lora, read_lora_file
 
     run, _ = lora_run
     path = export_kohya_lora(run, tmp_path / "kohya.safetensors")
@@ -277,8 +277,8 @@ def test_kohya_export_reads_back_exactly(lora_run, tiny_pipe, tmp_path):
 
 
 def test_kohya_export_draws_the_adapters_image(lora_run, tiny_model_dir, tmp_path):
-    from helpers.export import export_kohya_lora, load_kohya_lora
-    from helpers.models import load_pipeline
+    from helpers.share.export import export_kohya_lora, load_kohya_lora
+    from helpers.train.models import load_pipeline
 
     run, in_memory = lora_run
     path = export_kohya_lora(run, tmp_path / "kohya.safetensors")
@@ -295,7 +295,7 @@ def test_kohya_export_draws_the_adapters_image(lora_run, tiny_model_dir, tmp_pat
 
 
 def test_kohya_export_refuses_a_full_run(tiny_model_dir, tmp_path):
-    from helpers.export import export_kohya_lora
+    from helpers.share.export import export_kohya_lora
 
     with pytest.raises(ExportError, match="--single-file"):
         export_kohya_lora(tiny_model_dir, tmp_path / "kohya.safetensors")

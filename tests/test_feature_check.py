@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from helpers.toyworld import feature_check as fc
-from helpers.toyworld import subjects, world
+from helpers.toyworld import metrics, subjects, world
 
 FRESH = 7_100_000  # seeds no render used while the thresholds were chosen
 RENDERS = 24  # per subject and kind: four of each background
@@ -82,22 +82,22 @@ def test_mistakes_say_what_to_do():
     with pytest.raises(ValueError, match="RGB image"):
         fc.check(np.zeros((64, 64)), "dotted_star")
     with pytest.raises(KeyError, match="choose one of"):
-        fc.agreement([image], "dotted_cube")
+        metrics.agreement([image], "dotted_cube")
 
 
 def test_cohen_kappa():
-    assert fc.cohen_kappa(5, 0, 0, 5) == 1.0
-    assert fc.cohen_kappa(0, 5, 5, 0) == -1.0
-    assert fc.cohen_kappa(2, 2, 2, 2) == 0.0
-    assert fc.cohen_kappa(0, 46, 0, 10) == 0.0  # the pixels say no to all: no agreement beyond chance
-    assert math.isnan(fc.cohen_kappa(4, 0, 0, 0))  # both say yes to everything: chance explains it all
-    assert math.isnan(fc.cohen_kappa(0, 0, 0, 0))
+    assert metrics.cohen_kappa(5, 0, 0, 5) == 1.0
+    assert metrics.cohen_kappa(0, 5, 5, 0) == -1.0
+    assert metrics.cohen_kappa(2, 2, 2, 2) == 0.0
+    assert metrics.cohen_kappa(0, 46, 0, 10) == 0.0  # the pixels say no to all: no agreement beyond chance
+    assert math.isnan(metrics.cohen_kappa(4, 0, 0, 0))  # both say yes to everything: chance explains it all
+    assert math.isnan(metrics.cohen_kappa(0, 0, 0, 0))
 
 
 def test_agreement_counts_add_up():
     name = "checked_cube"
     images = _renders(name, True, 6) + _renders(name, False, 6) + _renders("dotted_star", True, 4)
-    result = fc.agreement(images, name)
+    result = metrics.agreement(images, name)
     counts = [result[k] for k in ("both_yes", "both_no", "evaluator_only", "pixel_only")]
     assert sum(counts) == result["images"] == len(images) == len(result["per_image"])
     assert result["agreement"].n == len(images)
@@ -106,7 +106,7 @@ def test_agreement_counts_add_up():
     pixel = [seen for _, seen in result["per_image"]]
     assert pixel == [True] * 6 + [False] * 10  # the pixel check itself is right on every one of these renders
     assert result["pixel_yes"].value == pytest.approx(6 / 16)
-    line = fc.format_agreement(result)
+    line = metrics.format_agreement(result)
     assert name in line and f"n={len(images)}" in line
 
 
@@ -115,8 +115,8 @@ def test_the_agreement_benchmark_scores_each_subjects_goal_arm_per_training_seed
     import json
     from pathlib import Path
 
-    from helpers import findings
-    from helpers.config import config_hash, resolve_output_dir, save_config
+    from helpers.study import findings
+    from helpers.train.config import config_hash, resolve_output_dir, save_config
 
     path = Path(__file__).resolve().parents[1] / "benchmarks" / "feature_agreement.py"
     spec = importlib.util.spec_from_file_location("feature_agreement", path)

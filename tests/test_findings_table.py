@@ -2,10 +2,10 @@
 
 import pytest
 
-from helpers import findings_table
+from helpers.base.stats import mean_of
 from helpers.cli import main
-from helpers.scores import BACKBONE_HEADERS, ScoreTable, save_scores
-from helpers.stats import mean_of
+from helpers.measure.scores import BACKBONE_HEADERS, ScoreTable, save_scores
+from helpers.study import findings_table
 
 README = """# Kit
 
@@ -28,8 +28,8 @@ def table(rows: dict[str, dict[str, list[float]]]) -> ScoreTable:
 def home(tmp_path, monkeypatch):
     """A course home with the tables notebooks 01 and 02 would save on gpu (and one from cpu)."""
     monkeypatch.setenv("COURSE_RUNS_DIR", str(tmp_path))
-    from helpers.course import Subject
     from helpers.profiles import get_profile
+    from helpers.train.settings import Subject
 
     cat = Subject("cat_toy", str(tmp_path), "toy")
     save_scores(table({"high LR": {"subject_fidelity": [0.7, 0.8], "prompt_fidelity": [0.25, 0.27]},

@@ -21,7 +21,7 @@ def precisions() -> list[str]:
 @pytest.mark.parametrize("precision", precisions())
 @pytest.mark.parametrize("train_text_encoder", [False, True])
 def test_mixed_precision_with_8bit_adam_trains_fp32_weights(make_config, precision, train_text_encoder):
-    from helpers.training import train_dreambooth
+    from helpers.train.dreambooth import train_dreambooth
 
     config = make_config(
         f"{precision}-{train_text_encoder}",
@@ -42,7 +42,7 @@ def test_mixed_precision_with_8bit_adam_trains_fp32_weights(make_config, precisi
 
 
 def test_bf16_is_refused_where_the_gpu_lacks_it():
-    from helpers.optim import PrecisionError, check_mixed_precision
+    from helpers.train.optim import PrecisionError, check_mixed_precision
 
     if torch.cuda.is_bf16_supported():
         check_mixed_precision("bf16")  # accepted: nothing to refuse on this GPU
@@ -60,7 +60,7 @@ def test_two_gpus_end_with_identical_weights(make_config, tmp_path, free_port):
     import sys
     from pathlib import Path
 
-    from helpers.config import save_config
+    from helpers.train.config import save_config
 
     config = make_config("two-gpus", mixed_precision="fp16", use_8bit_adam=True, train_text_encoder=True,
                          with_prior_preservation=True, max_train_steps=4, class_data_dir=str(tmp_path / "class"))

@@ -6,9 +6,8 @@ from collections import namedtuple
 
 import pytest
 
-from helpers import home
-from helpers.cleanup import cleanup_candidates, delete_candidates, describe_candidates, note_runs_in_use
-from helpers.home import (
+from helpers.base import home
+from helpers.base.home import (
     GIB,
     HOME_NAME,
     NotEnoughSpaceError,
@@ -18,9 +17,15 @@ from helpers.home import (
     free_bytes,
     hub_cache_dir,
     hub_cache_on_home,
-    open_home,
     space_limit,
 )
+from helpers.course.cleanup import (
+    cleanup_candidates,
+    delete_candidates,
+    describe_candidates,
+    note_runs_in_use,
+)
+from helpers.course.continuation import open_home
 
 PLATFORM_VARS = ["COURSE_HOME", "COURSE_RUNS_DIR", "COLAB_RELEASE_TAG", "KAGGLE_KERNEL_RUN_TYPE", "HF_HOME", "HF_HUB_CACHE",
                  "COURSE_HUB_CACHE_ON_HOME"]
@@ -194,9 +199,9 @@ def test_cleanup_lists_old_checkpoints_and_unused_runs(bare, monkeypatch):
 
 
 def test_a_hub_model_not_downloaded_yet_counts_as_stable_diffusion_and_its_download(monkeypatch):
-    from helpers import models
-    from helpers.config import smoke_config
-    from helpers.training import estimate_run_bytes
+    from helpers.train import models
+    from helpers.train.config import smoke_config
+    from helpers.train.dreambooth import estimate_run_bytes
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     config = smoke_config()

@@ -13,8 +13,8 @@ from pathlib import Path
 from packaging.requirements import Requirement
 from packaging.version import Version
 
-from helpers.doctor import version_drift
-from helpers.paths import REPO_ROOT
+from helpers.base.paths import REPO_ROOT
+from helpers.course.doctor import version_drift
 
 PYPROJECT = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())
 CONSTRAINTS = REPO_ROOT / "constraints.txt"

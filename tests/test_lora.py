@@ -7,7 +7,7 @@ import pytest
 import torch
 from support import same_tensors, tensors_of
 
-from helpers.config import LORA_FIELDS, ConfigError, TrainConfig, config_hash
+from helpers.train.config import LORA_FIELDS, ConfigError, TrainConfig, config_hash
 
 PROMPT = "a photo of sks dog"
 
@@ -20,7 +20,7 @@ def draw(pipe, seed: int = 0):
 
 def assembled(models: dict, tiny_model_dir):
     """A pipeline around trained models still in memory (the base model's VAE, tokenizer and scheduler)."""
-    from helpers.models import load_pipeline
+    from helpers.train.models import load_pipeline
 
     base = load_pipeline(str(tiny_model_dir))
     return type(base)(**{**base.components, "unet": models["unet"], "text_encoder": models["text_encoder"]})
@@ -28,7 +28,7 @@ def assembled(models: dict, tiny_model_dir):
 
 def base_weights(tiny_model_dir) -> dict:
     """The tiny model's UNet and text-encoder weights, as loaded for training."""
-    from helpers.models import load_components
+    from helpers.train.models import load_components
 
     parts = load_components(str(tiny_model_dir))
     return {"unet": tensors_of(parts["unet"]), "text_encoder": tensors_of(parts["text_encoder"])}
@@ -88,7 +88,7 @@ def test_lora_config_values():
 @pytest.fixture(scope="module")
 def lora_run(make_config):
     """UNet and text-encoder LoRA, alpha != rank, overfitting four photos at a high learning rate: 120 steps."""
-    from helpers.training import train_dreambooth
+    from helpers.train.dreambooth import train_dreambooth
 
     config = make_config(
         "lora",
@@ -120,9 +120,9 @@ def test_base_weights_stay_bit_identical(lora_run, tiny_model_dir):
 
 def fixed_draws_loss(parts: dict, unet, text_encoder, instance_dir: str, draws: int = 16) -> float:
     """Mean DreamBooth loss on the four photos over ``draws`` fixed draws of noise and timesteps."""
-    from helpers.batches import DreamBoothDataset, collate_fn
-    from helpers.data import load_images
-    from helpers.training import step_generator, training_step
+    from helpers.train.batches import DreamBoothDataset, collate_fn
+    from helpers.train.data import load_images
+    from helpers.train.dreambooth import step_generator, training_step
 
     data = DreamBoothDataset(load_images(instance_dir, 16), PROMPT, parts["tokenizer"])
     batch = collate_fn([data[i] for i in range(4)], False)
@@ -140,7 +140,7 @@ def test_loss_falls_when_overfitting(lora_run, tiny_model_dir):
     So the same 16 draws of noise and timesteps score the base model and the trained one, and the
     log's first and last 20 steps are compared too.
     """
-    from helpers.models import load_components
+    from helpers.train.models import load_components
 
     losses = lora_run.losses["loss"]
     first, last = sum(losses[:20]) / 20, sum(losses[-20:]) / 20
@@ -155,7 +155,7 @@ def test_loss_falls_when_overfitting(lora_run, tiny_model_dir):
 
 
 def test_run_folder_holds_the_adapter_not_the_base_model(lora_run, tiny_model_dir):
-    from helpers.lora import BASE_FILE, LORA_FILE
+    from helpers.train.lora import BASE_FILE, LORA_FILE
 
     out = lora_run.output_dir
     weights = sorted(p.relative_to(out).as_posix() for p in out.rglob("*.safetensors"))
@@ -171,8 +171,8 @@ def test_run_folder_holds_the_adapter_not_the_base_model(lora_run, tiny_model_di
 
 
 def test_load_lora_weights_draws_the_trained_image(lora_run, tiny_model_dir):
-    from helpers.models import load_pipeline
-    from helpers.training import load_trained_pipeline
+    from helpers.train.dreambooth import load_trained_pipeline
+    from helpers.train.models import load_pipeline
 
     in_memory = draw(assembled(lora_run.models, tiny_model_dir))
     fresh = load_pipeline(str(tiny_model_dir))
@@ -187,8 +187,8 @@ def test_load_lora_weights_draws_the_trained_image(lora_run, tiny_model_dir):
 def test_kohya_export_of_a_trained_run(lora_run, tiny_model_dir, tmp_path):
     from safetensors.torch import load_file
 
-    from helpers.export import export_kohya_lora, load_kohya_lora
-    from helpers.models import load_pipeline
+    from helpers.share.export import export_kohya_lora, load_kohya_lora
+    from helpers.train.models import load_pipeline
 
     path = export_kohya_lora(lora_run.output_dir, tmp_path / "kohya.safetensors")
     state = load_file(str(path))
@@ -199,7 +199,7 @@ def test_kohya_export_of_a_trained_run(lora_run, tiny_model_dir, tmp_path):
 
 
 def test_finished_lora_run_is_reused(lora_run):
-    from helpers.training import train_dreambooth
+    from helpers.train.dreambooth import train_dreambooth
 
     again = train_dreambooth(lora_run.config, progress=False)
     assert again.reused and again.losses == lora_run.losses
@@ -209,7 +209,7 @@ def test_finished_lora_run_is_reused(lora_run):
 
 
 def test_text_encoder_adapter_trains_with_gradient_checkpointing(make_config):
-    from helpers.training import train_dreambooth
+    from helpers.train.dreambooth import train_dreambooth
 
     config = make_config("lora-gc", use_lora=True, train_text_encoder=True, gradient_checkpointing=True,
                          max_train_steps=2, gradient_accumulation_steps=2, cache_latents=False, resolution=16)
@@ -220,7 +220,7 @@ def test_text_encoder_adapter_trains_with_gradient_checkpointing(make_config):
 
 
 def test_adapters_stay_float32_under_mixed_precision(make_config):
-    from helpers.training import train_dreambooth
+    from helpers.train.dreambooth import train_dreambooth
 
     config = make_config("lora-bf16", use_lora=True, train_text_encoder=True, mixed_precision="bf16",
                          max_train_steps=2, resolution=16)
@@ -235,7 +235,7 @@ def test_adapters_stay_float32_under_mixed_precision(make_config):
 @pytest.fixture(scope="module")
 def checkpointed_run(make_config):
     """UNet-only LoRA with prior preservation, 8-bit AdamW and a checkpoint every 2 steps: 4 steps."""
-    from helpers.training import train_dreambooth
+    from helpers.train.dreambooth import train_dreambooth
 
     config = make_config(
         "lora-ckpt",
@@ -249,7 +249,7 @@ def checkpointed_run(make_config):
 
 
 def test_checkpoints_hold_only_the_adapter(checkpointed_run):
-    from helpers.lora import LORA_FILE
+    from helpers.train.lora import LORA_FILE
 
     checkpoint = checkpointed_run.output_dir / "checkpoints" / "checkpoint-4"
     assert (checkpoint / LORA_FILE).is_file()
@@ -260,8 +260,8 @@ def test_checkpoints_hold_only_the_adapter(checkpointed_run):
 
 
 def test_resume_equals_uninterrupted(checkpointed_run, make_config):
-    from helpers.lora import LORA_FILE
-    from helpers.training import train_dreambooth
+    from helpers.train.dreambooth import train_dreambooth
+    from helpers.train.lora import LORA_FILE
 
     config = checkpointed_run.config.replace(output_dir=make_config("lora-resumed").output_dir)
     stopped = train_dreambooth(config, stop_after_steps=3, progress=False)
@@ -283,8 +283,8 @@ def test_two_processes_train_one_adapter(make_config, tmp_path, free_port):
     import sys
     from pathlib import Path
 
-    from helpers.config import save_config
-    from helpers.lora import LORA_FILE
+    from helpers.train.config import save_config
+    from helpers.train.lora import LORA_FILE
 
     config = make_config("lora-ddp", use_lora=True, train_text_encoder=True, max_train_steps=2,
                          checkpointing_steps=1, resolution=16)

@@ -1,4 +1,4 @@
-"""Tests for helpers.measures on tiny random DINO and CLIP backbones, loaded like the Hub's."""
+"""Tests for helpers.measure.backbones on tiny random DINO and CLIP backbones, loaded like the Hub's."""
 
 import math
 
@@ -7,9 +7,9 @@ import pytest
 import torch
 from PIL import Image
 
-from helpers import measures
-from helpers.models import ModelUnavailableError
-from helpers.stats import Estimate
+from helpers.base.stats import Estimate
+from helpers.measure import backbones as measures
+from helpers.train.models import ModelUnavailableError
 
 TOYWORLD_COLUMNS = {"subject_fidelity", "prompt_fidelity", "language_drift"}  # helpers.experiments.toyworld_scores
 INSTANCE, BEACH, BLUE, CLASS = ("a photo of sks ball", "a photo of sks ball on the beach", "a photo of a blue sks ball",
@@ -157,20 +157,20 @@ def run_images(images):
 
 
 def test_score_run_fills_toyworlds_columns_with_counts_and_intervals(backbones, images):
-    row = measures.score_run(run_images(images), [noise(30), noise(31)], class_prompt=CLASS, backbones=backbones)
+    row = measures.backbone_scores(run_images(images), [noise(30), noise(31)], class_prompt=CLASS, backbones=backbones)
     assert list(row) == list(measures.COLUMNS) and TOYWORLD_COLUMNS <= set(row)
     assert all(isinstance(cell, Estimate) for cell in row.values())
     assert {k: cell.n for k, cell in row.items()} == {"subject_fidelity": 6, "subject_similarity": 6,
                                                        "prompt_fidelity": 6, "language_drift": 3, "diversity": 6}
     assert all(not math.isnan(cell.low) for cell in row.values())
     # the class prompt's images are drift only: without a class prompt they count as the run's own
-    no_class = measures.score_run(run_images(images), [noise(30)], backbones=backbones)
+    no_class = measures.backbone_scores(run_images(images), [noise(30)], backbones=backbones)
     assert "language_drift" not in no_class and no_class["subject_fidelity"].n == 9
 
 
 def test_score_run_agrees_with_the_measures_one_by_one(backbones, images):
     by_prompt, refs = run_images(images), [noise(30), noise(31)]
-    row = measures.score_run(by_prompt, refs, class_prompt=CLASS, backbones=backbones)
+    row = measures.backbone_scores(by_prompt, refs, class_prompt=CLASS, backbones=backbones)
     own = [im for p in (INSTANCE, BEACH, BLUE) for im in by_prompt[p]]
     prompts = [p for p in (INSTANCE, BEACH, BLUE) for _ in by_prompt[p]]
     alone = {
@@ -187,14 +187,14 @@ def test_score_run_agrees_with_the_measures_one_by_one(backbones, images):
 
 def test_score_run_needs_references(backbones, images):
     with pytest.raises(ValueError, match="real subject photos"):
-        measures.score_run(run_images(images), [], backbones=backbones)
+        measures.backbone_scores(run_images(images), [], backbones=backbones)
 
 
 def test_language_drift_is_high_when_class_images_are_the_subject(backbones, images):
     subject = [noise(40), noise(41)]
     drifted = run_images(images) | {CLASS: [s.copy() for s in subject]}
-    clean = measures.score_run(run_images(images), subject, class_prompt=CLASS, backbones=backbones)
-    drift = measures.score_run(drifted, subject, class_prompt=CLASS, backbones=backbones)
+    clean = measures.backbone_scores(run_images(images), subject, class_prompt=CLASS, backbones=backbones)
+    drift = measures.backbone_scores(drifted, subject, class_prompt=CLASS, backbones=backbones)
     assert drift["language_drift"].value > clean["language_drift"].value
 
 
@@ -212,9 +212,9 @@ class FakeComparison:
 
 def test_score_comparison_makes_one_row_per_arm_and_a_table_with_intervals(backbones, images):
     arms = {"high lr": run_images(images), "low lr": run_images(images[::-1])}
-    table = measures.score_comparison(FakeComparison(arms), [noise(30)], class_prompt=CLASS, backbones=backbones)
+    table = measures.backbone_comparison_table(FakeComparison(arms), [noise(30)], class_prompt=CLASS, backbones=backbones)
     assert list(table) == ["high lr", "low lr"]
-    assert table == measures.score_arms(arms, [noise(30)], class_prompt=CLASS, backbones=backbones)
+    assert table == measures.backbone_table(arms, [noise(30)], class_prompt=CLASS, backbones=backbones)
     text = measures.format_measures(table)
     lines = text.splitlines()
     assert len(lines) == 3 and "subject_fidelity (DINO)" in lines[0] and "diversity (DIV, DINO-based)" in lines[0]

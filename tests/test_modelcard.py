@@ -5,8 +5,8 @@ import shutil
 import pytest
 import yaml
 
-from helpers.config import save_config, smoke_config
-from helpers.modelcard import LICENSE_URL, render_model_card, write_model_card
+from helpers.train.config import save_config, smoke_config
+from helpers.train.modelcard import LICENSE_URL, render_model_card, write_model_card
 
 
 def front_matter(card: str) -> dict:
@@ -19,7 +19,7 @@ def front_matter(card: str) -> dict:
 @pytest.fixture(scope="module")
 def finished_run(make_config):
     """A real DreamBooth run on the tiny model, with validation samples."""
-    from helpers.training import train_dreambooth
+    from helpers.train.dreambooth import train_dreambooth
 
     config = make_config(
         "card", validation_prompts=["a photo of sks dog", "a sks dog on a beach"], validation_seeds=[0, 1],
@@ -97,7 +97,7 @@ def test_card_needs_a_run_folder(tmp_path):
 
 
 def test_every_finished_run_has_its_card(make_config):
-    from helpers.training import train_dreambooth
+    from helpers.train.dreambooth import train_dreambooth
 
     run = train_dreambooth(make_config("own-card", max_train_steps=1), progress=False).output_dir
     card = (run / "README.md").read_text()  # written by training itself, before anyone asks
@@ -105,10 +105,10 @@ def test_every_finished_run_has_its_card(make_config):
 
 
 def test_the_usage_snippet_loads_the_base_model_the_way_it_can_be_loaded():
-    from helpers.modelcard import usage_section
+    from helpers.train.modelcard import usage_section
 
     kit = usage_section({"pretrained_model_name_or_path": "kit:toyworld", "instance_prompt": "a photo of sks star"}, True)
-    assert 'from_pretrained(resolve_model("kit:toyworld"))' in kit and "from helpers.models import resolve_model" in kit
+    assert 'from_pretrained(resolve_model("kit:toyworld"))' in kit and "from helpers.train.models import resolve_model" in kit
     hub = usage_section({"pretrained_model_name_or_path": "CompVis/stable-diffusion-v1-4"}, True)
     assert 'from_pretrained("CompVis/stable-diffusion-v1-4")' in hub and "resolve_model" not in hub
     local = usage_section({"pretrained_model_name_or_path": "/content/drive/MyDrive/models/sd15"}, True)

@@ -6,8 +6,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from helpers.models import ModelUnavailableError, load_components, load_pipeline, resolve_model
-from helpers.paths import TOKENIZER_DIR
+from helpers.base.paths import TOKENIZER_DIR
+from helpers.train.models import ModelUnavailableError, load_components, load_pipeline, resolve_model
 
 # Ids of OpenAI CLIP's tokenizer (the one Stable Diffusion 1.x uses) for a few prompts.
 KNOWN_IDS = {

@@ -21,8 +21,8 @@ def weights_digest(module) -> str:
 
 def worker(config_path: str, report_dir: str) -> None:
     """Run by each process: train, then report this rank's view of the weights."""
-    from helpers.config import load_config
-    from helpers.training import train_dreambooth
+    from helpers.train.config import load_config
+    from helpers.train.dreambooth import train_dreambooth
 
     result = train_dreambooth(load_config(config_path), progress=False, keep_models=True)
     from accelerate import PartialState
@@ -40,7 +40,7 @@ def worker(config_path: str, report_dir: str) -> None:
 
 @pytest.mark.slow
 def test_two_processes_end_identical(make_config, tmp_path, tiny_model_dir, free_port):
-    from helpers.config import save_config
+    from helpers.train.config import save_config
 
     config = make_config(
         "ddp",

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import yaml
 
-from helpers.paths import REPO_ROOT, REPO_SLUG, REPO_URL
+from helpers.base.paths import REPO_ROOT, REPO_SLUG, REPO_URL
 
 PYPROJECT = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())
 

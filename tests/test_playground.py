@@ -9,7 +9,7 @@ PROMPT = "a photo of sks dog"
 @pytest.fixture(scope="module")
 def lora_run(make_config):
     """A short UNet + text-encoder LoRA run at a high learning rate, so its adapter moves the images."""
-    from helpers.training import train_dreambooth
+    from helpers.train.dreambooth import train_dreambooth
 
     config = make_config("playground-lora", use_lora=True, rank=4, train_text_encoder=True, max_train_steps=8,
                          learning_rate=5e-2, resolution=16)
@@ -34,8 +34,8 @@ def test_same_seed_same_image(lora_playground):
 
 
 def test_scale_zero_is_the_base_model_and_one_is_not(lora_playground, tiny_model_dir):
-    from helpers.comparisons import load_run
-    from helpers.sampling import initial_latents
+    from helpers.sample import load_run
+    from helpers.train.sampling import initial_latents
 
     base = load_run(tiny_model_dir)
     base.set_progress_bar_config(disable=True)
@@ -58,7 +58,7 @@ def test_saved_file_names_its_settings(lora_playground, tmp_path):
 
 def test_full_run_loads_and_refuses_a_scale(make_config):
     from helpers.playground import Playground
-    from helpers.training import train_dreambooth
+    from helpers.train.dreambooth import train_dreambooth
 
     run = train_dreambooth(make_config("playground-full", max_train_steps=1), progress=False).output_dir
     playground = Playground(run, num_inference_steps=2, resolution=32)

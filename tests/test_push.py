@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from helpers.config import save_config, smoke_config
-from helpers.hub_push import IGNORE_PATTERNS, PushError, push_run
+from helpers.share.hub import IGNORE_PATTERNS, PushError, push_run
+from helpers.train.config import save_config, smoke_config
 
 FAKE_TOKEN = "hf_NotARealTokenButLongEnough1234567890"
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -108,8 +108,8 @@ def test_push_creates_a_private_repo_and_uploads_the_run_with_a_card(run, monkey
 def test_the_shared_config_names_local_folders_without_their_place(run):
     import yaml
 
-    from helpers.config import load_config
-    from helpers.hub_push import shareable_config
+    from helpers.share.hub import shareable_config
+    from helpers.train.config import load_config
 
     config = load_config(run / "config.yaml")
     config.instance_data_dir = "/content/drive/MyDrive/dreambooth-course/subjects/upload"

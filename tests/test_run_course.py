@@ -6,7 +6,7 @@ import sys
 import nbformat
 import pytest
 
-from helpers.paths import REPO_ROOT
+from helpers.base.paths import REPO_ROOT
 
 pytestmark = pytest.mark.slow
 

@@ -11,25 +11,25 @@ import pytest
 import torch
 from PIL import Image
 
+import helpers.base.home
 import helpers.cli
-import helpers.home
-import helpers.runs
-import helpers.training
+import helpers.train.dreambooth
+import helpers.train.runs
+from helpers.base.home import NotEnoughSpaceError
 from helpers.cli import main
-from helpers.config import TrainConfig, config_for_profile, config_hash, resolve_output_dir
-from helpers.course import CourseSettings, Subject, study_config
-from helpers.data import SubjectDataError
-from helpers.home import NotEnoughSpaceError
-from helpers.models import ModelUnavailableError
 from helpers.profiles import get_profile
-from helpers.runs import (
+from helpers.train.config import TrainConfig, config_for_profile, config_hash, resolve_output_dir
+from helpers.train.data import SubjectDataError
+from helpers.train.dreambooth import train_dreambooth
+from helpers.train.models import ModelUnavailableError
+from helpers.train.runs import (
     LossLogger,
     NonFiniteLossError,
     Run,
     list_checkpoints,
     save_checkpoint,
 )
-from helpers.training import train_dreambooth
+from helpers.train.settings import CourseSettings, Subject, study_config
 
 
 def no_class_images(*args, **kwargs):
@@ -38,7 +38,7 @@ def no_class_images(*args, **kwargs):
 
 
 def test_missing_subject_folder_stops_before_any_class_image(make_config, monkeypatch, tmp_path):
-    monkeypatch.setattr(helpers.training, "generate_class_images", no_class_images)
+    monkeypatch.setattr(helpers.train.dreambooth, "generate_class_images", no_class_images)
     config = make_config("missing", with_prior_preservation=True, instance_data_dir=str(tmp_path / "nope"))
     with pytest.raises(SubjectDataError, match="does not exist"):
         train_dreambooth(config, progress=False)
@@ -64,7 +64,7 @@ def test_what_an_old_failed_start_left_is_replaced(make_config, train_subject, t
 
 
 def test_every_problem_of_a_folder_in_one_message(train_subject, tmp_path):
-    from helpers.data import check_image_folder
+    from helpers.train.data import check_image_folder
 
     folder = tmp_path / "photos"
     shutil.copytree(train_subject, folder)
@@ -77,8 +77,8 @@ def test_every_problem_of_a_folder_in_one_message(train_subject, tmp_path):
 
 def test_prior_preservation_is_off_unless_asked_and_its_prompt_follows_the_subject(make_config, capsys):
     assert not TrainConfig().with_prior_preservation  # as in diffusers' training script
-    from helpers.config import class_prompt_of
-    from helpers.training import check_inputs
+    from helpers.train.config import class_prompt_of
+    from helpers.train.dreambooth import check_inputs
 
     toy = make_config("toy", instance_prompt="a photo of sks toy", with_prior_preservation=True)
     assert class_prompt_of(toy) == "a photo of toy"
@@ -90,7 +90,7 @@ def test_prior_preservation_is_off_unless_asked_and_its_prompt_follows_the_subje
 
 def test_a_class_folder_of_unknown_images_is_refused_before_anything_is_written(make_config, train_subject,
                                                                              tmp_path):
-    from helpers.class_images import StaleClassImagesError
+    from helpers.train.class_images import StaleClassImagesError
 
     mine = tmp_path / "my-class-photos"
     shutil.copytree(train_subject, mine)  # images the kit did not make: it cannot tell how they were made
@@ -108,8 +108,8 @@ def test_unreachable_model_stops_before_anything_is_written(make_config, tmp_pat
 
 
 def test_a_full_disk_is_reported_before_class_images(make_config, monkeypatch):
-    monkeypatch.setattr(helpers.home, "free_bytes", lambda folder=None: 1000)
-    monkeypatch.setattr(helpers.training, "generate_class_images", no_class_images)
+    monkeypatch.setattr(helpers.base.home, "free_bytes", lambda folder=None: 1000)
+    monkeypatch.setattr(helpers.train.dreambooth, "generate_class_images", no_class_images)
     config = make_config("full-disk", with_prior_preservation=True, checkpointing_steps=2)
     with pytest.raises(NotEnoughSpaceError, match="GiB"):
         train_dreambooth(config, progress=False)
@@ -118,7 +118,7 @@ def test_a_full_disk_is_reported_before_class_images(make_config, monkeypatch):
 
 def test_precision_this_machine_lacks_is_refused_first(make_config, monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    monkeypatch.setattr(helpers.training, "generate_class_images", no_class_images)
+    monkeypatch.setattr(helpers.train.dreambooth, "generate_class_images", no_class_images)
     config = make_config("fp16-cpu", mixed_precision="fp16", with_prior_preservation=True)
     with pytest.raises(Exception, match="mixed_precision='no'"):
         train_dreambooth(config, progress=False)
@@ -222,7 +222,7 @@ def test_one_experiment_gets_one_run_hash_on_every_profile(tmp_path):
 
 
 def test_early_stop_leaves_a_checkpoint_in_both_trainers(tiny_model_dir, train_subject, tmp_path):
-    from helpers.textual_inversion import TextualInversionConfig, train_textual_inversion
+    from helpers.train.textual_inversion import TextualInversionConfig, train_textual_inversion
 
     ti = TextualInversionConfig(pretrained_model_name_or_path=str(tiny_model_dir), train_data_dir=str(train_subject),
                                 resolution=32, train_batch_size=2, max_train_steps=4, checkpointing_steps=0,

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from helpers.sampling import SCHEDULERS, compare_schedulers, generate, make_scheduler
+from helpers.train.sampling import SCHEDULERS, compare_schedulers, generate, make_scheduler
 
 
 def pixels(img):
@@ -53,7 +53,7 @@ def test_seed_count_must_match_prompts(tiny_pipe):
 
 def test_schedulers_never_clip_latents(tiny_pipe):
     # A PNDM config has no clip_sample; DDIM's default would clip the latents to [-1, 1].
-    from helpers.sampling import make_scheduler
+    from helpers.train.sampling import make_scheduler
 
     assert make_scheduler("ddim", tiny_pipe.scheduler.config).config.clip_sample is False
     explicit = make_scheduler("ddim", {**tiny_pipe.scheduler.config, "clip_sample": True})
@@ -63,7 +63,7 @@ def test_schedulers_never_clip_latents(tiny_pipe):
 def test_start_noise_takes_the_data_mean_only_where_the_vae_records_one(tiny_pipe):
     import torch
 
-    from helpers.sampling import initial_latents
+    from helpers.train.sampling import initial_latents
 
     plain = initial_latents(tiny_pipe, [5, 6], 32, 32)
     assert torch.equal(plain[0], torch.randn(plain.shape[1:], generator=torch.Generator().manual_seed(5)))

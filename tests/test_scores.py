@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from helpers import scores
-from helpers.comparisons import Comparison
-from helpers.course import Subject, prepare_subject
+from helpers.measure import scores
 from helpers.profiles import get_profile
-from helpers.sampling import Generation
+from helpers.sample import Comparison
 from helpers.toyworld import world
+from helpers.train.sampling import Generation
+from helpers.train.settings import Subject, prepare_subject
 
 
 def noise(seed: int, size: int = 32) -> Image.Image:

@@ -6,10 +6,13 @@ import os
 import pytest
 from PIL import Image
 
-from helpers import course
-from helpers.course import default_settings, ensure_photos, setup_notebook
-from helpers.data import SubjectDataError, list_images
-from helpers.uploads import PhotosNeeded, ask_for_photos, convert_heic_folder, save_photo
+from helpers.course.cleanup import runs_in_use
+from helpers.course.setup import ensure_photos, setup_notebook
+from helpers.course.uploads import PhotosNeeded, ask_for_photos, convert_heic_folder, save_photo
+from helpers.train import settings as course
+from helpers.train.data import SubjectDataError, list_images
+from helpers.train.prompts import subject_prompts
+from helpers.train.settings import default_settings
 
 
 @pytest.fixture()
@@ -36,18 +39,31 @@ def heic_bytes() -> bytes:
 
 def test_a_notebook_alone_uses_the_profile_defaults(fresh_home, monkeypatch, capsys):
     monkeypatch.setenv("COURSE_PROFILE", "smoke")
-    settings = setup_notebook("03")
+    settings = setup_notebook("03").settings
     assert settings == default_settings("smoke")
     out = capsys.readouterr().out
     assert "profile's defaults" in out and "notebook 03" in out
     assert len(list_images(settings.object_subject.folder)) == 5
 
 
+def test_the_opening_object_carries_what_a_notebook_builds_first(fresh_home, monkeypatch):
+    monkeypatch.setenv("COURSE_PROFILE", "smoke")
+    nb = setup_notebook("01", n_prompts=3, seed=5, n_seeds=2, sampler="ddim")
+    assert nb.subject == nb.settings.object_subject and nb.profile.name == "smoke"
+    assert nb.prompts == subject_prompts(nb.subject, 1)  # smoke samples one prompt
+    assert nb.seeds == [5, 6] and nb.sampler == "ddim" and nb.home == fresh_home
+    assert len(nb.photos) == 5 and nb.photos[0].size == (nb.profile.resolution,) * 2
+    assert nb.config(2e-6, 400).seed == 5
+    nb.keep(fresh_home / "run-a")
+    nb.keep(fresh_home / "run-b")  # added to what this notebook uses, not replacing it
+    assert runs_in_use() == {(fresh_home / "run-a").resolve(), (fresh_home / "run-b").resolve()}
+
+
 def test_the_profile_chosen_in_00_setup_holds_in_later_notebooks(fresh_home, monkeypatch):
     monkeypatch.setenv("COURSE_PROFILE", "smoke")
     default_settings("smoke").save()  # what 00_setup does with PROFILE = "smoke"
     monkeypatch.delenv("COURSE_PROFILE")  # a later notebook, in a new kernel
-    settings = setup_notebook("01")
+    settings = setup_notebook("01").settings
     assert settings.profile == "smoke"
     assert os.environ["COURSE_PROFILE"] == "smoke"
 
@@ -56,7 +72,7 @@ def test_a_notebook_profile_overrides_the_saved_one(fresh_home, monkeypatch):
     monkeypatch.setenv("COURSE_PROFILE", "smoke")
     default_settings("smoke").save()
     monkeypatch.delenv("COURSE_PROFILE")
-    assert setup_notebook("06", profile="cpu").profile == "cpu"
+    assert setup_notebook("06", profile="cpu").settings.profile == "cpu"
     with pytest.raises(ValueError, match="Choose one of"):
         setup_notebook("01", profile="laptop")
 
@@ -106,11 +122,11 @@ def test_heic_copied_into_a_drive_folder_is_converted(tmp_path):
 
 def test_a_notebook_rerun_resumes_its_interrupted_run(fresh_home, monkeypatch):
     """What a disconnect does to a notebook's training cell, and what running the cell again does."""
-    from helpers.course import run_finished, study_config
-    from helpers.training import train_dreambooth
+    from helpers.train.dreambooth import train_dreambooth
+    from helpers.train.settings import run_finished, study_config
 
     monkeypatch.setenv("COURSE_PROFILE", "smoke")
-    settings = setup_notebook("01")
+    settings = setup_notebook("01").settings
     config = study_config(settings.object_subject, 2e-6, 800, settings=settings, checkpointing_steps=1)
     assert config.resume_from_checkpoint == "latest" and config.max_train_steps >= 3
     first = train_dreambooth(config, stop_after_steps=2, progress=False)  # the runtime went away here

@@ -1,12 +1,12 @@
-"""Tests for helpers.stats: Wilson and Newcombe intervals against published values, the bootstrap, verdicts."""
+"""Tests for helpers.base.stats: Wilson and Newcombe intervals against published values, the bootstrap, verdicts."""
 
 import math
 
 import numpy as np
 import pytest
 
-from helpers import stats
-from helpers.stats import (
+from helpers.base import stats
+from helpers.base.stats import (
     NO_CLEAR_DIFFERENCE,
     Z95,
     Estimate,

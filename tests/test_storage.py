@@ -10,7 +10,7 @@ from support import same_tensors, tensors_of
 
 def draw(pipe, seed: int = 0) -> np.ndarray:
     """One image from a fixed seed, as an array."""
-    from helpers.sampling import generate
+    from helpers.train.sampling import generate
 
     return np.asarray(generate(pipe, "a photo of sks toy", seed, num_inference_steps=2, progress=False).images[0])
 
@@ -18,8 +18,8 @@ def draw(pipe, seed: int = 0) -> np.ndarray:
 @pytest.fixture()
 def trained_parts_run(make_config, tiny_model_dir, tmp_path):
     """A finished run folder saved as trained parts (a UNet moved away from the base), and the config."""
-    from helpers.models import load_components
-    from helpers.training import save_trained_parts
+    from helpers.train.dreambooth import save_trained_parts
+    from helpers.train.models import load_components
 
     config = make_config("parts", save_trained_parts=True, save_fp16=True, train_text_encoder=True)
     unet = load_components(str(tiny_model_dir))["unet"]
@@ -33,8 +33,8 @@ def trained_parts_run(make_config, tiny_model_dir, tmp_path):
 
 
 def test_trained_parts_in_fp16_draw_what_the_whole_fp16_pipeline_draws(trained_parts_run, tiny_model_dir, tmp_path):
-    from helpers.models import load_pipeline
-    from helpers.training import load_trained_pipeline
+    from helpers.train.dreambooth import load_trained_pipeline
+    from helpers.train.models import load_pipeline
 
     folder, unet, text_encoder = trained_parts_run
     note = json.loads((folder / "base_model.json").read_text())
@@ -78,8 +78,8 @@ def test_a_single_file_export_of_trained_parts_says_to_write_the_pipeline_first(
 @pytest.mark.slow
 def test_gpu_style_run_keeps_its_weights_apart_and_a_notebook_keeps_or_frees_them(
         make_config, runs_dir, tmp_path, monkeypatch, capsys):
-    from helpers.storage import WeightsNotHereError, release_weights, weights_dir
-    from helpers.training import load_trained_pipeline, train_dreambooth
+    from helpers.base.storage import WeightsNotHereError, release_weights, weights_dir
+    from helpers.train.dreambooth import load_trained_pipeline, train_dreambooth
 
     monkeypatch.setenv("COURSE_LOCAL_WEIGHTS", str(tmp_path / "machine-disk"))
     configs = {name: make_config(name, save_trained_parts=True, save_fp16=True, checkpointing_steps=1,
@@ -107,8 +107,8 @@ def test_gpu_style_run_keeps_its_weights_apart_and_a_notebook_keeps_or_frees_the
 
 
 def test_sampled_comparisons_are_kept_so_a_figure_redraws_without_the_weights(make_config, monkeypatch):
-    from helpers import comparisons
-    from helpers.training import train_dreambooth
+    from helpers import sample as comparisons
+    from helpers.train.dreambooth import train_dreambooth
 
     run = train_dreambooth(make_config("cache"), progress=False).output_dir
     first = comparisons.sample_runs({"run": run}, ["a photo of sks toy"], [0, 1], 2, 32)
@@ -122,8 +122,14 @@ def test_sampled_comparisons_are_kept_so_a_figure_redraws_without_the_weights(ma
 
 
 def test_the_gpu_course_fits_a_third_full_free_drive_and_kaggles_output():
-    from helpers.budget import DRIVE_GOAL_GIB, KAGGLE_OUTPUT_BYTES, NOTEBOOKS, course_budget, format_budget
-    from helpers.home import GIB
+    from helpers.base.home import GIB
+    from helpers.course.budget import (
+        DRIVE_GOAL_GIB,
+        KAGGLE_OUTPUT_BYTES,
+        NOTEBOOKS,
+        course_budget,
+        format_budget,
+    )
 
     colab = course_budget("gpu", "colab")
     assert [b.notebook for b in colab] == list(NOTEBOOKS)
@@ -139,8 +145,8 @@ def test_the_gpu_course_fits_a_third_full_free_drive_and_kaggles_output():
 
 
 def test_the_smoke_budget_is_computed_for_every_notebook_from_configurations(runs_dir):
-    from helpers.budget import course_budget
     from helpers.cli import main
+    from helpers.course.budget import course_budget
 
     lines = course_budget("smoke", "local")
     assert len(lines) == 8 and all(b.total >= b.kept_before >= 0 for b in lines)
@@ -149,8 +155,8 @@ def test_the_smoke_budget_is_computed_for_every_notebook_from_configurations(run
 
 
 def test_gpu_profile_saves_trained_parts_in_fp16_and_cpu_keeps_whole_pipelines():
-    from helpers.config import config_for_profile, config_hash
     from helpers.profiles import get_profile
+    from helpers.train.config import config_for_profile, config_hash
 
     gpu = config_for_profile(get_profile("gpu"), 2e-6, 400, instance_prompt="a photo of sks toy")
     assert gpu.save_trained_parts and gpu.save_fp16

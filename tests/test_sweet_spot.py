@@ -5,11 +5,9 @@ import pytest
 import yaml
 from PIL import Image
 
-from helpers.course import Subject
+from helpers.base.stats import share
 from helpers.figures import cut_grid, image_grid, validation_samples
-from helpers.profiles import get_profile
-from helpers.stats import share
-from helpers.sweet_spot import (
+from helpers.measure.curves import (
     CurvePoint,
     StepScores,
     plot_sweet_spot,
@@ -17,6 +15,8 @@ from helpers.sweet_spot import (
     score_steps,
     step_number,
 )
+from helpers.profiles import get_profile
+from helpers.train.settings import Subject
 
 CELL = 32
 PROMPTS = ["a photo of sks ball", "a photo of sks ball on the beach"]

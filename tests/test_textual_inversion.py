@@ -5,7 +5,7 @@ import torch
 
 
 def ti_config(tiny_model_dir, train_subject, output_dir, **changes):
-    from helpers.textual_inversion import TextualInversionConfig
+    from helpers.train.textual_inversion import TextualInversionConfig
 
     fields = {
         "pretrained_model_name_or_path": str(tiny_model_dir),
@@ -23,7 +23,7 @@ def ti_config(tiny_model_dir, train_subject, output_dir, **changes):
 
 @pytest.fixture(scope="module")
 def ti_run(tiny_model_dir, train_subject, tmp_path_factory):
-    from helpers.textual_inversion import train_textual_inversion
+    from helpers.train.textual_inversion import train_textual_inversion
 
     config = ti_config(tiny_model_dir, train_subject, tmp_path_factory.mktemp("ti") / "run")
     return train_textual_inversion(config, progress=False)
@@ -32,7 +32,7 @@ def ti_run(tiny_model_dir, train_subject, tmp_path_factory):
 def test_resume_equals_uninterrupted(ti_run, tiny_model_dir, train_subject, tmp_path):
     from safetensors.torch import load_file
 
-    from helpers.textual_inversion import train_textual_inversion
+    from helpers.train.textual_inversion import train_textual_inversion
 
     config = ti_config(tiny_model_dir, train_subject, tmp_path / "run", checkpointing_steps=1)
     stopped = train_textual_inversion(config, progress=False, stop_after_steps=2)
@@ -64,7 +64,7 @@ def test_only_the_placeholder_rows_change(ti_run, tiny_model_dir):
 
 
 def test_embedding_loads_with_diffusers(ti_run, tiny_model_dir):
-    from helpers.models import load_pipeline
+    from helpers.train.models import load_pipeline
 
     pipe = load_pipeline(str(tiny_model_dir))
     pipe.load_textual_inversion(str(ti_run.embedding_path))
@@ -79,7 +79,7 @@ def test_embedding_loads_with_diffusers(ti_run, tiny_model_dir):
 
 
 def test_reused_then_dreambooth_from_it(ti_run, make_config):
-    from helpers.textual_inversion import dreambooth_after_textual_inversion, train_textual_inversion
+    from helpers.train.textual_inversion import dreambooth_after_textual_inversion, train_textual_inversion
 
     again = train_textual_inversion(ti_run_config(ti_run), progress=False)
     assert again.reused
@@ -93,16 +93,16 @@ def test_reused_then_dreambooth_from_it(ti_run, make_config):
 
 
 def ti_run_config(ti_run):
-    from helpers.config import load_config
-    from helpers.textual_inversion import TextualInversionConfig
+    from helpers.train.config import load_config
+    from helpers.train.textual_inversion import TextualInversionConfig
 
     return load_config(ti_run.output_dir / "config.yaml", TextualInversionConfig)
 
 
 def test_bad_initializer_says_what_to_do(tiny_model_dir):
-    from helpers.config import ConfigError
-    from helpers.models import load_components
-    from helpers.textual_inversion import add_placeholder_token
+    from helpers.train.config import ConfigError
+    from helpers.train.models import load_components
+    from helpers.train.textual_inversion import add_placeholder_token
 
     parts = load_components(str(tiny_model_dir))
     with pytest.raises(ConfigError, match="one common word"):

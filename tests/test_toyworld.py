@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 
+from helpers.base.paths import DATA_DIR
 from helpers.errors import LearnerError
-from helpers.paths import DATA_DIR
 from helpers.toyworld import evaluator as ev
 from helpers.toyworld import metrics, subjects, world
 
@@ -218,8 +218,8 @@ def test_prompt_fidelity_and_diversity(model):
 
 @pytest.mark.slow
 def test_pretraining_stops_and_resumes(tmp_path):
-    from helpers.models import TinySpec, load_pipeline
     from helpers.toyworld.pretrain import PretrainConfig, Pretrainer, add_latent_mean
+    from helpers.train.models import TinySpec, load_pipeline
 
     spec = TinySpec(unet_channels=(32, 64), vae_channels=(32, 64), sample_size=64)
     cfg = PretrainConfig(
@@ -233,7 +233,7 @@ def test_pretraining_stops_and_resumes(tmp_path):
     assert facts["phase"] == "done" and facts["unet_steps_done"] == 3
     pipe = load_pipeline(str(tmp_path))
     assert pipe.vae.config.scaling_factor == pytest.approx(facts["scaling_factor"])
-    recorded = pipe.vae.config.latents_mean  # for sampling (helpers.sampling.initial_latents)
+    recorded = pipe.vae.config.latents_mean  # for sampling (helpers.train.sampling.initial_latents)
     assert len(recorded) == 4
     assert add_latent_mean(tmp_path) == pytest.approx(recorded, abs=1e-5)  # the after-the-fact path agrees
 
@@ -251,8 +251,8 @@ def test_pretraining_lr_warms_up_then_falls_to_zero_in_the_polish_phase():
 def test_centering_the_vae_shifts_latents_but_not_images():
     import torch
 
-    from helpers.models import TinySpec, build_tiny_components
     from helpers.toyworld.pretrain import center_vae
+    from helpers.train.models import TinySpec, build_tiny_components
 
     vae = build_tiny_components(TinySpec(vae_channels=(32, 64), sample_size=32))["vae"].eval()
     x = torch.rand(4, 3, 32, 32, generator=torch.Generator().manual_seed(0)) * 2 - 1
@@ -271,8 +271,8 @@ def test_polish_phase_and_warm_start_give_the_same_model(tmp_path):
     """The whole recipe, and its polish phase started from the model saved after phase 3, agree."""
     import torch
 
-    from helpers.models import TinySpec, load_components
     from helpers.toyworld.pretrain import PretrainConfig, Pretrainer
+    from helpers.train.models import TinySpec, load_components
 
     spec = TinySpec(unet_channels=(32, 64), vae_channels=(32, 64), sample_size=64)
     small = {"spec": spec, "n_images": 8, "vae_steps": 2, "vae_batch": 2, "batch": 2, "warmup": 1}
@@ -294,8 +294,8 @@ def test_polish_phase_and_warm_start_give_the_same_model(tmp_path):
 def test_continued_pretraining_keeps_the_vae_and_scale_and_moves_the_unet(tmp_path):
     import torch
 
-    from helpers.models import TinySpec, load_components
     from helpers.toyworld.pretrain import PretrainConfig, Pretrainer
+    from helpers.train.models import TinySpec, load_components
 
     spec = TinySpec(unet_channels=(32, 64), vae_channels=(32, 64), sample_size=64)
     small = {"spec": spec, "n_images": 8, "vae_steps": 2, "vae_batch": 2, "batch": 2, "warmup": 1, "polish_steps": 1}
@@ -325,7 +325,7 @@ def test_continued_pretraining_keeps_the_vae_and_scale_and_moves_the_unet(tmp_pa
 def test_shipped_model_generates_64px():
     import torch
 
-    from helpers.models import load_pipeline
+    from helpers.train.models import load_pipeline
 
     pipe = load_pipeline(str(TOY / "model"))
     out = pipe(

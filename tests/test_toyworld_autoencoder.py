@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from helpers.base.paths import DATA_DIR
 from helpers.errors import LearnerError
-from helpers.paths import DATA_DIR
 from helpers.toyworld import autoencoder as ae
 from helpers.toyworld import subjects, world
 
@@ -137,8 +137,8 @@ def test_a_changed_recipe_does_not_resume_silently(tmp_path):
 def test_pretraining_can_start_from_a_trained_autoencoder(tmp_path):
     import torch
 
-    from helpers.models import TinySpec, load_components
     from helpers.toyworld.pretrain import PretrainConfig, Pretrainer
+    from helpers.train.models import TinySpec, load_components
 
     assert ae.AutoencoderTrainer(tmp_path / "vae", ae.AutoencoderConfig(**SMALL, steps=2)).run()
     spec = TinySpec(unet_channels=(32, 64), vae_channels=(16, 32), sample_size=64)

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import pytest
 
-from helpers import findings
-from helpers.paths import DATA_DIR
+from helpers.base.paths import DATA_DIR
+from helpers.study import findings
 
 TOY = DATA_DIR / "toyworld"
 SAMPLING = findings.Sampling(seeds=tuple(range(4)))
@@ -24,8 +24,8 @@ pytestmark = [
 
 def toy_config(tmp_path, subject: str, **changes):
     """A short DreamBooth run on the ToyWorld model (64 px, constant LR, no sample grids)."""
-    from helpers.config import TrainConfig
     from helpers.toyworld.subjects import SUBJECTS
+    from helpers.train.config import TrainConfig
 
     cls = SUBJECTS[subject].cls
     fields = {
@@ -53,7 +53,7 @@ def toy_config(tmp_path, subject: str, **changes):
 @pytest.fixture(scope="module")
 def base_scores():
     """Every subject's measures on the untrained base model."""
-    from helpers.findings import FACE_SUBJECT, score_run
+    from helpers.study.findings import FACE_SUBJECT, score_run
 
     return {name: score_run(str(TOY / "model"), name, SAMPLING) for name in (OBJECT, FACE_SUBJECT)}
 
@@ -65,7 +65,7 @@ def test_base_model_does_not_know_the_subjects(base_scores):
 
 
 def test_dreambooth_teaches_the_subject(tmp_path, base_scores):
-    from helpers.training import train_dreambooth
+    from helpers.train.dreambooth import train_dreambooth
 
     config = toy_config(tmp_path, OBJECT, train_batch_size=4, max_train_steps=200, learning_rate=2e-4)
     run = train_dreambooth(config, progress=False)
@@ -76,7 +76,7 @@ def test_dreambooth_teaches_the_subject(tmp_path, base_scores):
 
 
 def test_prior_preservation_lowers_language_drift(tmp_path):
-    from helpers.training import train_dreambooth
+    from helpers.train.dreambooth import train_dreambooth
 
     name = findings.FACE_SUBJECT
     scores = {}

@@ -6,7 +6,7 @@ import pytest
 import torch
 from support import same_tensors, tensors_of
 
-from helpers.training import dreambooth_loss, noise_target
+from helpers.train.dreambooth import dreambooth_loss, noise_target
 
 
 def test_prior_loss_is_weighted():
@@ -31,7 +31,7 @@ def test_v_prediction_target():
 @pytest.fixture(scope="module")
 def full_run(make_config):
     """Prior preservation, frozen text encoder, EMA, 8-bit AdamW, checkpoints and samples: 4 steps."""
-    from helpers.training import train_dreambooth
+    from helpers.train.dreambooth import train_dreambooth
 
     config = make_config(
         "full",
@@ -87,8 +87,8 @@ def test_ema_and_8bit(full_run):
 
 
 def test_outputs_and_saved_pipeline_samples(full_run):
-    from helpers.sampling import generate
-    from helpers.training import load_trained_pipeline
+    from helpers.train.dreambooth import load_trained_pipeline
+    from helpers.train.sampling import generate
 
     out = full_run.output_dir
     for name in (
@@ -114,7 +114,7 @@ def test_outputs_and_saved_pipeline_samples(full_run):
 
 
 def test_finished_run_is_reused_and_never_overwritten(full_run, capsys):
-    from helpers.training import RunExistsError, train_dreambooth
+    from helpers.train.dreambooth import RunExistsError, train_dreambooth
 
     again = train_dreambooth(full_run.config, progress=False)
     assert again.reused and again.losses == full_run.losses and "Reusing" in capsys.readouterr().out
@@ -123,7 +123,7 @@ def test_finished_run_is_reused_and_never_overwritten(full_run, capsys):
 
 
 def test_resume_equals_uninterrupted(full_run, make_config):
-    from helpers.training import train_dreambooth
+    from helpers.train.dreambooth import train_dreambooth
 
     config = full_run.config.replace(output_dir=make_config("resumed").output_dir, validation_prompts=[])
     stopped = train_dreambooth(config, stop_after_steps=2, progress=False)
@@ -138,7 +138,7 @@ def test_resume_equals_uninterrupted(full_run, make_config):
 
 
 def test_ema_covers_a_trained_text_encoder(make_config):
-    from helpers.training import load_trained_pipeline, train_dreambooth
+    from helpers.train.dreambooth import load_trained_pipeline, train_dreambooth
 
     config = make_config("ema-te", use_ema=True, ema_decay=0.5, train_text_encoder=True,
                          with_prior_preservation=False, max_train_steps=3, learning_rate=1e-3)
@@ -155,7 +155,7 @@ def test_ema_covers_a_trained_text_encoder(make_config):
 def test_trained_text_encoder_changes(make_config, tiny_model_dir):
     from transformers import CLIPTextModel
 
-    from helpers.training import train_dreambooth
+    from helpers.train.dreambooth import train_dreambooth
 
     base = tensors_of(CLIPTextModel.from_pretrained(tiny_model_dir, subfolder="text_encoder"))
     config = make_config(
@@ -173,10 +173,10 @@ def test_trained_text_encoder_changes(make_config, tiny_model_dir):
 
 
 def test_loss_falls_when_overfitting(make_config, tiny_model_dir):
-    from helpers.batches import DreamBoothDataset, collate_fn
-    from helpers.data import load_images
-    from helpers.models import load_components
-    from helpers.training import step_generator, train_dreambooth, training_step
+    from helpers.train.batches import DreamBoothDataset, collate_fn
+    from helpers.train.data import load_images
+    from helpers.train.dreambooth import step_generator, train_dreambooth, training_step
+    from helpers.train.models import load_components
 
     config = make_config(
         "overfit",
@@ -210,7 +210,7 @@ def test_loss_falls_when_overfitting(make_config, tiny_model_dir):
 
 
 def test_non_finite_loss_stops_with_advice(make_config):
-    from helpers.training import NonFiniteLossError, train_dreambooth
+    from helpers.train.dreambooth import NonFiniteLossError, train_dreambooth
 
     config = make_config(
         "nan",
@@ -225,21 +225,21 @@ def test_non_finite_loss_stops_with_advice(make_config):
 
 
 def test_8bit_adam_falls_back_with_a_message(monkeypatch):
-    import helpers.optim
+    import helpers.train.optim
 
     def unavailable():
         raise ImportError("no bitsandbytes")
 
-    monkeypatch.setattr(helpers.optim, "_bnb_adamw8bit", unavailable)
+    monkeypatch.setattr(helpers.train.optim, "_bnb_adamw8bit", unavailable)
     with pytest.warns(UserWarning, match="falling back to torch.optim.AdamW"):
-        optimizer = helpers.optim.make_optimizer(
+        optimizer = helpers.train.optim.make_optimizer(
             [torch.nn.Parameter(torch.zeros(3))], 1e-4, use_8bit_adam=True
         )
     assert type(optimizer) is torch.optim.AdamW
 
 
 def test_precision_that_cannot_run_is_refused(monkeypatch):
-    from helpers.optim import PrecisionError, check_mixed_precision
+    from helpers.train.optim import PrecisionError, check_mixed_precision
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     with pytest.raises(PrecisionError, match="mixed_precision='no'"):

@@ -2,7 +2,8 @@
 
 import pytest
 
-from helpers import stats, verdicts
+from helpers.base import stats
+from helpers.study import verdicts
 
 N = {"subject_fidelity": 48, "context_fidelity": 40, "attribute_fidelity": 8, "language_drift": 8,
      "class_fidelity": 8, "subject_similarity": 48, "copying": 48, "diversity": 8}
@@ -68,7 +69,7 @@ def test_markdown_gives_every_cell_an_interval_and_every_column_its_count():
     arms = {"without prior": row(drift=0.75), "with prior": row(drift=0.0)}
     pooled = verdicts.from_records([record(s, "prior_preservation", arms) for s in (0, 1, 2)],
                                    keys=["prior_preservation"])
-    text = verdicts.markdown(pooled)
+    text = verdicts.markdown_over_seeds(pooled)
     assert "drift (n=24)" in text and "subject (n=144)" in text
     assert "| with prior | " in text and "0.00 [0.00, 0.00]" in text
     assert "0.50 / 0.50 / 0.50" in text  # subject fidelity of each seed's run
@@ -88,13 +89,13 @@ def test_the_sweet_spot_agrees_when_likeness_rises_and_prompts_fall_with_steps()
 
 
 def test_one_seeds_file_is_judged_by_the_same_rules_with_its_own_intervals():
-    from helpers import findings
+    from helpers.study import findings
 
     clear = {"without prior": row(drift=1.0), "with prior": row(drift=0.0)}
-    verdict, notes = findings.judge("prior_preservation", clear)
+    verdict, notes = findings.judge_one_seed("prior_preservation", clear)
     assert verdict == "agrees" and "n=8 vs 8 images over 1 run each" in notes
     small = {"without prior": row(drift=0.375), "with prior": row(drift=0.25)}  # 3 of 8 against 2 of 8
-    assert findings.judge("prior_preservation", small)[0] == stats.NO_CLEAR_DIFFERENCE
+    assert findings.judge_one_seed("prior_preservation", small)[0] == stats.NO_CLEAR_DIFFERENCE
     base = {"held-out captions": {"cls": 0.95, "colour": 0.85, "background": 0.9}}
-    assert findings.judge("base", base)[0] == "met"
-    assert findings.judge("base", {"held-out captions": {"cls": 0.85, "colour": 0.85, "background": 0.9}})[0] == "not met"
+    assert findings.judge_one_seed("base", base)[0] == "met"
+    assert findings.judge_one_seed("base", {"held-out captions": {"cls": 0.85, "colour": 0.85, "background": 0.9}})[0] == "not met"

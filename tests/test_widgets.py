@@ -1,6 +1,6 @@
 """The notebooks' controls on the installed ipywidgets (8.x in the venv, 7.7 under `make widgets-compat`).
 
-Every control a notebook builds is built here through helpers.widgets, set, and run; the
+Every control a notebook builds is built here through helpers.course.widgets, set, and run; the
 upload button's two value shapes, tqdm's notebook bar and the text fallback are checked too.
 """
 
@@ -17,10 +17,10 @@ import pytest
 from packaging.requirements import Requirement
 from PIL import Image
 
-from helpers import widgets as hw
-from helpers.paths import REPO_ROOT
-from helpers.uploads import save_uploads, upload_widget
-from helpers.widgets import (
+from helpers.base.paths import REPO_ROOT
+from helpers.course import widgets as hw
+from helpers.course.uploads import save_uploads, upload_widget
+from helpers.course.widgets import (
     build_controls,
     dropdown,
     interactive_controls,

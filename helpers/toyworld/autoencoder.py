@@ -31,8 +31,10 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from ..errors import LearnerError
-from . import world
+from helpers.errors import LearnerError
+from helpers.toyworld import world
+from helpers.toyworld.subjects import SUBJECTS, instance_images
+from helpers.train.data import to_tensor
 
 log = logging.getLogger(__name__)
 
@@ -179,8 +181,6 @@ def load_vae(folder: str | Path):
 @torch.no_grad()
 def reconstruct(vae, images: np.ndarray, batch: int = 100) -> np.ndarray:
     """Encode (posterior mean) and decode uint8 images ``(n, h, w, 3)``; returns uint8 images."""
-    from .pretrain import to_tensor
-
     vae.eval()
     out = []
     for i in range(0, len(images), batch):
@@ -198,8 +198,6 @@ def mean_abs_error(vae, images: np.ndarray) -> np.ndarray:
 
 def subject_photos() -> dict[str, np.ndarray]:
     """Every subject's instance images as uint8 arrays, rendered afresh (identical to the shipped PNGs)."""
-    from .subjects import SUBJECTS, instance_images
-
     return {name: np.stack([np.asarray(im) for im in instance_images(name)]) for name in SUBJECTS}
 
 
@@ -416,8 +414,6 @@ class AutoencoderTrainer:
     def train_step(self) -> float:
         """One optimiser step on fresh crops; returns the reconstruction loss."""
         cfg, step = self.cfg, self.state["step"]
-        from .pretrain import to_tensor
-
         first = step * cfg.images_per_step  # image seeds never repeat, so there is no epoch to overfit
         images = to_tensor(
             broad_batch(range(cfg.seed * 10**9 + first, cfg.seed * 10**9 + first + cfg.images_per_step))

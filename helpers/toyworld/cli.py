@@ -7,20 +7,20 @@ import argparse
 import json
 from pathlib import Path
 
-from ..errors import LearnerError
-from ..paths import DATA_DIR
-from . import world
-from .autoencoder import (
+from helpers.base.paths import DATA_DIR
+from helpers.errors import LearnerError
+from helpers.toyworld import world
+from helpers.toyworld.autoencoder import (
     AutoencoderConfig,
     autoencoder_error,
     load_vae,
     reconstruction_figure,
     train_autoencoder,
 )
-from .evaluator import train_and_save
-from .metrics import evaluate_base_model
-from .pretrain import PretrainConfig, add_latent_mean, pretrain, write_facts
-from .subjects import write_subjects
+from helpers.toyworld.evaluator import train_and_save
+from helpers.toyworld.metrics import evaluate_base_model
+from helpers.toyworld.pretrain import PretrainConfig, add_latent_mean, pretrain, write_facts
+from helpers.toyworld.subjects import write_subjects
 
 TOY_DIR = DATA_DIR / "toyworld"
 
@@ -139,6 +139,13 @@ def _latent_mean(args: argparse.Namespace) -> int:
 
 def add_commands(sub) -> None:
     """Declare the ToyWorld subcommands on ``sub`` (an ``add_subparsers`` object); each sets ``func``."""
+    _add_world_commands(sub)
+    _add_part_commands(sub)
+    _add_model_commands(sub)
+
+
+def _add_world_commands(sub) -> None:
+    """``render`` and ``subjects``: pictures of the world, and the subjects' photos."""
     p = sub.add_parser("render", help="render random scenes into a grid image")
     p.add_argument("out", help="PNG file to write")
     p.add_argument("--count", type=int, default=32)
@@ -149,6 +156,9 @@ def add_commands(sub) -> None:
     p.add_argument("out_dir", nargs="?", default=str(TOY_DIR / "subjects"))
     p.set_defaults(func=_subjects)
 
+
+def _add_part_commands(sub) -> None:
+    """``train-evaluator`` and ``train-autoencoder``: the two networks the model and its scores rest on."""
     p = sub.add_parser("train-evaluator", help="train the evaluator network")
     p.add_argument("out_dir", nargs="?", default=str(TOY_DIR / "evaluator"))
     p.add_argument("--steps", type=int, default=None, help="training steps (default: the shipped recipe's)")
@@ -195,6 +205,9 @@ def add_commands(sub) -> None:
     )
     p.set_defaults(func=_train_autoencoder)
 
+
+def _add_model_commands(sub) -> None:
+    """``ae-error``, ``pretrain``, ``evaluate`` and ``latent-mean``: the miniature Stable Diffusion."""
     p = sub.add_parser("ae-error", help="a VAE's mean absolute reconstruction error (0-255) on subjects and renders")
     p.add_argument("model", nargs="?", default=str(TOY_DIR / "model"), help="a pipeline folder or a VAE folder")
     p.add_argument("--renders", type=int, default=1000, help="fresh pretraining renders to measure")

@@ -19,7 +19,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import subjects, world
+from helpers.toyworld import feature_check, subjects, world
+from helpers.toyworld import world as w
+from helpers.train.models import load_pipeline
+from helpers.train.sampling import use_scheduler
 
 HEADS: dict[str, tuple] = {
     "cls": world.CLASSES,
@@ -237,10 +240,6 @@ def redraw(images: np.ndarray, scenes: list[dict], model_dir: str | Path, seed: 
     from PIL import Image
     from tqdm.auto import tqdm
 
-    from ..models import load_pipeline
-    from ..sampling import use_scheduler
-    from . import world as w
-
     pipe = StableDiffusionImg2ImgPipeline(**load_pipeline(str(model_dir)).components)
     use_scheduler(pipe, "pndm")  # PNDM's artefacts are the harshest of the samplers: the evaluator learns them all
     pipe.set_progress_bar_config(disable=True)
@@ -277,8 +276,6 @@ def label_by_pixels(
     subjects are left out of the reconstructed copy, since the check finds objects by the
     subject's own colour. Returns the kept images, their labels and counts for the report.
     """
-    from . import feature_check
-
     keep = np.ones(len(recon), bool)
     subject = ys["subject"].copy()
     counts = {"subjects": 0, "feature_kept": 0, "feature_lost": 0, "recoloured_left_out": 0}

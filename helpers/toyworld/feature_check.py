@@ -2,7 +2,7 @@
 
 The evaluator's subject head is a small CNN; it can learn to call a distortion "the subject".
 This module decides the same question by hand, from colours and shapes, so the two can be
-compared (:func:`agreement`): how often does the metric say "subject" when the pixels show
+compared (:func:`helpers.toyworld.metrics.agreement`): how often does the metric say "subject" when the pixels show
 the feature, and how often does it say so when they do not?
 
 Each check first finds the object by the subject's own colour (with a tolerance wide enough
@@ -31,19 +31,13 @@ spot is rejected, as a person would see no dots either.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image
 from scipy import ndimage
 from scipy.spatial import ConvexHull, QhullError
 
-from ..stats import share
-from . import world
-from .subjects import SUBJECTS
-
-if TYPE_CHECKING:  # the evaluator needs torch; the pixel checks do not
-    from .evaluator import Evaluator
+from helpers.toyworld import world
 
 # ---- colour masks (on int arrays, 0-255) ------------------------------------------------------
 
@@ -303,66 +297,3 @@ def check(image: Image.Image | np.ndarray, subject: str) -> FeatureCheck:
     if subject not in CHECKS:
         raise KeyError(f"No pixel check for subject {subject!r}; choose one of {sorted(CHECKS)}.")
     return CHECKS[subject](to_array(image))
-
-
-# ---- agreement with the evaluator ------------------------------------------------------------
-
-
-def cohen_kappa(both_yes: int, evaluator_only: int, pixel_only: int, both_no: int) -> float:
-    """Cohen's kappa of two yes/no raters from their 2x2 counts (nan when chance agreement is 1)."""
-    n = both_yes + evaluator_only + pixel_only + both_no
-    if n == 0:
-        return float("nan")
-    observed = (both_yes + both_no) / n
-    yes_a, yes_b = (both_yes + evaluator_only) / n, (both_yes + pixel_only) / n
-    chance = yes_a * yes_b + (1 - yes_a) * (1 - yes_b)
-    return float("nan") if chance >= 1 else round((observed - chance) / (1 - chance), 12) + 0.0  # never -0.0
-
-
-def agreement(images: list, subject: str, model: Evaluator | None = None) -> dict:
-    """How often the evaluator's subject decision and the pixel check agree on ``images``.
-
-    Args:
-        images: PIL images or arrays, e.g. generations of "a photo of sks star".
-        subject: a key of ``subjects.SUBJECTS``.
-        model: an evaluator; None loads the shipped one.
-
-    Returns:
-        ``images``, ``both_yes``, ``both_no``, ``evaluator_only``, ``pixel_only``, ``agreement`` (a
-        :class:`helpers.stats.Estimate` with its Wilson interval), ``kappa``, the two yes-shares
-        ``evaluator_yes`` and ``pixel_yes``, and ``per_image`` (the two decisions per image).
-    """
-    from .metrics import predict
-
-    if subject not in SUBJECTS:
-        raise KeyError(f"Unknown subject {subject!r}; choose one of {sorted(SUBJECTS)}.")
-    pil = [im if isinstance(im, Image.Image) else Image.fromarray(np.asarray(im, np.uint8)) for im in images]
-    said = [p["subject"] == subject for p in predict(pil, model)]
-    seen = [check(im, subject).visible for im in pil]
-    counts = {
-        "both_yes": sum(a and b for a, b in zip(said, seen)),
-        "both_no": sum(not a and not b for a, b in zip(said, seen)),
-        "evaluator_only": sum(a and not b for a, b in zip(said, seen)),
-        "pixel_only": sum(b and not a for a, b in zip(said, seen)),
-    }
-    n = len(pil)
-    return {
-        "subject": subject,
-        "images": n,
-        **counts,
-        "agreement": share(counts["both_yes"] + counts["both_no"], n),
-        "kappa": cohen_kappa(counts["both_yes"], counts["evaluator_only"], counts["pixel_only"], counts["both_no"]),
-        "evaluator_yes": share(sum(said), n),
-        "pixel_yes": share(sum(seen), n),
-        "per_image": list(zip(said, seen)),
-    }
-
-
-def format_agreement(result: dict) -> str:
-    """One line for a learner: the four counts, the agreement with its interval and kappa."""
-    a = result["agreement"]
-    return (
-        f"{result['subject']}: {result['images']} images; both yes {result['both_yes']}, both no {result['both_no']}, "
-        f"evaluator only {result['evaluator_only']}, pixels only {result['pixel_only']}; "
-        f"agreement {a.value:.2f} [{a.low:.2f}, {a.high:.2f}] (n={result['images']}), kappa {result['kappa']:.2f}"
-    )

@@ -19,12 +19,18 @@ from __future__ import annotations
 import functools
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image
 
-from ..paths import DATA_DIR
-from . import evaluator as ev
-from . import world
+from helpers.base.paths import DATA_DIR
+from helpers.base.stats import share
+from helpers.toyworld import evaluator as ev
+from helpers.toyworld import feature_check, world
+from helpers.toyworld.subjects import SUBJECTS
+from helpers.train.models import load_pipeline
+from helpers.train.sampling import generate, start_mean, use_scheduler
 
 EVALUATOR_DIR = DATA_DIR / "toyworld" / "evaluator"
 HELDOUT_SEEDS = 9_000_000  # base-model evaluation scenes; training used seeds below 24,000
@@ -108,16 +114,6 @@ def language_drift(class_images: list, subject: str, model: ev.Evaluator | None 
     return subject_fidelity(class_images, subject, model)
 
 
-def copying(images: list, references: list, model: ev.Evaluator | None = None) -> float:
-    """How close each image is to its nearest training image, averaged (cosine of embeddings; 1 is a copy).
-
-    An overfit model pastes its training photos, backgrounds included, whatever the prompt asks:
-    this rises while subject fidelity alone cannot tell.
-    """
-    a, b = embed(images, model), embed(references, model)
-    return float((a @ b.T).max(dim=1).values.mean())
-
-
 def diversity(images: list, model: ev.Evaluator | None = None) -> float:
     """Mean pairwise embedding distance (1 - cosine) over distinct pairs; 0 for identical images."""
     if len(images) < 2:
@@ -145,33 +141,6 @@ def attribute_accuracy(
     )
     out["all"] /= max(1, len(preds))
     return out
-
-
-def score_subject(
-    subject: str,
-    subject_images: list,
-    context_images: list,
-    context_prompts: list[str],
-    class_images: list,
-    references: list,
-    model: ev.Evaluator | None = None,
-) -> dict[str, float]:
-    """All the measures of one DreamBooth run, as the paper reports them.
-
-    Args:
-        subject: the subject's name.
-        subject_images: generations of the instance prompt ("a photo of sks star").
-        context_images: generations of recontextualisation prompts, one per prompt in ``context_prompts``.
-        class_images: generations of the plain class prompt ("a photo of a star").
-        references: the subject's instance images.
-    """
-    return {
-        "subject_fidelity": subject_fidelity(subject_images + context_images, subject, model),
-        "subject_similarity": subject_similarity(subject_images + context_images, references, model),
-        "prompt_fidelity": prompt_fidelity(context_images, context_prompts, model),
-        "language_drift": language_drift(class_images, subject, model),
-        "diversity": diversity(subject_images, model),
-    }
 
 
 def heldout_scenes(n: int, start: int = HELDOUT_SEEDS) -> list[dict]:
@@ -223,13 +192,10 @@ def evaluate_base_model(
         seed: image i starts from the noise of seed ``seed + i``.
         grid_path: also save the generations there as a grid PNG.
         batch: prompts per pipeline call.
-        scheduler: a key of ``helpers.sampling.SCHEDULERS``; None keeps the model's own.
-        data_mean: start from noise with the data's mean (``helpers.sampling.initial_latents``).
+        scheduler: a key of ``helpers.train.sampling.SCHEDULERS``; None keeps the model's own.
+        data_mean: start from noise with the data's mean (``helpers.train.sampling.initial_latents``).
     """
     from PIL import Image
-
-    from ..models import load_pipeline
-    from ..sampling import generate, start_mean, use_scheduler
 
     pipe = load_pipeline(str(model_path))
     if scheduler is not None:
@@ -261,3 +227,64 @@ def evaluate_base_model(
         Path(grid_path).parent.mkdir(parents=True, exist_ok=True)
         grid.save(grid_path)
     return report
+
+
+# ---- the evaluator against the pixel check (helpers.toyworld.feature_check) ------------------------------------------------------------
+
+
+def cohen_kappa(both_yes: int, evaluator_only: int, pixel_only: int, both_no: int) -> float:
+    """Cohen's kappa of two yes/no raters from their 2x2 counts (nan when chance agreement is 1)."""
+    n = both_yes + evaluator_only + pixel_only + both_no
+    if n == 0:
+        return float("nan")
+    observed = (both_yes + both_no) / n
+    yes_a, yes_b = (both_yes + evaluator_only) / n, (both_yes + pixel_only) / n
+    chance = yes_a * yes_b + (1 - yes_a) * (1 - yes_b)
+    return float("nan") if chance >= 1 else round((observed - chance) / (1 - chance), 12) + 0.0  # never -0.0
+
+
+def agreement(images: list, subject: str, model: ev.Evaluator | None = None) -> dict:
+    """How often the evaluator's subject decision and the pixel check agree on ``images``.
+
+    Args:
+        images: PIL images or arrays, e.g. generations of "a photo of sks star".
+        subject: a key of ``subjects.SUBJECTS``.
+        model: an evaluator; None loads the shipped one.
+
+    Returns:
+        ``images``, ``both_yes``, ``both_no``, ``evaluator_only``, ``pixel_only``, ``agreement`` (a
+        :class:`helpers.base.stats.Estimate` with its Wilson interval), ``kappa``, the two yes-shares
+        ``evaluator_yes`` and ``pixel_yes``, and ``per_image`` (the two decisions per image).
+    """
+    if subject not in SUBJECTS:
+        raise KeyError(f"Unknown subject {subject!r}; choose one of {sorted(SUBJECTS)}.")
+    pil = [im if isinstance(im, Image.Image) else Image.fromarray(np.asarray(im, np.uint8)) for im in images]
+    said = [p["subject"] == subject for p in predict(pil, model)]
+    seen = [feature_check.check(im, subject).visible for im in pil]
+    counts = {
+        "both_yes": sum(a and b for a, b in zip(said, seen)),
+        "both_no": sum(not a and not b for a, b in zip(said, seen)),
+        "evaluator_only": sum(a and not b for a, b in zip(said, seen)),
+        "pixel_only": sum(b and not a for a, b in zip(said, seen)),
+    }
+    n = len(pil)
+    return {
+        "subject": subject,
+        "images": n,
+        **counts,
+        "agreement": share(counts["both_yes"] + counts["both_no"], n),
+        "kappa": cohen_kappa(counts["both_yes"], counts["evaluator_only"], counts["pixel_only"], counts["both_no"]),
+        "evaluator_yes": share(sum(said), n),
+        "pixel_yes": share(sum(seen), n),
+        "per_image": list(zip(said, seen)),
+    }
+
+
+def format_agreement(result: dict) -> str:
+    """One line for a learner: the four counts, the agreement with its interval and kappa."""
+    a = result["agreement"]
+    return (
+        f"{result['subject']}: {result['images']} images; both yes {result['both_yes']}, both no {result['both_no']}, "
+        f"evaluator only {result['evaluator_only']}, pixels only {result['pixel_only']}; "
+        f"agreement {a.value:.2f} [{a.low:.2f}, {a.high:.2f}] (n={result['images']}), kappa {result['kappa']:.2f}"
+    )

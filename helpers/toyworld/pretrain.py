@@ -27,9 +27,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..errors import LearnerError
-from ..models import TinySpec, build_tiny_components, save_pipeline
-from . import world
+from helpers.errors import LearnerError
+from helpers.toyworld import world
+from helpers.toyworld.autoencoder import load_vae
+from helpers.toyworld.metrics import training_scene_count
+from helpers.train.batches import tokenize
+from helpers.train.data import to_tensor
+from helpers.train.models import TinySpec, build_tiny_components, load_components, save_pipeline
+from helpers.train.sampling import make_scheduler
 
 log = logging.getLogger(__name__)
 
@@ -84,10 +89,8 @@ def sampler_for(scheduler):
     Stable Diffusion 1.x ships PNDM. On this miniature model PNDM at the usual guidance of 7.5
     gets colours wrong: on 128 held-out captions the evaluator reads 0.63 of the colours right,
     against 0.98 with DPM-Solver++ (25 steps each). Any scheduler can still be chosen by name
-    (``helpers.sampling``); notebook 03 compares them.
+    (``helpers.train.sampling``); notebook 03 compares them.
     """
-    from ..sampling import make_scheduler
-
     return make_scheduler(SAMPLER, scheduler.config)
 
 
@@ -108,7 +111,7 @@ def center_vae(vae, mean: torch.Tensor) -> torch.Tensor:
 def record_latent_mean(vae, latents: torch.Tensor) -> None:
     """Write the per-channel mean of the training latents into the VAE's config (``latents_mean``).
 
-    Sampling reads it to start from noise with the data's mean (``helpers.sampling.initial_latents``).
+    Sampling reads it to start from noise with the data's mean (``helpers.train.sampling.initial_latents``).
     """
     vae.register_to_config(latents_mean=[round(float(v), 6) for v in latents.float().mean(dim=(0, 2, 3))])
 
@@ -133,11 +136,6 @@ def render_dataset(n: int, open_share: float = 0.0) -> tuple[np.ndarray, list[st
     return images, captions
 
 
-def to_tensor(images: np.ndarray) -> torch.Tensor:
-    """uint8 ``(n, h, w, 3)`` images to a float tensor ``(n, 3, h, w)`` in [-1, 1]."""
-    return torch.from_numpy(images).permute(0, 3, 1, 2).float() / 127.5 - 1
-
-
 def _batch_index(n: int, size: int, seed: int, step: int) -> torch.Tensor:
     """A random batch of indices that depends only on (seed, step), so resuming is exact."""
     gen = torch.Generator().manual_seed(seed * 1_000_003 + step)
@@ -151,17 +149,6 @@ def encode_images(vae, images: np.ndarray, batch: int = 256) -> torch.Tensor:
         return torch.cat(
             [vae.encode(to_tensor(images[i : i + batch])).latent_dist.mean for i in range(0, len(images), batch)]
         )
-
-
-def tokenize(tokenizer, captions: list[str]) -> torch.Tensor:
-    """Token ids padded to CLIP's 77 positions, as the Stable Diffusion pipeline does."""
-    return tokenizer(
-        captions,
-        padding="max_length",
-        max_length=tokenizer.model_max_length,
-        truncation=True,
-        return_tensors="pt",
-    ).input_ids
 
 
 def _ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
@@ -203,8 +190,6 @@ class Pretrainer:
 
     def _load_model(self, model_dir: str | Path) -> None:
         """Take a saved model's VAE (with its scaling factor), UNet and text encoder weights."""
-        from ..models import load_components
-
         loaded = load_components(str(model_dir))
         for k in ("vae", "unet", "text_encoder"):
             self.parts[k].load_state_dict(loaded[k].state_dict())
@@ -280,8 +265,6 @@ class Pretrainer:
 
     def load_vae(self, folder: str | Path) -> None:
         """Phase 1 from a VAE trained beforehand: its weights replace the recipe's own VAE."""
-        from .autoencoder import load_vae
-
         trained = load_vae(folder)
         if tuple(trained.config.block_out_channels) != tuple(self.cfg.spec.vae_channels):
             raise LearnerError(
@@ -531,8 +514,6 @@ def add_latent_mean(model_dir: str | Path, n_images: int | None = None) -> list[
 
     vae_dir = Path(model_dir) / "vae"
     vae = AutoencoderKL.from_pretrained(vae_dir)
-    from .metrics import training_scene_count
-
     n_images = n_images or training_scene_count(model_dir) or PretrainConfig.n_images
     record_latent_mean(vae, encode_images(vae, render_dataset(n_images)[0]))
     vae.save_pretrained(vae_dir)

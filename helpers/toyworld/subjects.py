@@ -13,7 +13,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from . import world
+from helpers.toyworld import world
 
 INSTANCE_COUNT = 5
 _CONTEXTS = ("sand", "grass", "sky", "water", "brick")
@@ -23,7 +23,7 @@ _CONTEXTS = ("sand", "grass", "sky", "water", "brick")
 class ToySubject:
     """A ToyWorld subject as the world draws it: its class, the attributes that make it itself, its mark.
 
-    (The learner-facing subject, a folder of photos and its prompts, is :class:`helpers.course.Subject`.)
+    (The learner-facing subject, a folder of photos and its prompts, is :class:`helpers.train.settings.Subject`.)
     """
 
     name: str
@@ -157,3 +157,22 @@ def write_subjects(out_dir: str | Path) -> Path:
     path = out_dir / "manifest.json"
     path.write_text(json.dumps(manifest, indent=2) + "\n")
     return path
+
+
+CONTEXTS = ("sand", "grass", "sky", "water", "brick")  # recontextualisation backgrounds
+
+
+def scoring_prompts(name: str, identifier: str = "sks") -> dict[str, list[str]]:
+    """The prompts an arm is scored on, by role.
+
+    ``instance``: the training prompt; ``context``: the subject in each new place; ``attribute``:
+    the subject with something the photos never show (another colour, or glasses on a face);
+    ``class``: the plain class prompt, for language drift.
+    """
+    subject = SUBJECTS[name]
+    context = [f"a photo of sks {subject.cls} {world.BACKGROUND_PHRASES[bg]}" for bg in CONTEXTS]
+    attribute = [p for p in subject.recontext_prompts() if p not in context]
+    roles = {"instance": [f"a photo of sks {subject.cls}"], "context": context, "attribute": attribute}
+    named = {role: [p.replace(f"sks {subject.cls}", f"{identifier} {subject.cls}") for p in ps]
+             for role, ps in roles.items()}
+    return {**named, "class": [subject.class_prompt]}

@@ -33,14 +33,8 @@ import os
 
 from transformers import CLIPTokenizer
 
-from helpers.cleanup import cleanup_candidates, describe_candidates
-from helpers.course import default_settings, ensure_photos, prepare_subject
-from helpers.data import load_images
-from helpers.doctor import diagnose
-from helpers.figures import image_grid, save_image, show_grid
-from helpers.home import free_bytes, interactive, open_home
-from helpers.paths import TOKENIZER_DIR, runs_dir
-from helpers.profiles import get_profile
+from helpers import (cleanup, default_settings, diagnose, ensure_photos, figures, get_profile, home,
+    load_images, open_home, paths, prepare_subject)
 
 SEED = 0  # nothing here is random, but every notebook of the course states its seed
 
@@ -63,9 +57,9 @@ BASE_MODEL = None  # a Hub id such as "stable-diffusion-v1-5/stable-diffusion-v1
 # A full-size run takes a few GB, so the cell also lists what could be deleted.
 
 # %%
-home = open_home()
-print(f"course home: {home.name}/, {free_bytes(home) / 2**30:.0f} GiB free")
-print(describe_candidates(cleanup_candidates(home), home))
+home_dir = open_home()
+print(f"course home: {home_dir.name}/, {home.free_bytes(home_dir) / 2**30:.0f} GiB free")
+print(cleanup.describe_candidates(cleanup.cleanup_candidates(home_dir), home_dir))
 
 # %% [markdown]
 # ## 2. What can this machine do?
@@ -131,7 +125,7 @@ if FACE_SUBJECT:
     settings.face_subject = prepare_subject(FACE_SUBJECT)
 for role, subject in [("object", settings.object_subject), ("face", settings.face_subject)]:
     print(f"{role:>6}: {subject.name!r}, class '{subject.class_noun}', prompt '{subject.instance_prompt}'")
-    if subject.name == "upload" and interactive():
+    if subject.name == "upload" and home.interactive():
         ensure_photos(subject)  # asks for your photos if the folder is still empty
 
 # %% [markdown]
@@ -141,9 +135,9 @@ for role, subject in [("object", settings.object_subject), ("face", settings.fac
 
 # %%
 photos = load_images(settings.object_subject.folder, profile.resolution)
-grid = image_grid(photos, 1, len(photos), title=f"{settings.object_subject.name}, {profile.resolution} px")
-path = save_image(grid, runs_dir() / "figures", "00_subject", subject=settings.object_subject.name)
-fig = show_grid(photos, 1, len(photos), title=f"subject '{settings.object_subject.name}' as training sees it")
+grid = figures.image_grid(photos, 1, len(photos), title=f"{settings.object_subject.name}, {profile.resolution} px")
+path = figures.save_image(grid, paths.runs_dir() / "figures", "00_subject", subject=settings.object_subject.name)
+fig = figures.show_grid(photos, 1, len(photos), title=f"subject '{settings.object_subject.name}' as training sees it")
 
 # %% [markdown]
 # ## 6. The identifier: why `sks`?
@@ -158,7 +152,7 @@ fig = show_grid(photos, 1, len(photos), title=f"subject '{settings.object_subjec
 # near 49,000 are rare. Let us look at a few candidates.
 
 # %%
-tokenizer = CLIPTokenizer.from_pretrained(TOKENIZER_DIR)
+tokenizer = CLIPTokenizer.from_pretrained(paths.TOKENIZER_DIR)
 for word in ["dog", "sks", "zwx", "ohwx", "xyz", "dreambooth", "qwertyuiop"]:
     pieces = tokenizer.tokenize(word)
     ids = tokenizer.convert_tokens_to_ids(pieces)
@@ -177,7 +171,7 @@ for word in ["dog", "sks", "zwx", "ohwx", "xyz", "dreambooth", "qwertyuiop"]:
 
 # %%
 saved = settings.save()
-print(f"saved {saved.name} in the course home ({runs_dir().name}/)")
+print(f"saved {saved.name} in the course home ({paths.runs_dir().name}/)")
 
 # %% [markdown]
 # ## Takeaways

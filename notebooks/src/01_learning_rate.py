@@ -28,28 +28,8 @@
 # %%
 import matplotlib.pyplot as plt
 
-from helpers.cleanup import note_runs_in_use
-from helpers.comparisons import own_sampler, sample_runs, scheduler_name
-from helpers.course import setup_notebook, study_config
-from helpers.data import load_images
-from helpers.figures import (
-    paste_table,
-    plot_losses,
-    progress_table,
-    save_image,
-    save_plot,
-    show_grid,
-    show_image,
-    validation_grids,
-)
-from helpers.paths import runs_dir
-from helpers.profiles import get_profile
-from helpers.prompts import subject_prompts
-from helpers.scores import score_comparison
-from helpers.sweet_spot import plot_sweet_spot, score_steps
-from helpers.storage import release_weights
-from helpers.training import train_dreambooth
-from helpers.widgets import interactive_controls, log_slider, selection_slider, slider
+from helpers import (arms, curves, figures, paths, release_weights, sample, sample_runs, score_comparison,
+    setup_notebook, study_config, train_dreambooth, widgets)
 
 SEED = 0  # training seed (data order, noise, timesteps) of every run; sampling seeds start here too
 
@@ -62,8 +42,8 @@ SEED = 0  # training seed (data order, noise, timesteps) of every run; sampling 
 
 # %%
 PROFILE = None  # "gpu", "cpu" or "smoke"; None reads COURSE_PROFILE / looks for a GPU
-HIGH_LR, LOW_LR = 5e-6, 2e-6  # the study's two learning rates for objects
-STUDY_STEPS = 400  # the study's training steps for objects (batch size 4, no prior preservation)
+HIGH_LR, LOW_LR = arms.HIGH_LR, arms.LOW_LR  # 5e-6 and 2e-6: the study's two learning rates for objects
+STUDY_STEPS = arms.OBJECT_STEPS  # 400: the study's steps for objects (batch 4, no prior preservation)
 N_PROMPTS = 3  # the instance prompt plus prompts that move the subject elsewhere
 N_SEEDS = None  # samples per prompt; None: the profile's images_per_prompt
 N_CHECKPOINTS = 4  # sample grids saved during training, evenly spaced
@@ -73,19 +53,18 @@ SAMPLER = None  # None: the model's own scheduler (PNDM for Stable Diffusion, as
 # %% [markdown]
 # ## 1. Profile, model and subject
 # The choices of `00_setup` (or this profile's defaults) decide the model and the object.
+# `setup_notebook` returns one object, `nb`, holding what every notebook starts from: the settings,
+# the profile, the subject, its prompts, the sampling seeds and the training photos.
 
 # %%
-settings = setup_notebook("01", subjects=("object",), profile=PROFILE)
-profile = get_profile()
-subject = settings.object_subject
-prompts = subject_prompts(subject, 1 if profile.name == "smoke" else N_PROMPTS)
-seeds = [SEED + i for i in range(N_SEEDS or profile.images_per_prompt)]
-sampler = SAMPLER or own_sampler(settings.pretrained_model_name_or_path)
+nb = setup_notebook("01", ("object",), PROFILE, n_prompts=N_PROMPTS, seed=SEED, n_seeds=N_SEEDS, sampler=SAMPLER)
+settings, profile, subject = nb.settings, nb.profile, nb.subject
+prompts, seeds, photos = nb.prompts, nb.seeds, nb.photos
+sampler = nb.sampler
 print(f"profile {profile.name}, model {settings.pretrained_model_name_or_path}, subject '{subject.name}', "
-      f"sampler {scheduler_name(sampler)}")
+      f"sampler {sample.scheduler_name(sampler)}")
 print("prompts:", *prompts, sep="\n  ")
-photos = load_images(subject.folder, profile.resolution)
-fig = show_grid(photos, 1, len(photos), title=f"the {len(photos)} training photos of '{subject.name}'")
+fig = figures.show_grid(photos, 1, len(photos), title=f"the {len(photos)} training photos of '{subject.name}'")
 
 # %% [markdown]
 # ## 2. Two runs that differ only in learning rate
@@ -110,9 +89,8 @@ for name, c in configs.items():
 # that already finished with the same configuration is found and reused.
 
 # %%
-runs = {label: train_dreambooth(c) for label, c in configs.items()}
+runs = nb.train(configs)  # and recorded as in use, so the course home's clean-up keeps them
 folders = {label: r.output_dir for label, r in runs.items()}
-note_runs_in_use("01", folders.values())  # the course home's clean-up keeps these
 
 # %% [markdown]
 # ## 3. The loss does not tell you when to stop
@@ -122,9 +100,9 @@ note_runs_in_use("01", folders.values())  # the course home's clean-up keeps the
 # difference between the runs only shows in the samples.
 
 # %%
-fig = plot_losses({name: r.losses for name, r in runs.items()}, window=max(2, steps_here // 10),
-                  title=f"training loss, seed {SEED}, {subject.name}")
-path = save_plot(fig, "01_loss", subject=subject.name, seed=SEED, steps=steps_here)
+fig = figures.plot_losses({name: r.losses for name, r in runs.items()}, window=max(2, steps_here // 10),
+                          title=f"training loss, seed {SEED}, {subject.name}")
+path = figures.save_plot(fig, "01_loss", subject=subject.name, seed=SEED, steps=steps_here)
 
 # %% [markdown]
 # ## 4. Samples during training
@@ -133,13 +111,13 @@ path = save_plot(fig, "01_loss", subject=subject.name, seed=SEED, steps=steps_he
 
 # %%
 try:
-    table = progress_table(folders, title=f"{subject.name}: samples during training, seeds {seeds[:2]}", width=256)
+    table = figures.progress_table(folders, title=f"{subject.name}: samples during training, seeds {seeds[:2]}", width=256)
 except FileNotFoundError as err:  # a run reused from elsewhere (notebook 03, the findings script) saved no grids
     table = None
     print(f"{err}\nThe runs: " + ", ".join(f.name for f in folders.values()))
 else:
-    path = save_image(table, runs_dir() / "figures", "01_progress", subject=subject.name, seed=SEED)
-    fig = show_image(table, width=6)
+    path = figures.save_image(table, paths.runs_dir() / "figures", "01_progress", subject=subject.name, seed=SEED)
+    fig = figures.show_image(table, width=6)
 
 # %% [markdown]
 # With a live notebook you can step through the checkpoints one at a time (the plain table
@@ -147,15 +125,15 @@ else:
 
 # %%
 if table is not None:
-    grids = {name: validation_grids(f) for name, f in folders.items()}
+    grids = {name: figures.validation_grids(f) for name, f in folders.items()}
     saved_steps = [s for s in next(iter(grids.values())) if all(s in g for g in grids.values())]
 
     def show_step(step):
-        show_image(paste_table([[g[step] for g in grids.values()]], [step], list(grids), width=320))
+        figures.show_image(figures.paste_table([[g[step] for g in grids.values()]], [step], list(grids), width=320))
         plt.show()
 
-    interactive_controls(show_step, manual=False, fallback=False,
-                         step=selection_slider(saved_steps, saved_steps[-1]))
+    widgets.interactive_controls(show_step, manual=False, fallback=False,
+                                 step=widgets.selection_slider(saved_steps, saved_steps[-1]))
 
 # %% [markdown]
 # ## 5. The finished runs, side by side
@@ -166,10 +144,10 @@ if table is not None:
 
 # %%
 comparison = sample_runs(folders, prompts, seeds, profile.num_inference_steps, profile.resolution, scheduler=sampler)
-grid = comparison.grid(title=f"{subject.name}: {steps_here} steps, {scheduler_name(sampler)}, seeds {seeds} left to right",
+grid = comparison.grid(title=f"{subject.name}: {steps_here} steps, {sample.scheduler_name(sampler)}, seeds {seeds} left to right",
                        photos=photos)
-path = save_image(grid, runs_dir() / "figures", "01_lr_comparison", subject=subject.name, seed=SEED,
-                  steps=steps_here, sampler=sampler)
+path = figures.save_image(grid, paths.runs_dir() / "figures", "01_lr_comparison", subject=subject.name, seed=SEED,
+                          steps=steps_here, sampler=sampler)
 fig = comparison.show(title=f"high vs low learning rate, {subject.name}, seeds {seeds}", photos=photos)
 print(score_comparison(subject, comparison, name="01_learning_rate"))
 
@@ -208,13 +186,13 @@ print(score_comparison(subject, comparison, name="01_learning_rate"))
 # has taken over the prompt (overfit). The sweet spot lies on a line of learning rate x steps.
 
 # %%
-high, low = (validation_grids(f) for f in folders.values())  # the order of `configs`
+high, low = (figures.validation_grids(f) for f in folders.values())  # the order of `configs`
 first, last = list(low)[0], list(low)[-1]
 cells = [[low[first], low[last], high[last]]]
-sweet = paste_table(cells, [subject.name], [f"underfit: low LR, {first}", f"good: low LR, {last}",
-                                            f"overfit: high LR, {last}"], width=256)
-path = save_image(sweet, runs_dir() / "figures", "01_sweet_spot", subject=subject.name, seed=SEED)
-fig = show_image(sweet, width=8)
+sweet = figures.paste_table(cells, [subject.name], [f"underfit: low LR, {first}", f"good: low LR, {last}",
+                                                    f"overfit: high LR, {last}"], width=256)
+path = figures.save_image(sweet, paths.runs_dir() / "figures", "01_sweet_spot", subject=subject.name, seed=SEED)
+fig = figures.show_image(sweet, width=8)
 
 # %% [markdown]
 # ### The sweet spot, measured
@@ -237,12 +215,12 @@ fig = show_image(sweet, width=8)
 
 # %%
 try:
-    curve = score_steps(subject, folders)
+    curve = curves.score_steps(subject, folders)
 except FileNotFoundError as err:  # a run reused from elsewhere saved no grids: nothing to score
     print(str(err).splitlines()[0])
 else:
-    fig = plot_sweet_spot(curve, title=f"{subject.name}: fidelity during training, seed {SEED}")
-    path = save_plot(fig, "01_sweet_spot_curve", subject=subject.name, seed=SEED)
+    fig = curves.plot_sweet_spot(curve, title=f"{subject.name}: fidelity during training, seed {SEED}")
+    path = figures.save_plot(fig, "01_sweet_spot_curve", subject=subject.name, seed=SEED)
 
 # %% [markdown]
 # ## 7. Your own learning rate (optional)
@@ -258,15 +236,15 @@ def train_extra(study_lr, study_steps):
     label = f"LR {study_lr:.0e}, {study_steps} study steps"
     more = sample_runs({**folders, label: extra.output_dir}, prompts, seeds, profile.num_inference_steps,
                        profile.resolution, scheduler=sampler)
-    save_image(more.grid(title=f"{subject.name}, seeds {seeds}"), runs_dir() / "figures", "01_extra_arm",
-               subject=subject.name, seed=SEED, lr=study_lr, study_steps=study_steps)
+    figures.save_image(more.grid(title=f"{subject.name}, seeds {seeds}"), paths.runs_dir() / "figures", "01_extra_arm",
+                       subject=subject.name, seed=SEED, lr=study_lr, study_steps=study_steps)
     more.show(title=f"with an extra run: {label}")
     plt.show()
 
 start_lr, start_steps = EXTRA_ARM or (1e-6, 800)  # where the sliders start; without them, EXTRA_ARM runs
-interactive_controls(train_extra, button="Train", fallback=bool(EXTRA_ARM),
-                     hint="Or set EXTRA_ARM in the configuration cell.",
-                     study_lr=log_slider(start_lr, 1e-7, 1e-5), study_steps=slider(start_steps, 100, 2000, 100))
+widgets.interactive_controls(train_extra, button="Train", fallback=bool(EXTRA_ARM),
+                             hint="Or set EXTRA_ARM in the configuration cell.",
+                             study_lr=widgets.log_slider(start_lr, 1e-7, 1e-5), study_steps=widgets.slider(start_steps, 100, 2000, 100))
 
 # %% [markdown]
 # ## Keeping your disk small

@@ -35,19 +35,8 @@ import inspect
 
 import matplotlib.pyplot as plt
 
-from helpers.class_images import generate_class_images
-from helpers.cleanup import note_runs_in_use
-from helpers.storage import release_weights
-from helpers.comparisons import own_sampler, sample_runs, scheduler_name
-from helpers.course import setup_notebook, study_config
-from helpers.data import load_images, open_rgb
-from helpers.figures import plot_losses, save_image, save_plot, show_grid
-from helpers.paths import runs_dir
-from helpers.profiles import get_profile
-from helpers.prompts import subject_prompts
-from helpers.scores import score_comparison
-from helpers.training import class_image_spec, dreambooth_loss, train_dreambooth
-from helpers.widgets import interactive_controls, text_box
+from helpers import (arms, class_image_spec, dreambooth_loss, figures, generate_class_images, open_rgb,
+    paths, release_weights, sample, sample_runs, score_comparison, setup_notebook, train_dreambooth, widgets)
 
 SEED = 0  # training seed of both runs; class image i is made from seed SEED + i; sampling seeds start here
 
@@ -58,12 +47,12 @@ SEED = 0  # training seed of both runs; class image i is made from seed SEED + i
 
 # %%
 PROFILE = None  # "gpu", "cpu" or "smoke"; None reads COURSE_PROFILE / looks for a GPU
-STUDY_LR = 2e-6  # the study's learning rate for this comparison
-STUDY_STEPS = 1200  # the study's steps for faces, at batch size 2
-PRIOR_LOSS_WEIGHT = 1.0  # weight of the class-image term (the study: 1.0)
+STUDY_LR = arms.FACE_LR  # 2e-6: the study's learning rate for this comparison
+STUDY_STEPS = arms.FACE_STEPS  # 1200: the study's steps for faces, at batch size 2
+PRIOR_LOSS_WEIGHT = arms.PRIOR_LOSS_WEIGHT  # weight of the class-image term (the study: 1.0)
 N_PROMPTS = 3  # the instance prompt plus prompts that move the subject elsewhere
 N_SEEDS = None  # samples per prompt; None: the profile's images_per_prompt
-EXTRA_ARMS = [(2e-6, 800), (1e-6, 1200)]  # the study's other face runs (with prior preservation), step 7
+EXTRA_ARMS = list(arms.FACE_EXTRA_ARMS)  # [(2e-6, 800), (1e-6, 1200)]: the study's other face runs, step 7
 RUN_EXTRA_ARMS = False  # True: two more full runs (on a T4 about 1.5 h more, estimated)
 MY_PROMPT = None  # a prompt of your own to try on both runs (step 8), e.g. "a painting of sks person"
 SAMPLER = None  # None: the model's own scheduler (PNDM for Stable Diffusion, as in the study); or "ddim", "dpm++" ...
@@ -72,17 +61,14 @@ SAMPLER = None  # None: the model's own scheduler (PNDM for Stable Diffusion, as
 # ## 1. Profile, model and subject
 
 # %%
-settings = setup_notebook("02", subjects=("face",), profile=PROFILE)
-profile = get_profile()
-subject = settings.face_subject
-prompts = subject_prompts(subject, 1 if profile.name == "smoke" else N_PROMPTS)
-seeds = [SEED + i for i in range(N_SEEDS or profile.images_per_prompt)]
-sampler = SAMPLER or own_sampler(settings.pretrained_model_name_or_path)
+nb = setup_notebook("02", ("face",), PROFILE, n_prompts=N_PROMPTS, seed=SEED, n_seeds=N_SEEDS, sampler=SAMPLER)
+settings, profile, subject = nb.settings, nb.profile, nb.subject
+prompts, seeds, photos = nb.prompts, nb.seeds, nb.photos
+sampler = nb.sampler
 print(f"profile {profile.name}, model {settings.pretrained_model_name_or_path}, subject '{subject.name}', "
-      f"sampler {scheduler_name(sampler)}")
+      f"sampler {sample.scheduler_name(sampler)}")
 print(f"instance prompt '{subject.instance_prompt}', class prompt '{subject.class_prompt}'")
-photos = load_images(subject.folder, profile.resolution)
-fig = show_grid(photos, 1, len(photos), title=f"the {len(photos)} training photos of '{subject.name}'")
+fig = figures.show_grid(photos, 1, len(photos), title=f"the {len(photos)} training photos of '{subject.name}'")
 
 # %% [markdown]
 # ## 2. The idea, in one function
@@ -94,7 +80,7 @@ fig = show_grid(photos, 1, len(photos), title=f"the {len(photos)} training photo
 # subject photos, one, weighted by `prior_loss_weight`, on the class images. The second term
 # rewards the model for still drawing the class the way it did before training.
 #
-# This is the function the training loop calls (from `helpers/training.py`):
+# This is the function the training loop calls (from `helpers/train/dreambooth.py`):
 
 # %%
 print(inspect.getsource(dreambooth_loss))
@@ -107,8 +93,8 @@ print(inspect.getsource(dreambooth_loss))
 # %%
 def arm(with_prior, study_lr=STUDY_LR, study_steps=STUDY_STEPS):
     """The configuration of one run of this experiment (the study's face settings)."""
-    return study_config(subject, study_lr, study_steps, with_prior_preservation=with_prior, face=True,
-                        settings=settings, seed=SEED, prior_loss_weight=PRIOR_LOSS_WEIGHT if with_prior else 1.0)
+    return nb.config(study_lr, study_steps, with_prior_preservation=with_prior, face=True,
+                     prior_loss_weight=PRIOR_LOSS_WEIGHT if with_prior else 1.0)
 
 configs = {"without prior": arm(False), "with prior": arm(True)}
 with_prior = configs["with prior"]
@@ -120,7 +106,7 @@ class_paths = generate_class_images(None, class_image_spec(with_prior), with_pri
                                     with_prior.sample_batch_size)
 shown = [open_rgb(p) for p in class_paths[:8]]
 first_seeds = f"seeds {SEED} to {SEED + len(shown) - 1}"
-fig = show_grid(shown, 1, len(shown), title=f"class images of '{with_prior.class_prompt}', {first_seeds}")
+fig = figures.show_grid(shown, 1, len(shown), title=f"class images of '{with_prior.class_prompt}', {first_seeds}")
 
 # %% [markdown]
 # ## 4. Train with and without prior preservation
@@ -128,9 +114,8 @@ fig = show_grid(shown, 1, len(shown), title=f"class images of '{with_prior.class
 # many class images as subject photos, so each step does twice the work.
 
 # %%
-runs = {name: train_dreambooth(c) for name, c in configs.items()}
+runs = nb.train(configs)  # and recorded as in use, so the course home's clean-up keeps them
 folders = {name: r.output_dir for name, r in runs.items()}
-note_runs_in_use("02", folders.values())  # the course home's clean-up keeps these
 
 # %% [markdown]
 # The log keeps the two terms apart. The subject term falls in both runs. The class term is the
@@ -142,9 +127,9 @@ note_runs_in_use("02", folders.values())  # the course home's clean-up keeps the
 logs = runs["with prior"].losses
 curves = {name: r.losses for name, r in runs.items()}
 curves["with prior: class-image term"] = {"step": logs["step"], "instance_loss": logs["prior_loss"]}
-fig = plot_losses(curves, key="instance_loss", window=max(2, with_prior.max_train_steps // 10),
-                  title=f"subject term of the loss (and class term), seed {SEED}")
-path = save_plot(fig, "02_loss", subject=subject.name, seed=SEED, steps=with_prior.max_train_steps)
+fig = figures.plot_losses(curves, key="instance_loss", window=max(2, with_prior.max_train_steps // 10),
+                          title=f"subject term of the loss (and class term), seed {SEED}")
+path = figures.save_plot(fig, "02_loss", subject=subject.name, seed=SEED, steps=with_prior.max_train_steps)
 
 # %% [markdown]
 # ## 5. The subject, with and without prior preservation
@@ -154,8 +139,8 @@ path = save_plot(fig, "02_loss", subject=subject.name, seed=SEED, steps=with_pri
 # %%
 comparison = sample_runs(folders, prompts, seeds, profile.num_inference_steps, profile.resolution, scheduler=sampler)
 title = f"{subject.name}: {with_prior.max_train_steps} steps, LR {with_prior.learning_rate:.0e}, seeds {seeds}"
-path = save_image(comparison.grid(title=title, photos=photos), runs_dir() / "figures", "02_prior_comparison", subject=subject.name,
-                  seed=SEED, steps=with_prior.max_train_steps, sampler=sampler)
+path = figures.save_image(comparison.grid(title=title, photos=photos), paths.runs_dir() / "figures", "02_prior_comparison", subject=subject.name,
+                          seed=SEED, steps=with_prior.max_train_steps, sampler=sampler)
 fig = comparison.show(title=f"without vs with prior preservation, {subject.name}", photos=photos)
 print(score_comparison(subject, comparison, name="02_prior_preservation"))
 
@@ -174,9 +159,9 @@ print(score_comparison(subject, comparison, name="02_prior_preservation"))
 drift_runs = {"base model": settings.pretrained_model_name_or_path, **folders}
 drift = sample_runs(drift_runs, [subject.class_prompt], seeds, profile.num_inference_steps, profile.resolution,
                     scheduler=sampler)
-path = save_image(drift.grid(title=f"'{subject.class_prompt}', seeds {seeds}", arms_as="rows", photos=photos),
-                  runs_dir() / "figures", "02_language_drift", subject=subject.name, seed=SEED,
-                  steps=with_prior.max_train_steps)
+path = figures.save_image(drift.grid(title=f"'{subject.class_prompt}', seeds {seeds}", arms_as="rows", photos=photos),
+                          paths.runs_dir() / "figures", "02_language_drift", subject=subject.name, seed=SEED,
+                          steps=with_prior.max_train_steps)
 fig = drift.show(title=f"'{subject.class_prompt}' after each run", arms_as="rows", photos=photos)
 print(score_comparison(subject, drift, class_prompt=subject.class_prompt, name="02_language_drift"))
 
@@ -192,7 +177,7 @@ if RUN_EXTRA_ARMS:  # off by default: on a T4 they do not fit one free session w
              for lr, steps in EXTRA_ARMS}
     more = sample_runs({**folders, **extra}, prompts, seeds, profile.num_inference_steps, profile.resolution,
                        scheduler=sampler)
-    path = save_image(more.grid(), runs_dir() / "figures", "02_face_runs", subject=subject.name, seed=SEED)
+    path = figures.save_image(more.grid(), paths.runs_dir() / "figures", "02_face_runs", subject=subject.name, seed=SEED)
     fig = more.show(title=f"the study's face runs, {subject.name}")
 
 # %% [markdown]
@@ -207,8 +192,8 @@ def compare_prompt(prompt):
     result.show(title=prompt, arms_as="rows")
     plt.show()
 
-interactive_controls(compare_prompt, button="Sample", fallback=bool(MY_PROMPT),
-                     hint="Or set MY_PROMPT in the configuration cell.", prompt=text_box(MY_PROMPT or prompts[-1]))
+widgets.interactive_controls(compare_prompt, button="Sample", fallback=bool(MY_PROMPT),
+                             hint="Or set MY_PROMPT in the configuration cell.", prompt=widgets.text_box(MY_PROMPT or prompts[-1]))
 
 # %% [markdown]
 # ## Keeping your disk small
@@ -247,6 +232,6 @@ _ = release_weights(folders, keep={"with prior": "notebooks 04 and 05 compare ag
 #    step 1). Is the difference as large as for the face?
 # 3. Set `MY_PROMPT` to a prompt that combines the subject with a style, e.g. "a painting of
 #    sks person in the style of Van Gogh" (use your class noun). Which run follows the style?
-# 4. Pass `num_class_images` to `study_config` in `arm` with a quarter of the profile's number.
+# 4. Pass `num_class_images` to `nb.config` in `arm` with a quarter of the profile's number.
 #    Does the class prompt's figure in step 6 change? (New class images are not needed: the
 #    first ones are reused.)

@@ -28,19 +28,8 @@
 # %%
 import matplotlib.pyplot as plt
 
-from helpers.cleanup import note_runs_in_use
-from helpers.storage import release_weights
-from helpers.comparisons import load_run, sample_pipeline, scheduler_comparison
-from helpers.course import setup_notebook, study_config
-from helpers.data import load_images
-from helpers.figures import plot_seconds_per_image, save_image, save_plot, show_grid
-from helpers.paths import runs_dir
-from helpers.profiles import get_profile
-from helpers.prompts import subject_prompts
-from helpers.sampling import SCHEDULERS, STUDY_SCHEDULERS, compare_schedulers, generate
-from helpers.scores import score_comparison
-from helpers.training import train_dreambooth
-from helpers.widgets import dropdown, interactive_controls, slider
+from helpers import (arms, figures, paths, release_weights, sample, sampling, score_comparison,
+    setup_notebook, subject_prompts, widgets)
 
 SEED = 0  # training seed of the overfit run; sampling seeds start here too
 
@@ -52,9 +41,9 @@ SEED = 0  # training seed of the overfit run; sampling seeds start here too
 
 # %%
 PROFILE = None  # "gpu", "cpu" or "smoke"; None reads COURSE_PROFILE / looks for a GPU
-OVERFIT_RUN = (5e-6, 400)  # study LR and steps of the overfit model: the high-LR run of notebook 01
-STUDY_STEPS = (50, 100)  # inference steps the study compared
-NEWER = ("dpm++", "euler", "unipc")  # samplers that came after the study
+OVERFIT_RUN = arms.OVERFIT_RUN  # (5e-6, 400): the overfit model, notebook 01's high-LR run
+STUDY_STEPS = arms.STUDY_INFERENCE_STEPS  # (50, 100): inference steps the study compared
+NEWER = arms.NEWER_SCHEDULERS  # dpm++, euler, unipc: samplers that came after the study
 N_SEEDS = None  # images per scheduler and step count; None: the profile's images_per_prompt
 TRY_SCHEDULER, TRY_STEPS = "ddim", 100  # step 6 without a live notebook: one scheduler, study steps
 
@@ -64,15 +53,12 @@ TRY_SCHEDULER, TRY_STEPS = "ddim", 100  # step 6 without a live notebook: one sc
 # training here; they do not change the weights, so the run is still found and reused).
 
 # %%
-settings = setup_notebook("03", subjects=("object",), profile=PROFILE)
-profile = get_profile()
-subject = settings.object_subject
-photos = load_images(subject.folder, profile.resolution)  # shown above each figure, to compare by eye
+nb = setup_notebook("03", ("object",), PROFILE, seed=SEED)
+settings, profile, subject, photos = nb.settings, nb.profile, nb.subject, nb.photos  # photos: shown above each figure
 lr, steps = OVERFIT_RUN
-config = study_config(subject, lr, steps, settings=settings, seed=SEED)
-run = train_dreambooth(config, retrain_missing_weights=True)  # notebook 01's run, or trained again here
-note_runs_in_use("03", [run.output_dir])  # the course home's clean-up keeps it
-pipe = load_run(run.output_dir)
+config = nb.config(lr, steps)
+run = nb.train({"overfit": config}, retrain_missing_weights=True)["overfit"]  # notebook 01's run, or trained again
+pipe = sample.load_run(run.output_dir)
 print(f"profile {profile.name}: '{subject.name}', LR {config.learning_rate:.1e}, {config.max_train_steps} steps")
 
 # %% [markdown]
@@ -93,7 +79,7 @@ scale = profile.num_inference_steps / 50  # 1 on gpu, 0.5 on cpu
 inference_steps = tuple(max(2, round(n * scale)) for n in STUDY_STEPS)
 seeds = [SEED + i for i in range(N_SEEDS or profile.images_per_prompt)]
 prompt = subject_prompts(subject, 2)[-1]  # a prompt that asks for something the photos do not show
-sample_pipeline(pipe, [prompt], seeds[:1], 2, profile.resolution)  # warm-up, so the timings below are fair
+sample.sample_pipeline(pipe, [prompt], seeds[:1], 2, profile.resolution)  # warm-up, so the timings below are fair
 print(f"prompt '{prompt}', inference steps {inference_steps}, seeds {seeds}")
 
 # %% [markdown]
@@ -108,7 +94,7 @@ print(f"prompt '{prompt}', inference steps {inference_steps}, seeds {seeds}")
 #
 # There are two remedies. In training, *offset noise* adds a random constant per image and
 # channel to the noise, so that its average stops meaning anything; the ToyWorld model's
-# last 1,500 pretraining steps use it. In sampling, `helpers.sampling.generate` starts each
+# last 1,500 pretraining steps use it. In sampling, `helpers.train.sampling.generate` starts each
 # image from noise whose average per latent channel is replaced by what the model saw in
 # training: the data's mean latent times 0.068. It does so only for a model whose VAE records
 # that mean (`vae.config.latents_mean`: the kit's ToyWorld model does, Stable Diffusion does
@@ -124,21 +110,21 @@ if pipe.vae.config.get("latents_mean") is None:
     print("This model's VAE records no latent mean: every start is plain Gaussian noise, as in Stable Diffusion.")
 else:
     starts = {"plain noise": False, "data mean": True}
-    rows = [generate(pipe, prompt, seeds, num_inference_steps=inference_steps[0], data_mean=flag,
-                     resolution=profile.resolution, progress=False).images for flag in starts.values()]
-    fig = show_grid([im for row in rows for im in row], len(rows), len(seeds), row_labels=list(starts),
-                    col_labels=[f"seed {s}" for s in seeds], title=f"'{prompt}': two ways to start")
+    rows = [sampling.generate(pipe, prompt, seeds, num_inference_steps=inference_steps[0], data_mean=flag,
+                              resolution=profile.resolution, progress=False).images for flag in starts.values()]
+    fig = figures.show_grid([im for row in rows for im in row], len(rows), len(seeds), row_labels=list(starts),
+                            col_labels=[f"seed {s}" for s in seeds], title=f"'{prompt}': two ways to start")
 
 # %% [markdown]
 # ## 3. PNDM vs LMSDiscrete vs DDIM
 # One row per scheduler and number of steps; the seeds go from left to right.
 
 # %%
-study = compare_schedulers(pipe, prompt, STUDY_SCHEDULERS, inference_steps, seeds, resolution=profile.resolution)
-comparison = scheduler_comparison(study, prompt)
+study = sampling.compare_schedulers(pipe, prompt, sampling.STUDY_SCHEDULERS, inference_steps, seeds, resolution=profile.resolution)
+comparison = sample.scheduler_comparison(study, prompt)
 title = f"'{prompt}', overfit run (study LR {lr:.0e}, {steps} steps), seeds {seeds}"
-path = save_image(comparison.grid(title=title, arms_as="rows", photos=photos), runs_dir() / "figures", "03_study_schedulers",
-                  subject=subject.name, seed=SEED, steps=f"{inference_steps[0]}-{inference_steps[1]}")
+path = figures.save_image(comparison.grid(title=title, arms_as="rows", photos=photos), paths.runs_dir() / "figures", "03_study_schedulers",
+                          subject=subject.name, seed=SEED, steps=f"{inference_steps[0]}-{inference_steps[1]}")
 fig = comparison.show(title="the study's schedulers, same starting noise", arms_as="rows", photos=photos)
 print(score_comparison(subject, comparison, name="03_schedulers"))
 
@@ -154,10 +140,10 @@ print(score_comparison(subject, comparison, name="03_schedulers"))
 # DPM-Solver++ (multistep), Euler and UniPC. Same prompt, same seeds, same step counts.
 
 # %%
-newer = compare_schedulers(pipe, prompt, NEWER, inference_steps, seeds, resolution=profile.resolution)
-comparison_newer = scheduler_comparison(newer, prompt)
-path = save_image(comparison_newer.grid(title=title, arms_as="rows", photos=photos), runs_dir() / "figures", "03_newer_schedulers",
-                  subject=subject.name, seed=SEED, steps=f"{inference_steps[0]}-{inference_steps[1]}")
+newer = sampling.compare_schedulers(pipe, prompt, NEWER, inference_steps, seeds, resolution=profile.resolution)
+comparison_newer = sample.scheduler_comparison(newer, prompt)
+path = figures.save_image(comparison_newer.grid(title=title, arms_as="rows", photos=photos), paths.runs_dir() / "figures", "03_newer_schedulers",
+                          subject=subject.name, seed=SEED, steps=f"{inference_steps[0]}-{inference_steps[1]}")
 fig = comparison_newer.show(title="newer schedulers, same starting noise", arms_as="rows", photos=photos)
 print(score_comparison(subject, comparison_newer, name="03_newer_samplers"))
 
@@ -169,9 +155,9 @@ print(score_comparison(subject, comparison_newer, name="03_newer_samplers"))
 
 # %%
 seconds = {**comparison.seconds_per_image(), **comparison_newer.seconds_per_image()}
-fig = plot_seconds_per_image(seconds, title=f"sampling time per image, {profile.name} profile, "
+fig = figures.plot_seconds_per_image(seconds, title=f"sampling time per image, {profile.name} profile, "
                                             f"{profile.resolution} px")
-path = save_plot(fig, "03_seconds_per_image", profile=profile.name, resolution=profile.resolution)
+path = figures.save_plot(fig, "03_seconds_per_image", profile=profile.name, resolution=profile.resolution)
 
 # %% [markdown]
 # ## 6. Try a scheduler yourself
@@ -182,12 +168,12 @@ path = save_plot(fig, "03_seconds_per_image", profile=profile.name, resolution=p
 def try_scheduler(scheduler, study_steps):
     """Sample the overfit model with one scheduler, the notebook's prompt and seeds."""
     n = max(2, round(study_steps * scale))
-    result = sample_pipeline(pipe, [prompt], seeds, n, profile.resolution, scheduler=scheduler)
-    scheduler_comparison({(scheduler, n): result}, prompt).show(title=f"{scheduler}, {n} steps", arms_as="rows")
+    result = sample.sample_pipeline(pipe, [prompt], seeds, n, profile.resolution, scheduler=scheduler)
+    sample.scheduler_comparison({(scheduler, n): result}, prompt).show(title=f"{scheduler}, {n} steps", arms_as="rows")
     plt.show()
 
-interactive_controls(try_scheduler, button="Sample", hint="TRY_SCHEDULER and TRY_STEPS set the values used here.",
-                     scheduler=dropdown(list(SCHEDULERS), TRY_SCHEDULER), study_steps=slider(TRY_STEPS, 10, 150, 10))
+widgets.interactive_controls(try_scheduler, button="Sample", hint="TRY_SCHEDULER and TRY_STEPS set the values used here.",
+                             scheduler=widgets.dropdown(list(sampling.SCHEDULERS), TRY_SCHEDULER), study_steps=widgets.slider(TRY_STEPS, 10, 150, 10))
 
 # %% [markdown]
 # ## Keeping your disk small

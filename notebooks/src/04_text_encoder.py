@@ -30,20 +30,8 @@ import inspect
 
 import matplotlib.pyplot as plt
 
-from helpers.cleanup import note_runs_in_use
-from helpers.storage import release_weights
-from helpers.comparisons import sample_runs
-from helpers.course import setup_notebook, study_config
-from helpers.data import load_images
-from helpers.figures import plot_losses, save_image, save_plot, show_grid, show_image
-from helpers.memory import cost_table, format_bytes, measure_configurations, plot_costs, sd_static_memory
-from helpers.models import load_components
-from helpers.paths import runs_dir
-from helpers.profiles import get_profile
-from helpers.prompts import short_prompt, subject_prompts
-from helpers.scores import score_comparison
-from helpers.training import prepare_models, train_dreambooth
-from helpers.widgets import interactive_controls
+from helpers import (arms, figures, load_components, memory, paths, prepare_models, release_weights,
+    sample_runs, score_comparison, setup_notebook, short_prompt, study_config, subject_prompts, widgets)
 
 SEED = 0  # training seed of both runs; sampling seeds start here too
 
@@ -56,8 +44,8 @@ SEED = 0  # training seed of both runs; sampling seeds start here too
 
 # %%
 PROFILE = None  # "gpu", "cpu" or "smoke"; None reads COURSE_PROFILE / looks for a GPU
-STUDY_LR = 2e-6  # the study's low learning rate for faces (1e-6 worked too: exercise 1)
-STUDY_STEPS = 1200  # the study's longer face run, batch size 2, with prior preservation
+STUDY_LR = arms.FACE_LR  # 2e-6: the study's low learning rate for faces (1e-6 worked too: exercise 1)
+STUDY_STEPS = arms.FACE_STEPS  # 1200: the study's longer face run, batch size 2, with prior preservation
 N_COMPLEX = 2  # complex prompts (several requests in one prompt) besides the plain instance prompt
 N_SEEDS = None  # samples per prompt; None: the profile's images_per_prompt
 MEASURE_STEPS = 2  # optimizer steps timed per arm in the cost measurement (step 5)
@@ -67,17 +55,14 @@ MEASURE_STEPS = 2  # optimizer steps timed per arm in the cost measurement (step
 # The face chosen in `00_setup` (or this profile's default face).
 
 # %%
-settings = setup_notebook("04", subjects=("face",), profile=PROFILE)
-profile = get_profile()
-subject = settings.face_subject
+nb = setup_notebook("04", ("face",), PROFILE, seed=SEED, n_seeds=N_SEEDS)
+settings, profile, subject, seeds, photos = nb.settings, nb.profile, nb.subject, nb.seeds, nb.photos
 candidates = subject_prompts(subject, 10)
 simple, complex_ = candidates[0], sorted(candidates[1:], key=len)[-N_COMPLEX:]
 prompts = [simple] + (complex_[-1:] if profile.name == "smoke" else complex_)
-seeds = [SEED + i for i in range(N_SEEDS or profile.images_per_prompt)]
 print(f"profile {profile.name}, model {settings.pretrained_model_name_or_path}, subject '{subject.name}'")
 print("simple prompt:", simple, "\ncomplex prompts:", *prompts[1:], sep="\n  ")
-photos = load_images(subject.folder, profile.resolution)
-fig = show_grid(photos, 1, len(photos), title=f"the {len(photos)} training photos of '{subject.name}'")
+fig = figures.show_grid(photos, 1, len(photos), title=f"the {len(photos)} training photos of '{subject.name}'")
 
 # %% [markdown]
 # ## 2. Who reads the prompt?
@@ -132,15 +117,14 @@ for name, c in configs.items():
     print(f"{name}: LR {c.learning_rate:.1e}, {c.max_train_steps} steps, batch {c.train_batch_size} + prior")
 
 # %%
-runs = {name: train_dreambooth(c, retrain_missing_weights=True) for name, c in configs.items()}
+runs = nb.train(configs, retrain_missing_weights=True)  # recorded as in use: the clean-up keeps them
 folders = {name: r.output_dir for name, r in runs.items()}
-note_runs_in_use("04", folders.values())  # the course home's clean-up keeps these
 steps_here = configs["frozen text encoder"].max_train_steps
 
 # %%
-fig = plot_losses({name: r.losses for name, r in runs.items()}, key="instance_loss",
-                  window=max(2, steps_here // 10), title=f"loss on the face photos, seed {SEED}")
-path = save_plot(fig, "04_loss", subject=subject.name, seed=SEED, steps=steps_here)
+fig = figures.plot_losses({name: r.losses for name, r in runs.items()}, key="instance_loss",
+                          window=max(2, steps_here // 10), title=f"loss on the face photos, seed {SEED}")
+path = figures.save_plot(fig, "04_loss", subject=subject.name, seed=SEED, steps=steps_here)
 
 # %% [markdown]
 # The run with the trained text encoder usually fits its photos a little faster: it has two
@@ -157,8 +141,8 @@ path = save_plot(fig, "04_loss", subject=subject.name, seed=SEED, steps=steps_he
 comparison = sample_runs(folders, prompts, seeds, profile.num_inference_steps, profile.resolution)
 title = f"{subject.name}: frozen vs trained text encoder, {steps_here} steps, seeds {seeds}"
 grid = comparison.grid(title=title, photos=photos)
-path = save_image(grid, runs_dir() / "figures", "04_text_encoder", subject=subject.name, seed=SEED,
-                  steps=steps_here)
+path = figures.save_image(grid, paths.runs_dir() / "figures", "04_text_encoder", subject=subject.name, seed=SEED,
+                          steps=steps_here)
 fig = comparison.show(title=title, photos=photos)
 print(score_comparison(subject, comparison, name="04_text_encoder"))
 
@@ -185,10 +169,10 @@ print(score_comparison(subject, comparison, name="04_text_encoder"))
 def try_prompt(prompt=f"a painting of {subject.identifier} {subject.class_noun} wearing a hat"):
     """Sample both runs on one prompt, two seeds each."""
     mine = sample_runs(folders, [prompt], seeds[:2], profile.num_inference_steps, profile.resolution)
-    show_image(mine.grid(title=short_prompt(prompt)), width=3)
+    figures.show_image(mine.grid(title=short_prompt(prompt)), width=3)
     plt.show()
 
-interactive_controls(try_prompt, button="Sample", fallback=False)
+widgets.interactive_controls(try_prompt, button="Sample", fallback=False)
 
 # %% [markdown]
 # ## 5. What it costs
@@ -203,14 +187,14 @@ interactive_controls(try_prompt, button="Sample", fallback=False)
 for name, r in runs.items():
     print(f"{name:>22}: {r.record.get('wall_time_s', float('nan')):8.1f} s of training "
           f"({'reused' if r.reused else 'trained now'})")
-costs = measure_configurations(configs["frozen text encoder"], {
+costs = memory.measure_configurations(configs["frozen text encoder"], {
     "frozen text encoder": {}, "text encoder trained": {"train_text_encoder": True}}, steps=MEASURE_STEPS)
-print(cost_table(costs))
+print(memory.cost_table(costs))
 
 # %%
 batch = configs["frozen text encoder"].train_batch_size
-fig = plot_costs(costs, title=f"one training step, {profile.resolution} px, batch {batch} + {batch} class images")
-path = save_plot(fig, "04_cost", subject=subject.name, resolution=profile.resolution)
+fig = memory.plot_costs(costs, title=f"one training step, {profile.resolution} px, batch {batch} + {batch} class images")
+path = figures.save_plot(fig, "04_cost", subject=subject.name, resolution=profile.resolution)
 
 # %% [markdown]
 # Gradients and optimizer state grow with the number of trained weights, and the text
@@ -221,10 +205,10 @@ path = save_plot(fig, "04_cost", subject=subject.name, resolution=profile.resolu
 # %%
 for te in (False, True):
     for opt in (False, True):
-        parts = sd_static_memory(train_text_encoder=te, mixed_precision="fp16", use_8bit_adam=opt)
+        parts = memory.sd_static_memory(train_text_encoder=te, mixed_precision="fp16", use_8bit_adam=opt)
         print(f"text encoder {'trained' if te else 'frozen ':7}, {'8-bit AdamW' if opt else 'AdamW      '}: "
-              + ", ".join(f"{k} {format_bytes(v)}" for k, v in parts.items())
-              + f" = {format_bytes(sum(parts.values()))}")
+              + ", ".join(f"{k} {memory.format_bytes(v)}" for k, v in parts.items())
+              + f" = {memory.format_bytes(sum(parts.values()))}")
 
 # %% [markdown]
 # With plain AdamW, training the text encoder as well takes Stable Diffusion's fixed costs

@@ -31,24 +31,8 @@ from dataclasses import replace
 import matplotlib.pyplot as plt
 import torch
 
-from helpers.cleanup import note_runs_in_use
-from helpers.storage import release_weights
-from helpers.comparisons import Comparison, sample_runs
-from helpers.course import run_finished, setup_notebook, study_config
-from helpers.data import load_images
-from helpers.figures import plot_losses, save_image, save_plot
-from helpers.models import load_components
-from helpers.paths import runs_dir
-from helpers.profiles import get_profile
-from helpers.prompts import subject_prompts
-from helpers.scores import score_comparison
-from helpers.textual_inversion import (
-    TextualInversionConfig,
-    changed_rows,
-    dreambooth_after_textual_inversion,
-    train_textual_inversion,
-)
-from helpers.training import train_dreambooth
+from helpers import (arms, figures, load_components, paths, release_weights, run_finished, sample,
+    sample_runs, score_comparison, setup_notebook, study_config, textual_inversion)
 
 SEED = 0  # training seed of every run; sampling seeds start here too
 
@@ -63,10 +47,10 @@ SEED = 0  # training seed of every run; sampling seeds start here too
 
 # %%
 PROFILE = None  # "gpu", "cpu" or "smoke"; None reads COURSE_PROFILE / looks for a GPU
-PLACEHOLDER = "<sks>"  # the new word; it must not exist in the tokenizer yet
-TI_STEPS, TI_LR = 2000, 5e-4  # textual inversion: the study's length, the usual rate for an embedding
-DB_AFTER_TI_STEPS, DB_AFTER_TI_LR = 500, 1e-6  # the study's DreamBooth run started from the textual inversion
-STUDY_LR, STUDY_STEPS = 2e-6, 1200  # the face runs compared against (notebook 04)
+PLACEHOLDER = arms.PLACEHOLDER  # "<sks>": the new word; it must not exist in the tokenizer yet
+TI_STEPS, TI_LR = arms.TI_STEPS, arms.TI_LR  # 2000, 5e-4: the study's length, the usual rate for an embedding
+DB_AFTER_TI_STEPS, DB_AFTER_TI_LR = arms.DB_AFTER_TI_STEPS, arms.DB_AFTER_TI_LR  # 500, 1e-6: DreamBooth from the new word
+STUDY_LR, STUDY_STEPS = arms.FACE_LR, arms.FACE_STEPS  # 2e-6, 1200: the face runs compared against (notebook 04)
 TRAIN_COMPARISON_RUNS = None  # None: reuse notebook 04's runs if they exist; True: train them if missing; False: skip
 N_PROMPTS = 3  # the instance prompt plus prompts that move the subject elsewhere
 N_SEEDS = None  # samples per prompt; None: the profile's images_per_prompt
@@ -75,12 +59,9 @@ N_SEEDS = None  # samples per prompt; None: the profile's images_per_prompt
 # ## 1. Profile, model and subject
 
 # %%
-settings = setup_notebook("05", subjects=("face",), profile=PROFILE)
-profile = get_profile()
-subject = settings.face_subject
-photos = load_images(subject.folder, profile.resolution)  # shown above each figure, to compare by eye
-prompts = subject_prompts(subject, 2 if profile.name == "smoke" else N_PROMPTS)
-seeds = [SEED + i for i in range(N_SEEDS or profile.images_per_prompt)]
+nb = setup_notebook("05", ("face",), PROFILE, n_prompts=N_PROMPTS, smoke_prompts=2, seed=SEED, n_seeds=N_SEEDS)
+settings, profile, subject = nb.settings, nb.profile, nb.subject
+prompts, seeds, photos = nb.prompts, nb.seeds, nb.photos  # photos: shown above each figure
 print(f"profile {profile.name}, model {settings.pretrained_model_name_or_path}, subject '{subject.name}'")
 print("prompts:", *prompts, sep="\n  ")
 
@@ -92,7 +73,7 @@ print("prompts:", *prompts, sep="\n  ")
 # new word has to describe the subject in the language the frozen model already speaks.
 
 # %%
-ti_config = TextualInversionConfig(
+ti_config = textual_inversion.TextualInversionConfig(
     pretrained_model_name_or_path=settings.pretrained_model_name_or_path, train_data_dir=subject.folder,
     placeholder_token=PLACEHOLDER, initializer_token=subject.class_noun, resolution=profile.resolution,
     train_batch_size=profile.train_batch_size_faces, max_train_steps=profile.steps(TI_STEPS),
@@ -101,7 +82,7 @@ ti_config = TextualInversionConfig(
 )
 print(f"textual inversion: {ti_config.max_train_steps} steps at {ti_config.learning_rate:.1e}, "
       f"'{PLACEHOLDER}' starts as '{subject.class_noun}'")
-ti = train_textual_inversion(ti_config)
+ti = textual_inversion.train_textual_inversion(ti_config)
 
 # %% [markdown]
 # ### Did only the new row change?
@@ -117,7 +98,7 @@ before = base["text_encoder"].get_input_embeddings().weight.detach()
 after = learned["text_encoder"].get_input_embeddings().weight.detach()
 new_id = learned["tokenizer"].convert_tokens_to_ids(PLACEHOLDER)
 print(f"vocabulary {len(before)} -> {len(after)} rows; rows that differ among the old ones: "
-      f"{changed_rows(before, after[: len(before)])}; the new row is {new_id}")
+      f"{textual_inversion.changed_rows(before, after[: len(before)])}; the new row is {new_id}")
 
 # %%
 init_id = base["tokenizer"].convert_tokens_to_ids(base["tokenizer"].tokenize(subject.class_noun))[0]
@@ -127,7 +108,7 @@ fig, ax = plt.subplots(figsize=(6, 2.4))
 ax.bar([str(i) for i in range(len(after) - 8, len(after))], moved.tolist(), color="tab:orange")
 ax.set_xlabel("row of the embedding matrix (last 8)"), ax.set_ylabel("distance moved")
 ax.set_title(f"textual inversion moved only row {new_id} ('{PLACEHOLDER}'), seed {SEED}", fontsize=10)
-path = save_plot(fig, "05_embedding_rows", subject=subject.name, seed=SEED, steps=ti_config.max_train_steps)
+path = figures.save_plot(fig, "05_embedding_rows", subject=subject.name, seed=SEED, steps=ti_config.max_train_steps)
 
 # %% [markdown]
 # Which existing words is the learned vector closest to now? If textual inversion found a
@@ -151,7 +132,7 @@ del base, learned
 after_ti_config = study_config(subject, DB_AFTER_TI_LR, DB_AFTER_TI_STEPS, with_prior_preservation=True,
                                face=True, settings=settings, seed=SEED,
                                instance_prompt=f"a photo of {{token}} {subject.class_noun}")
-ti_db = dreambooth_after_textual_inversion(ti, after_ti_config)
+ti_db = textual_inversion.dreambooth_after_textual_inversion(ti, after_ti_config)
 print(f"DreamBooth after textual inversion: {ti_db.config.max_train_steps} steps at {ti_db.config.learning_rate:.1e},"
       f" prompt '{ti_db.config.instance_prompt}'")
 
@@ -176,15 +157,15 @@ if TRAIN_COMPARISON_RUNS is None:  # use notebook 04's runs where they exist; tr
           (f"; {missing} skipped (run notebook 04, or set TRAIN_COMPARISON_RUNS = True)" if missing else ""))
 elif not TRAIN_COMPARISON_RUNS:
     face_configs = {}
-face_runs = {name: train_dreambooth(c, retrain_missing_weights=True) for name, c in face_configs.items()}
-note_runs_in_use("05", [ti.output_dir, ti_db.output_dir, *(r.output_dir for r in face_runs.values())])
+nb.keep(ti.output_dir, ti_db.output_dir)  # the course home's clean-up keeps the runs this notebook uses
+face_runs = nb.train(face_configs, retrain_missing_weights=True)
 
 # %%
 curves = {"textual inversion": ti.losses, "DreamBooth after TI": ti_db.losses,
           **{name: r.losses for name, r in face_runs.items()}}
-fig = plot_losses(curves, key="instance_loss", window=max(2, profile.steps(DB_AFTER_TI_STEPS) // 10),
-                  title=f"loss on the face photos, seed {SEED}")
-path = save_plot(fig, "05_loss", subject=subject.name, seed=SEED)
+fig = figures.plot_losses(curves, key="instance_loss", window=max(2, profile.steps(DB_AFTER_TI_STEPS) // 10),
+                          title=f"loss on the face photos, seed {SEED}")
+path = figures.save_plot(fig, "05_loss", subject=subject.name, seed=SEED)
 
 # %% [markdown]
 # ## 5. Four ways to teach the face, one figure
@@ -202,13 +183,13 @@ as_sks = dict(zip(word_prompts, prompts))  # file the new word's images under th
 generations = {k: replace(g, prompts=[as_sks[p] for p in g.prompts]) for k, g in with_word.generations.items()}
 generations.update(with_sks.generations)
 order = [k for k in ["textual inversion", "DreamBooth", "TI + DreamBooth", "DreamBooth + text encoder"] if k in generations]
-comparison = Comparison({k: generations[k] for k in order}, prompts, seeds)
+comparison = sample.Comparison({k: generations[k] for k in order}, prompts, seeds)
 
 # %%
 title = f"{subject.name}: four ways to teach the face, seeds {seeds}"
 grid = comparison.grid(title=title, photos=photos)
-path = save_image(grid, runs_dir() / "figures", "05_ti_dreambooth", subject=subject.name, seed=SEED,
-                  ti_steps=ti_config.max_train_steps, db_steps=ti_db.config.max_train_steps)
+path = figures.save_image(grid, paths.runs_dir() / "figures", "05_ti_dreambooth", subject=subject.name, seed=SEED,
+                          ti_steps=ti_config.max_train_steps, db_steps=ti_db.config.max_train_steps)
 fig = comparison.show(title=title, photos=photos)
 print(score_comparison(subject, comparison, name="05_textual_inversion"))
 

@@ -31,27 +31,8 @@ import numpy as np
 import torch
 from diffusers.training_utils import EMAModel
 
-from helpers.cleanup import note_runs_in_use
-from helpers.storage import release_weights
-from helpers.comparisons import Comparison, sample_runs
-from helpers.course import setup_notebook, study_config
-from helpers.data import load_images
-from helpers.figures import save_image, save_plot
-from helpers.memory import (
-    StepCost,
-    cost_table,
-    describe,
-    format_bytes,
-    measure_configurations,
-    plot_costs,
-    sd_static_memory,
-)
-from helpers.paths import runs_dir
-from helpers.profiles import get_profile
-from helpers.prompts import subject_prompts
-from helpers.scores import score_comparison
-from helpers.training import train_dreambooth
-from helpers.widgets import interactive_controls
+from helpers import (arms, figures, memory, paths, release_weights, sample, sample_runs, score_comparison,
+    setup_notebook, study_config, widgets)
 
 SEED = 0  # training seed; sampling seeds start here too
 
@@ -64,7 +45,7 @@ SEED = 0  # training seed; sampling seeds start here too
 
 # %%
 PROFILE = None  # "gpu", "cpu" or "smoke"; None reads COURSE_PROFILE / looks for a GPU
-STUDY_LR, STUDY_STEPS = 2e-6, 400  # the study's object recipe
+STUDY_LR, STUDY_STEPS = arms.LOW_LR, arms.OBJECT_STEPS  # 2e-6, 400: the study's object recipe
 N_PROMPTS = 3  # the instance prompt plus prompts that move the subject elsewhere
 N_SEEDS = None  # samples per prompt; None: the profile's images_per_prompt
 HALF = "fp16" if torch.cuda.is_available() else "bf16"  # fp16 training needs a CUDA GPU; bf16 runs on recent CPUs
@@ -75,12 +56,9 @@ BUDGET_GB = 16  # the GPU size to fit (Colab and Kaggle T4s)
 # ## 1. Profile, model and subject
 
 # %%
-settings = setup_notebook("06", subjects=("object",), profile=PROFILE)
-profile = get_profile()
-subject = settings.object_subject
-photos = load_images(subject.folder, profile.resolution)  # shown above each figure, to compare by eye
-prompts = subject_prompts(subject, 1 if profile.name == "smoke" else N_PROMPTS)
-seeds = [SEED + i for i in range(N_SEEDS or profile.images_per_prompt)]
+nb = setup_notebook("06", ("object",), PROFILE, n_prompts=N_PROMPTS, seed=SEED, n_seeds=N_SEEDS)
+settings, profile, subject = nb.settings, nb.profile, nb.subject
+prompts, seeds, photos = nb.prompts, nb.seeds, nb.photos  # photos: shown above each figure
 print(f"profile {profile.name}, model {settings.pretrained_model_name_or_path}, subject '{subject.name}'")
 
 # %% [markdown]
@@ -102,19 +80,18 @@ for t in sorted({10, 100, profile.steps(STUDY_STEPS), 10_000}):
 # (with `train_text_encoder`, `text_encoder_ema/` holds the text encoder's).
 
 # %%
-config = study_config(subject, STUDY_LR, STUDY_STEPS, settings=settings, seed=SEED, use_ema=True)
-run = train_dreambooth(config)
-note_runs_in_use("06", [run.output_dir])  # the course home's clean-up keeps it
+config = nb.config(STUDY_LR, STUDY_STEPS, use_ema=True)
+run = nb.train({"EMA": config})["EMA"]  # and recorded as in use, so the course home's clean-up keeps it
 print(f"{config.max_train_steps} steps at {config.learning_rate:.1e}, EMA decay {config.ema_decay}")
 
 # %%
 raw = sample_runs({"without EMA": run.output_dir}, prompts, seeds, profile.num_inference_steps, profile.resolution)
 avg = sample_runs({"with EMA": run.output_dir}, prompts, seeds, profile.num_inference_steps, profile.resolution,
                   ema=True)
-comparison = Comparison({**raw.generations, **avg.generations}, prompts, seeds)
+comparison = sample.Comparison({**raw.generations, **avg.generations}, prompts, seeds)
 title = f"{subject.name}: {config.max_train_steps} steps, with and without EMA, seeds {seeds}"
 grid = comparison.grid(title=title, photos=photos)
-path = save_image(grid, runs_dir() / "figures", "06_ema", subject=subject.name, seed=SEED, steps=config.max_train_steps)
+path = figures.save_image(grid, paths.runs_dir() / "figures", "06_ema", subject=subject.name, seed=SEED, steps=config.max_train_steps)
 fig = comparison.show(title=title, photos=photos)
 print(score_comparison(subject, comparison, name="06_ema"))
 
@@ -174,13 +151,13 @@ print(f"every row: {profile.resolution} px, effective batch {batch}, model {sett
 # a recent CPU; on a 16 GB GPU the fp32 rows may run out of memory).
 
 # %%
-costs = measure_configurations(base, variants, steps=MEASURE_STEPS)
-print(cost_table(costs))
+costs = memory.measure_configurations(base, variants, steps=MEASURE_STEPS)
+print(memory.cost_table(costs))
 
 # %%
-fig = plot_costs(costs, title=f"one training step, {profile.resolution} px, effective batch {batch}, {profile.name}",
-                 budget_bytes=BUDGET_GB * 1e9 if profile.name == "gpu" else None)
-path = save_plot(fig, "06_memory", profile=profile.name, resolution=profile.resolution, batch=batch)
+fig = memory.plot_costs(costs, title=f"one training step, {profile.resolution} px, effective batch {batch}, {profile.name}",
+                        budget_bytes=BUDGET_GB * 1e9 if profile.name == "gpu" else None)
+path = figures.save_plot(fig, "06_memory", profile=profile.name, resolution=profile.resolution, batch=batch)
 
 # %% [markdown]
 # Reading the table, row by row against the first:
@@ -210,17 +187,17 @@ recipes = {"fp32, AdamW": ("no", False), "fp16, AdamW": ("fp16", False), "fp16, 
 estimates = []
 for name, (precision, eight_bit) in recipes.items():
     for te in (False, True):
-        parts = sd_static_memory(train_text_encoder=te, mixed_precision=precision, use_8bit_adam=eight_bit)
-        estimates.append(StepCost(f"{name}{', text encoder' if te else ''}", 0.0, parts["weights"],
-                                  parts["gradients"], parts["optimizer"], 0))  # arithmetic: no time
+        parts = memory.sd_static_memory(train_text_encoder=te, mixed_precision=precision, use_8bit_adam=eight_bit)
+        estimates.append(memory.StepCost(f"{name}{', text encoder' if te else ''}", 0.0, parts["weights"],
+                                         parts["gradients"], parts["optimizer"], 0))  # arithmetic: no time
 for e in estimates:
-    print(f"{e.label:<34} {format_bytes(e.total_bytes):>9} before activations ({e.total_bytes / 1e9:.1f} GB)")
+    print(f"{e.label:<34} {memory.format_bytes(e.total_bytes):>9} before activations ({e.total_bytes / 1e9:.1f} GB)")
 
 # %%
-fig = plot_costs(estimates, title="Stable Diffusion v1-4, fixed costs of DreamBooth (activations not included)",
-                 budget_bytes=BUDGET_GB * 1e9)
+fig = memory.plot_costs(estimates, title="Stable Diffusion v1-4, fixed costs of DreamBooth (activations not included)",
+                        budget_bytes=BUDGET_GB * 1e9)
 fig.axes[0].set_xlim(0, 20)  # GiB, room for the 16 GB line
-path = save_plot(fig, "06_sd_fits_16gb", budget_gb=BUDGET_GB)
+path = figures.save_plot(fig, "06_sd_fits_16gb", budget_gb=BUDGET_GB)
 
 # %% [markdown]
 # The dashed line is 16 GB. With fp32 and AdamW the fixed costs alone are about 14 GB before
@@ -250,10 +227,10 @@ def measure(use_8bit_adam=False, mixed_precision="no", gradient_checkpointing=Fa
     changes = {"use_8bit_adam": use_8bit_adam, "mixed_precision": mixed_precision, "cache_latents": cache_latents,
                "gradient_checkpointing": gradient_checkpointing, "train_text_encoder": train_text_encoder,
                "train_batch_size": micro_batch, "gradient_accumulation_steps": max(1, batch // micro_batch)}
-    print(cost_table(measure_configurations(base, {describe(base.replace(**changes)): changes}, progress=False)))
+    print(memory.cost_table(memory.measure_configurations(base, {memory.describe(base.replace(**changes)): changes}, progress=False)))
 
-interactive_controls(measure, button="Measure", fallback=False, mixed_precision=["no", "fp16", "bf16"],
-                     micro_batch=(1, batch))
+widgets.interactive_controls(measure, button="Measure", fallback=False, mixed_precision=["no", "fp16", "bf16"],
+                             micro_batch=(1, batch))
 
 # %% [markdown]
 # ## Keeping your disk small

@@ -27,20 +27,8 @@
 # %%
 import torch
 
-from helpers.cleanup import folder_size, note_runs_in_use
-from helpers.storage import release_weights
-from helpers.comparisons import sample_runs
-from helpers.course import setup_notebook, study_config
-from helpers.data import load_images
-from helpers.figures import save_image
-from helpers.memory import format_bytes
-from helpers.paths import runs_dir
-from helpers.playground import Playground
-from helpers.profiles import get_profile
-from helpers.prompts import subject_prompts
-from helpers.scores import score_comparison
-from helpers.training import train_dreambooth
-from helpers.widgets import interactive_controls, show_image_file
+from helpers import (arms, cleanup, figures, memory, paths, release_weights, sample_runs, score_comparison,
+    setup_notebook, widgets, Playground)
 
 SEED = 0  # training seed; sampling seeds start here too
 
@@ -53,9 +41,9 @@ SEED = 0  # training seed; sampling seeds start here too
 
 # %%
 PROFILE = None  # "gpu", "cpu" or "smoke"; None reads COURSE_PROFILE / looks for a GPU
-STUDY_LR, STUDY_STEPS = 2e-6, 400  # the study's object recipe (full fine-tuning)
-LORA_LR = 1e-4  # full-scale LoRA learning rate (diffusers' train_dreambooth_lora.py)
-RANK = 4  # the adapter's rank: how many directions each adapted layer may change in
+STUDY_LR, STUDY_STEPS = arms.LOW_LR, arms.OBJECT_STEPS  # 2e-6, 400: the study's object recipe (full fine-tuning)
+LORA_LR = arms.LORA_LR  # 1e-4: full-scale LoRA learning rate (diffusers' train_dreambooth_lora.py)
+RANK = arms.LORA_RANK  # 4: the adapter's rank: how many directions each adapted layer may change in
 N_PROMPTS = 3  # the instance prompt plus prompts that move the subject elsewhere
 N_SEEDS = None  # samples per prompt; None: the profile's images_per_prompt
 
@@ -63,16 +51,12 @@ N_SEEDS = None  # samples per prompt; None: the profile's images_per_prompt
 # ## 1. Profile, subject and the two configurations
 
 # %%
-settings = setup_notebook("07", subjects=("object",), profile=PROFILE)
-profile = get_profile()
-subject = settings.object_subject
-photos = load_images(subject.folder, profile.resolution)  # shown above each figure, to compare by eye
-prompts = subject_prompts(subject, 1 if profile.name == "smoke" else N_PROMPTS)
-seeds = [SEED + i for i in range(N_SEEDS or profile.images_per_prompt)]
+nb = setup_notebook("07", ("object",), PROFILE, n_prompts=N_PROMPTS, seed=SEED, n_seeds=N_SEEDS)
+settings, profile, subject = nb.settings, nb.profile, nb.subject
+prompts, seeds, photos = nb.prompts, nb.seeds, nb.photos  # photos: shown above each figure
 configs = {
-    "full": study_config(subject, STUDY_LR, STUDY_STEPS, settings=settings, seed=SEED),
-    f"LoRA rank {RANK}": study_config(subject, LORA_LR, STUDY_STEPS, settings=settings, seed=SEED,
-                                      use_lora=True, rank=RANK),
+    "full": nb.config(STUDY_LR, STUDY_STEPS),
+    f"LoRA rank {RANK}": nb.config(LORA_LR, STUDY_STEPS, use_lora=True, rank=RANK),
 }
 for label, c in configs.items():
     print(f"{label:<12} {c.max_train_steps} steps at {c.learning_rate:.1e}, batch {c.train_batch_size}")
@@ -88,9 +72,8 @@ for label, c in configs.items():
 # memory (the trainer resets the counter when a run starts).
 
 # %%
-results = {label: train_dreambooth(c, retrain_missing_weights=True) for label, c in configs.items()}
+results = nb.train(configs, retrain_missing_weights=True)  # recorded as in use: the clean-up keeps them
 runs = {label: r.output_dir for label, r in results.items()}
-note_runs_in_use("07", runs.values())  # the course home's clean-up keeps them
 
 # %% [markdown]
 # ## 3. What each run cost
@@ -106,8 +89,8 @@ for label, r in results.items():
     rec = r.record
     trained = f"{rec['trained_parameters']:,}" if rec.get("trained_parameters") else "-"
     step = f"{rec['median_step_s']:.3f}" if rec.get("median_step_s") else "-"
-    print(f"{label:<12} {trained:>16} {format_bytes(rec.get('peak_memory_bytes') if on_gpu else None):>12} {step:>9} "
-          f"{format_bytes(folder_size(r.output_dir)):>10}")
+    print(f"{label:<12} {trained:>16} {memory.format_bytes(rec.get('peak_memory_bytes') if on_gpu else None):>12} {step:>9} "
+          f"{memory.format_bytes(cleanup.folder_size(r.output_dir)):>10}")
 print(f"seconds per step: median over the {results['full'].config.max_train_steps} steps of each run")
 
 # %% [markdown]
@@ -122,8 +105,8 @@ print(f"seconds per step: median over the {results['full'].config.max_train_step
 # %%
 comparison = sample_runs(runs, prompts, seeds, profile.num_inference_steps, profile.resolution)
 title = f"{subject.name}: full vs LoRA rank {RANK}, seeds {seeds}"
-path = save_image(comparison.grid(title=title, photos=photos), runs_dir() / "figures", "07_lora_or_full", subject=subject.name,
-                  rank=RANK, seed=SEED)
+path = figures.save_image(comparison.grid(title=title, photos=photos), paths.runs_dir() / "figures", "07_lora_or_full", subject=subject.name,
+                          rank=RANK, seed=SEED)
 fig = comparison.show(title=title, photos=photos)
 print(score_comparison(subject, comparison, name="07_lora_or_full"))
 
@@ -143,10 +126,10 @@ lora = Playground(runs[f"LoRA rank {RANK}"], profile.num_inference_steps, profil
 
 def draw(prompt=subject.instance_prompt, seed=SEED, lora_scale=1.0):
     """Draw and save one image, then show it."""
-    show_image_file(lora.save(prompt, seed, lora_scale), width=256)
+    widgets.show_image_file(lora.save(prompt, seed, lora_scale), width=256)
 
-interactive_controls(draw, button="Draw", seed=(0, 99), lora_scale=(0.0, 1.5, 0.25),
-                     fallback=lambda: [draw(lora_scale=scale) for scale in (0.0, 1.0)])
+widgets.interactive_controls(draw, button="Draw", seed=(0, 99), lora_scale=(0.0, 1.5, 0.25),
+                             fallback=lambda: [draw(lora_scale=scale) for scale in (0.0, 1.0)])
 
 # %% [markdown]
 # ## Keeping your disk small

@@ -1,0 +1,275 @@
+"""The measures under a figure: one table per comparison, on every profile.
+
+Which judge scores the images depends on the subject, never on a branch in the notebook:
+
+- a ToyWorld subject (the ``cpu`` profile) is judged by ToyWorld's evaluator: the share of
+  images it recognises as the subject, that show what the prompt asks for, and so on;
+- any other subject (the real model on ``gpu``, the tiny model on ``smoke``) is judged by the
+  DreamBooth paper's backbones (:mod:`helpers.measure.backbones`): DINO, CLIP-I, CLIP-T, PRES and a
+  DINO-based diversity, with the profile's ``dino_model`` and ``clip_model``.
+
+Both give a :class:`ScoreTable` with the same columns, so a figure has one table on every
+profile. Each cell is an :class:`~helpers.base.stats.Estimate`: the value, its 95% interval and the
+number of images it rests on. ``score_comparison(...)`` also saves the table in the course home
+(``scores/<name>.json``) when given a ``name``, so ``course-kit findings-table`` can gather the
+tables of a whole course into the README's findings table.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from PIL import Image
+
+from helpers.base.paths import runs_dir
+from helpers.base.stats import Estimate, format_table, mean_of, share
+from helpers.measure import backbones as measures
+from helpers.measure.backbones import within_prompt_distance
+from helpers.profiles import get_profile
+from helpers.sample import Comparison, sample_runs
+from helpers.toyworld import metrics
+from helpers.toyworld.subjects import SUBJECTS, scoring_prompts
+from helpers.train.models import ModelUnavailableError
+from helpers.train.prompts import subject_prompts
+from helpers.train.settings import TOY_SUBJECTS, Subject, subject_photos
+
+# The columns of every score table, in order, and what each one means on either judge.
+COLUMNS = ("subject_fidelity", "subject_similarity", "prompt_fidelity", "language_drift", "diversity")
+TOYWORLD_HEADERS = {
+    "subject_fidelity": "subject (share recognised)",
+    "subject_similarity": "subject (evaluator cosine)",
+    "prompt_fidelity": "prompt (share shown)",
+    "language_drift": "drift (share)",
+    "diversity": "diversity (evaluator)",
+}
+BACKBONE_HEADERS = {
+    "subject_fidelity": "subject (DINO)",
+    "subject_similarity": "subject (CLIP-I)",
+    "prompt_fidelity": "prompt (CLIP-T)",
+    "language_drift": "drift (PRES)",
+    "diversity": "diversity (DIV, DINO-based)",
+}
+SCORES_DIR = "scores"  # inside the course home: one JSON per scored figure
+
+
+@dataclass
+class ScoreTable:
+    """The measures of each arm of a figure, ``rows[label][column]``, and how they were taken.
+
+    ``judge`` names what scored the images; ``note`` says why a table is empty (no photos,
+    a backbone that could not be loaded). ``print(table)`` shows it with counts and intervals.
+    """
+
+    rows: dict[str, dict[str, Estimate]] = field(default_factory=dict)
+    judge: str = ""
+    headers: dict[str, str] = field(default_factory=dict)
+    note: str = ""
+
+    @property
+    def columns(self) -> list[str]:
+        """The columns some row fills, in :data:`COLUMNS` order."""
+        return [c for c in COLUMNS if any(c in row for row in self.rows.values())]
+
+    def __str__(self) -> str:
+        return format_scores(self)
+
+    def to_dict(self) -> dict:
+        """A JSON-ready form: values, intervals and counts, no per-image samples."""
+        cells = {label: {c: {"value": e.value, "low": e.low, "high": e.high, "n": e.n, "kind": e.kind}
+                         for c, e in row.items()} for label, row in self.rows.items()}
+        return {"judge": self.judge, "headers": self.headers, "note": self.note, "rows": cells}
+
+
+def is_toyworld(subject: Subject) -> bool:
+    """True when ``subject`` is a ToyWorld subject and the ToyWorld evaluator is there to score it."""
+    shipped = Path(subject.folder).resolve().is_relative_to(TOY_SUBJECTS.resolve())
+    return shipped and subject.name in SUBJECTS and (metrics.EVALUATOR_DIR / "evaluator.safetensors").exists()
+
+
+def as_share(value: float, n: int) -> Estimate:
+    """A share the evaluator computed over ``n`` images, with its count and 95% interval."""
+    return share(round(value * n), n)
+
+
+def reference_photos(subject: Subject) -> list[Image.Image]:
+    """The subject's own photos, as the measures compare generations with them."""
+    return subject_photos(subject)
+
+
+# ------------------------------------------------------------------------------------- ToyWorld
+
+
+def _toyworld_row(subject: Subject, by_prompt: Mapping[str, Sequence[Image.Image]], references,
+                  class_prompt: str | None, seed: int) -> dict[str, Estimate]:
+    """One arm's ToyWorld measures; ``references`` are the subject photos' evaluator embeddings."""
+    own = [(im, p) for p, ims in by_prompt.items() if p != class_prompt for im in ims]
+    row = {}
+    if own:
+        images, prompts = [im for im, _ in own], [p for _, p in own]
+        row["subject_fidelity"] = as_share(metrics.subject_fidelity(images, subject.name), len(images))
+        embedded = metrics.embed(images)
+        row["subject_similarity"] = mean_of((embedded @ references.T).mean(dim=1).tolist(), seed)
+        row["prompt_fidelity"] = as_share(metrics.prompt_fidelity(images, prompts), len(images))
+    drift = list(by_prompt.get(class_prompt, [])) if class_prompt is not None else []
+    if drift:
+        row["language_drift"] = as_share(metrics.language_drift(drift, subject.name), len(drift))
+    if own:
+        row["diversity"] = mean_of(within_prompt_distance(embedded, prompts), seed)
+    return row
+
+
+def toyworld_scores(subject: Subject, comparison: Comparison, class_prompt: str | None = None) -> dict | None:
+    """ToyWorld's measures of each arm, ``{label: {measure: Estimate}}``; None for other subjects.
+
+    Subject fidelity counts images recognised as the subject, prompt fidelity images that show
+    what their prompt asks for; with ``class_prompt``, the images of that prompt are scored for
+    language drift instead (the share that show the subject: 0 is no drift).
+    """
+    if not is_toyworld(subject):
+        return None
+    table = score_arms(subject, _arms_of(comparison), class_prompt)
+    return table.rows
+
+
+# ------------------------------------------------------------------------------------- one call
+
+
+def _arms_of(comparison: Comparison) -> dict[str, dict[str, list[Image.Image]]]:
+    return {label: {p: comparison.images(label, p) for p in comparison.prompts} for label in comparison.labels}
+
+
+def score_arms(subject: Subject, arms: Mapping[str, Mapping[str, Sequence[Image.Image]]],
+               class_prompt: str | None = None, profile=None, seed: int = 0) -> ScoreTable:
+    """Score each arm's images, ``{label: {prompt: images}}``, with the judge that fits the subject.
+
+    Args:
+        subject: whose photos the images should show (ToyWorld's evaluator for a ToyWorld
+            subject, else the profile's DINO and CLIP backbones).
+        arms: the images of each arm by prompt.
+        class_prompt: the plain class prompt; its images are scored for language drift only.
+        profile: the profile whose backbones to use (None: the current one).
+        seed: the bootstrap's seed.
+
+    Returns:
+        A :class:`ScoreTable`; where the backbones cannot be loaded, an empty one whose note
+        says why and what to do (the figure above it is still there).
+    """
+    try:
+        references = reference_photos(subject)
+    except Exception as err:  # noqa: BLE001 - any unreadable folder: the note says which
+        return ScoreTable(note=f"(no measures: the subject's photos could not be read: {err})")
+    if is_toyworld(subject):
+        embedded_refs = metrics.embed(references)  # once for every arm
+        rows = {label: _toyworld_row(subject, by_prompt, embedded_refs, class_prompt, seed)
+                for label, by_prompt in arms.items()}
+        return ScoreTable(rows, "ToyWorld evaluator", TOYWORLD_HEADERS)
+    profile = profile or get_profile()
+    try:
+        backbones = measures.load_backbones(profile.dino_model, profile.clip_model)
+    except ModelUnavailableError as err:
+        judge = f"{profile.dino_model} + {profile.clip_model}"
+        return ScoreTable(judge=judge, note=f"(no measures from {judge}: {str(err).splitlines()[-1]})")
+    rows = measures.backbone_table(arms, references, class_prompt, subject.identifier, backbones, seed)
+    return ScoreTable(rows, f"{profile.dino_model} + {profile.clip_model}", BACKBONE_HEADERS)
+
+
+def score_comparison(subject: Subject, comparison: Comparison, class_prompt: str | None = None,
+                     name: str | None = None, profile=None) -> ScoreTable:
+    """The measure table of a comparison figure, on every profile (see :func:`score_arms`).
+
+    Args:
+        name: where given (e.g. ``"01_learning_rate"``), the table is also saved as
+            ``scores/<name>.json`` in the course home, for ``course-kit findings-table``.
+    """
+    table = score_arms(subject, _arms_of(comparison), class_prompt, profile)
+    if name and table.rows:
+        save_scores(table, name, subject, profile)
+    return table
+
+
+PEOPLE = ("person", "face", "man", "woman", "boy", "girl", "child")
+
+
+def role_prompts(subject: Subject) -> dict[str, list[str]]:
+    """The prompts a finished run is scored on, by role, as ToyWorld's findings use them.
+
+    ``instance`` (the training prompt), ``context`` (the subject somewhere new), ``attribute``
+    (something its photos never show: another colour, or glasses on a person) and ``class``
+    (the plain class prompt, for language drift).
+    """
+    if is_toyworld(subject):
+        return scoring_prompts(subject.name, subject.identifier)
+    token = f"{subject.identifier} {subject.class_noun}"
+    attribute = (f"a photo of {token} wearing glasses" if subject.class_noun in PEOPLE
+                 else f"a photo of a purple {token}")
+    context = [p for p in subject_prompts(subject, 6)[1:] if p != attribute]
+    return {"instance": [subject.instance_prompt], "context": context, "attribute": [attribute],
+            "class": [subject.class_prompt]}
+
+
+def score_finished_run(run: str | Path, subject: Subject, seeds: Sequence[int] = range(4), profile=None,
+                       label: str | None = None, name: str | None = None) -> ScoreTable:
+    """Sample a finished run (or a base model) on the :func:`role_prompts` and score it: one call, one row.
+
+    Args:
+        run: a run folder or a model id.
+        subject: the subject it was trained on.
+        seeds: sampling seeds, the same for every prompt (images per prompt).
+        profile: sampling steps and resolution, and the backbones (None: the current profile).
+        label: the row's label (default: the run folder's name).
+        name: save the table as ``scores/<name>.json`` too.
+    """
+    profile = profile or get_profile()
+    roles = role_prompts(subject)
+    prompts = [p for ps in roles.values() for p in ps]
+    label = label or Path(str(run)).name
+    comparison = sample_runs({label: run}, prompts, list(seeds), profile.num_inference_steps, profile.resolution)
+    return score_comparison(subject, comparison, class_prompt=roles["class"][0], name=name, profile=profile)
+
+
+def save_scores(table: ScoreTable, name: str, subject: Subject, profile=None) -> Path:
+    """Write a score table to ``scores/<name>.json`` in the course home, with its profile and subject."""
+    folder = runs_dir() / SCORES_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.json"
+    record = {"name": name, "profile": (profile or get_profile()).name, "subject": subject.name, **table.to_dict()}
+    path.write_text(json.dumps(record, indent=2) + "\n")
+    return path
+
+
+def load_saved_scores(folder: str | Path | None = None) -> dict[str, dict]:
+    """Every saved score table of a course home, ``{name: record}`` (see :func:`save_scores`)."""
+    folder = Path(folder) if folder else runs_dir() / SCORES_DIR
+    return {p.stem: json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))}
+
+
+# ------------------------------------------------------------------------------------- printing
+
+
+def _cell(value) -> str:
+    return str(value) if isinstance(value, Estimate) else f"{value:.2f}"
+
+
+def format_scores(scores: ScoreTable | dict | None) -> str:
+    """A small text table of a :class:`ScoreTable` (or of ``{label: {column: value}}``).
+
+    An estimate prints as ``0.75 [0.41, 0.93], n=8``: the value, its 95% interval, the images it
+    rests on. A table without rows prints its note.
+    """
+    if isinstance(scores, ScoreTable):
+        if not scores.rows:
+            return scores.note or "(no measures)"
+        text = format_table(scores.rows, scores.headers)
+        return f"{text}\nscored by: {scores.judge}; 95% intervals, n = images"
+    if not scores:
+        return "(no ToyWorld measures: the subject is not a ToyWorld subject, or the evaluator is not built)"
+    names = list(next(iter(scores.values())))
+    width = max(len(k) for k in scores) + 2
+    cells = {label: [_cell(row[n]) if n in row else "-" for n in names] for label, row in scores.items()}
+    col = max(len(n) for n in names + [c for row in cells.values() for c in row]) + 2
+    lines = [" " * width + "".join(f"{n:>{col}}" for n in names)]
+    lines += [f"{label:<{width}}" + "".join(f"{c:>{col}}" for c in row) for label, row in cells.items()]
+    return "\n".join(lines)
