@@ -168,9 +168,9 @@ def test_gpu_profile_saves_trained_parts_in_fp16_and_cpu_keeps_whole_pipelines()
 
 
 def test_sampled_comparisons_do_not_change_the_fingerprint_of_a_run_used_as_a_base_model(make_config):
-    from helpers import comparisons
-    from helpers.models import model_fingerprint
-    from helpers.training import train_dreambooth
+    from helpers import sample as comparisons
+    from helpers.train.dreambooth import train_dreambooth
+    from helpers.train.models import model_fingerprint
 
     run = train_dreambooth(make_config("as-base"), progress=False).output_dir
     before = model_fingerprint(str(run))

@@ -143,6 +143,9 @@ def build_tiny_model(out_dir: str | Path, spec: TinySpec = TinySpec(), seed: int
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".json", ".txt")
 
 
+NOT_MODEL_FILES = ("kit_model.json", "weights_location.json")  # notes beside a model, not the model
+
+
 def model_fingerprint(name_or_path: str) -> str:
     """What identifies a local model's weights, so that runs and class images made from other weights are not reused.
 
@@ -161,7 +164,7 @@ def model_fingerprint(name_or_path: str) -> str:
     digest = hashlib.sha256()
     for path in sorted(folder.rglob("*")):
         rel = path.relative_to(folder)
-        if not path.is_file() or path.suffix not in WEIGHT_SUFFIXES or path.name in ("kit_model.json", "weights_location.json"):
+        if not path.is_file() or path.suffix not in WEIGHT_SUFFIXES or path.name in NOT_MODEL_FILES:
             continue
         if rel.parts[0] in ("checkpoint", "checkpoints", "logs", "samples", "comparisons"):  # not the model
             continue
