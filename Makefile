@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install course test unit notebooks lint clean-runs
+.PHONY: install course test unit notebooks gpu-course-cpu lint clean-runs
 
 install: $(STAMP)
 
@@ -39,6 +39,14 @@ notebooks: install
 	  COURSE_PROFILE=smoke COURSE_HOME=$(CURDIR)/runs/test/$$(basename $$nb .ipynb) HF_HUB_OFFLINE=1 COURSE_INTERACTIVE=0 \
 	    $(BIN)/python -m pytest --nbval-lax --nbval-cell-timeout=900 -p no:cacheprovider -q $$nb || exit 1; \
 	done
+
+# The gpu profile's code paths on the CPU: Stable Diffusion 1.5's architecture with random weights
+# (4 GB, built into gpu-course-check/), fp32 at 64 px, steps and class images cut. The notebooks
+# chosen cover the most distinct gpu code paths in about 20 min on 2 cores; GPU_CHECK_NOTEBOOKS=
+# (empty) runs all eight. Report: gpu-course-check/gpu_course_check_cpu.md.
+GPU_CHECK_NOTEBOOKS ?= 00 02 05 07
+gpu-course-cpu: install
+	$(BIN)/python scripts/gpu_course_check.py gpu-course-check --cpu --fresh $(GPU_CHECK_NOTEBOOKS)
 
 lint: install
 	$(BIN)/python -m ruff check helpers tests scripts benchmarks

@@ -300,11 +300,11 @@ def main(argv: list[str]) -> int:
                   "in the course home", flush=True)
             failed.append(f"{nb.name}, {err}")
             rows[nb.stem] = report_row(nb.stem, None, err.measures, f"failed: {err}".replace("|", "/"), budget)
-            continue
-        print(f"{nb.name}: done in {seconds:.1f} s", flush=True)
-        rows[nb.stem] = report_row(nb.stem, seconds, measures, "ran", budget)
-    if report:
-        args.gpu_report.write_text(report_table(args.gpu_report, rows))
+        else:
+            print(f"{nb.name}: done in {seconds:.1f} s", flush=True)
+            rows[nb.stem] = report_row(nb.stem, seconds, measures, "ran", budget)
+        if report:  # after each notebook, so a run stopped half-way keeps the rows of those that finished
+            args.gpu_report.write_text(report_table(args.gpu_report, rows))
     print(f"{len(notebooks) - len(failed)} of {len(notebooks)} notebooks ran in {time.perf_counter() - total:.0f} s; "
           f"executed copies in {out_dir}", flush=True)
     if failed:
