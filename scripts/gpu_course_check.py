@@ -18,9 +18,22 @@ bitsandbytes runs on this CPU). The weight files are full size (about 4 GB per s
 
 In pieces: NOTEBOOK prefixes run only those notebooks. The course home (WORK_DIR/home, or
 WORK_DIR/home-cpu with ``--cpu``) is kept between calls, so a later notebook reuses the runs of
-an earlier one, and the report keeps the rows of notebooks run in earlier calls. On a lent GPU
-with a few minutes per command, run e.g. ``00 01``, then ``02``, ``03 04``, ``05``, ``06 07``
-(one call each, same WORK_DIR); ``--fresh`` starts over with an empty course home.
+an earlier one (03 uses 01's high-LR run, 04 02's run with prior preservation, 05 04's runs, 07
+01's low-LR run), and the report keeps the rows of notebooks run in earlier calls; ``--fresh``
+starts over with an empty course home. Where a GPU is lent for a few minutes per command, run
+the pieces one after another on the same machine (the course home holds several 2-4 GB runs,
+too big to carry from one machine to the next), each call well inside the limit, e.g.
+
+    python scripts/gpu_course_check.py WORK --fresh 00 01   # the first call also builds the model (~40 s)
+    python scripts/gpu_course_check.py WORK 02
+    python scripts/gpu_course_check.py WORK 03 04
+    python scripts/gpu_course_check.py WORK 05
+    python scripts/gpu_course_check.py WORK 06 07
+
+and regroup with the seconds column of the report. A notebook stopped half-way loses only its
+unfinished run: called again, it reuses the training runs that finished. On the CPU a notebook
+takes from seconds to 20 min (2 shared cores: 01 13 min, 02 12, 03 6, 04 20), so there a piece
+is one notebook.
 
 Writes WORK_DIR/gpu_course_check.md (``gpu_course_check_cpu.md`` with ``--cpu``): time, peak
 memory and bytes written into the course home per notebook, against the course's disk budget
