@@ -188,7 +188,7 @@ def main(argv: list[str]) -> int:
                "--cell-timeout", str(args.cell_timeout), *args.notebooks]
     result = subprocess.run(command, env=env, check=False)
     if args.cpu:
-        where = f"{cpu_name()}, {os.environ.get('OMP_NUM_THREADS', 'all')} thread(s) per notebook"
+        where = f"{cpu_name()}, {torch.get_num_threads()} thread(s) per notebook"
     else:
         where = f"{torch.cuda.get_device_name(0)}, each notebook capped at {args.memory_gib:g} GiB"
     shown = {k: v for k, v in overrides.items() if k in {*OVERRIDES, *CPU_OVERRIDES, "use_8bit_adam"}}
