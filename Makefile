@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install course test unit notebooks widgets-compat colab-rehearsal lint clean-runs
+.PHONY: install course test unit notebooks widgets-compat colab-rehearsal gpu-course-cpu lint clean-runs
 
 install: $(STAMP)
 
@@ -62,6 +62,19 @@ widgets-compat: install $(WIDGETS7)/.installed
 # kit from a local clone instead of GitHub; then notebooks 00 and 01 in the smoke profile. Several minutes.
 colab-rehearsal:
 	bash scripts/colab_rehearsal.sh
+
+# The gpu profile's code paths on the CPU: Stable Diffusion 1.5's architecture with random weights
+# (4 GB, built into gpu-course-check/), fp32 at 64 px, steps and class images cut, in a fresh
+# course home. The notebooks chosen cover the most distinct gpu code paths: 00 the gpu defaults
+# (cat toy, the learner's own photos); 05 textual inversion, class images, prior preservation,
+# DreamBooth from the learned word, a face; 06 EMA and the memory table (8-bit AdamW, fp16 refused
+# on the CPU, bf16, checkpointing, accumulation, cached latents); 07 full DreamBooth (notebook 01's
+# path) against LoRA. Left out: 01-04 (learning rates, prior on/off, schedulers, the text encoder),
+# 12-20 min each on 2 shared cores. GPU_CHECK_NOTEBOOKS= (empty) runs all eight.
+# Report: gpu-course-check/gpu_course_check_cpu.md.
+GPU_CHECK_NOTEBOOKS ?= 00 05 06 07
+gpu-course-cpu: install
+	$(BIN)/python scripts/gpu_course_check.py gpu-course-check --cpu --fresh $(GPU_CHECK_NOTEBOOKS)
 
 lint: install
 	$(BIN)/python -m ruff check helpers tests scripts benchmarks

@@ -45,3 +45,20 @@ def test_headless_runs_switch_widgets_off(tmp_path):
     folder.mkdir()
     notebook(folder, "01_env.ipynb", "import os\nassert os.environ['COURSE_INTERACTIVE'] == '0'")
     assert run_course(folder, tmp_path / "home").returncode == 0
+
+
+def test_the_report_keeps_earlier_calls_and_measures_the_course_home(tmp_path):
+    folder, home, report = tmp_path / "nb", tmp_path / "home", tmp_path / "report.md"
+    folder.mkdir()
+    home.mkdir()
+    notebook(folder, "01_writes.ipynb", "import os, pathlib\n"
+             "(pathlib.Path(os.environ['COURSE_HOME']) / 'weights.bin').write_bytes(b'x' * 2**20)")
+    notebook(folder, "02_reads.ipynb", "x = 1")
+    assert run_course(folder, home, "--gpu-report", str(report), "01").returncode == 0
+    assert run_course(folder, home, "--gpu-report", str(report), "02").returncode == 0
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in report.read_text().splitlines()[2:]]
+    assert [r[0] for r in rows] == ["01_writes", "02_reads"]
+    written = {r[0]: r[7] for r in rows}  # written: peak
+    assert written["01_writes"].endswith("MiB") and float(written["01_writes"].split()[0]) >= 1.0
+    assert not written["02_reads"].endswith("MiB")  # only its executed copy
+    assert all(float(r[5]) > 0 for r in rows)  # the kernel's peak RSS
