@@ -177,3 +177,20 @@ def test_sampled_comparisons_do_not_change_the_fingerprint_of_a_run_used_as_a_ba
     comparisons.sample_runs({"run": run}, ["a photo of sks toy"], [0], 2, 32)
     assert (run / comparisons.SAMPLES_DIR).is_dir()
     assert model_fingerprint(str(run)) == before  # runs trained from it keep their hash
+
+
+def test_a_textual_inversion_run_saved_as_its_text_encoder_loads_through_its_run_folder(tiny_model_dir, tmp_path):
+    """Regression: a run folder with a text encoder but no UNet (textual inversion on gpu) is a loadable model."""
+    from helpers.train.dreambooth import load_trained_pipeline
+    from helpers.train.models import load_components
+
+    parts = load_components(str(tiny_model_dir))
+    with torch.no_grad():
+        parts["text_encoder"].get_input_embeddings().weight[-1] += 1.0  # the learned word's row
+    run = tmp_path / "textual_inversion" / "sks-0123"
+    parts["text_encoder"].save_pretrained(run / "text_encoder")
+    parts["tokenizer"].save_pretrained(run / "tokenizer")
+    (run / "config.yaml").write_text("placeholder_token: <sks>\n")  # what makes it a run folder
+    (run / "base_model.json").write_text(json.dumps({"base_model": str(tiny_model_dir)}))
+    pipe = load_trained_pipeline(run)
+    assert same_tensors(tensors_of(pipe.text_encoder), tensors_of(parts["text_encoder"]))

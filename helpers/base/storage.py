@@ -103,9 +103,12 @@ def checkpoints_folder(output_dir: str | Path) -> Path:
 
 
 def has_weights(folder: Path) -> bool:
-    """True when ``folder`` holds a loadable model: a full pipeline or trained parts with their base note."""
-    return (folder / "model_index.json").is_file() or (
-        (folder / "unet").is_dir() and (folder / "base_model.json").is_file())
+    """True when ``folder`` holds a loadable model: a full pipeline, or trained parts with their base note.
+
+    Trained parts are a UNet (DreamBooth) or a text encoder alone (textual inversion).
+    """
+    parts = any((folder / name).is_dir() for name in ("unet", "text_encoder"))
+    return (folder / "model_index.json").is_file() or (parts and (folder / "base_model.json").is_file())
 
 
 def find_weights(output_dir: str | Path) -> Path:
