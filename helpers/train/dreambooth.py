@@ -47,6 +47,7 @@ from helpers.train.lora import (
 )
 from helpers.train.modelcard import write_model_card
 from helpers.train.models import (
+    PARTS_NOTE,
     check_model_reachable,
     download_bytes,
     dtype_kwargs,
@@ -56,6 +57,7 @@ from helpers.train.models import (
     model_bytes,
     model_fingerprint,
     resolve_model,
+    write_parts_note,
 )
 from helpers.train.optim import (
     check_mixed_precision,
@@ -76,7 +78,6 @@ from helpers.train.runs import (
 from helpers.train.sampling import generate, make_scheduler
 
 log = logging.getLogger(__name__)
-BASE_NOTE = "base_model.json"  # beside a run's trained parts: the base model they go into
 
 __all__ = ["NonFiniteLossError", "RunExistsError", "RunResult", "train_dreambooth"]
 
@@ -635,12 +636,8 @@ def save_trained_parts(config: TrainConfig, folder: Path, unet, text_encoder=Non
             save_model_as(unet, folder / "unet_ema", dtype)
             if ema_text_encoder is not None:
                 save_model_as(text_encoder, folder / "text_encoder_ema", dtype)
-    note = {"base_model": config.pretrained_model_name_or_path,
-            "base_model_fingerprint": model_fingerprint(config.pretrained_model_name_or_path),
-            "trained_parts": [n for n, m in parts.items() if m is not None], "dtype": str(dtype).split(".")[-1]}
-    path = folder / BASE_NOTE
-    path.write_text(json.dumps(note, indent=2) + "\n")
-    return path
+    return write_parts_note(folder, config.pretrained_model_name_or_path,
+                            [n for n, m in parts.items() if m is not None], str(dtype).split(".")[-1])
 
 
 def save_model_as(model, folder: Path, dtype: torch.dtype) -> None:
@@ -665,7 +662,7 @@ def save_model_as(model, folder: Path, dtype: torch.dtype) -> None:
 
 def load_trained_parts(folder: Path, ema: bool = False, torch_dtype: torch.dtype | None = None):
     """The base model named in ``folder``'s note with the run's trained parts (or their EMA averages) put in."""
-    note = json.loads((folder / BASE_NOTE).read_text())
+    note = json.loads((folder / PARTS_NOTE).read_text())
     base = note["base_model"]
     fingerprint = model_fingerprint(base)
     if note.get("base_model_fingerprint") and fingerprint and fingerprint != note["base_model_fingerprint"]:
@@ -701,7 +698,7 @@ def load_trained_pipeline(
         return pipe.to(device) if device else pipe
     if (output_dir / CONFIG_NAME).is_file():  # a run folder: its weights may be kept elsewhere (helpers.base.storage)
         output_dir = find_weights(output_dir)
-    if (output_dir / BASE_NOTE).is_file() and not (output_dir / "model_index.json").is_file():
+    if (output_dir / PARTS_NOTE).is_file() and not (output_dir / "model_index.json").is_file():
         pipe = load_trained_parts(output_dir, ema, torch_dtype)
         return pipe.to(device) if device else pipe
     pipe = load_pipeline(str(output_dir), torch_dtype=torch_dtype)

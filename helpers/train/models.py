@@ -221,6 +221,15 @@ def parts_base(folder: str | Path) -> str | None:
     return json.loads(note.read_text())["base_model"]
 
 
+def write_parts_note(folder: Path, base_model: str, parts: list[str], dtype: str) -> Path:
+    """``base_model.json`` beside trained parts: the base model they go into, its fingerprint, the parts and dtype."""
+    note = {"base_model": base_model, "base_model_fingerprint": model_fingerprint(base_model),
+            "trained_parts": parts, "dtype": dtype}
+    path = Path(folder) / PARTS_NOTE
+    path.write_text(json.dumps(note, indent=2) + "\n")
+    return path
+
+
 def load_parts(folder: Path, torch_dtype: torch.dtype | None = None, suffix: str = "") -> dict:
     """The parts saved in ``folder`` (``unet``, ``text_encoder``, ``tokenizer``; ``suffix="_ema"`` for averages)."""
     from diffusers import UNet2DConditionModel

@@ -9,7 +9,6 @@ steps, then DreamBooth for 500 steps at 1e-6).
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,13 +21,12 @@ from helpers.train.config import ConfigError, ConfigMixin, resolve_output_dir
 from helpers.train.data import check_image_folder, load_images
 from helpers.train.dreambooth import step_generator, train_dreambooth, training_step
 from helpers.train.models import (
-    PARTS_NOTE,
     check_model_reachable,
     download_bytes,
     load_components,
     model_bytes,
-    model_fingerprint,
     resolve_model,
+    write_parts_note,
 )
 from helpers.train.optim import check_mixed_precision, weight_dtype_for
 from helpers.train.runs import Run, make_lr_scheduler, scaled_learning_rate
@@ -326,10 +324,7 @@ def save_ti_outputs(config: TextualInversionConfig, output_dir: Path, accelerato
     if config.save_trained_parts:  # the text encoder and tokenizer with the new word, and the base model's name
         emb.text_encoder.save_pretrained(output_dir / "text_encoder", safe_serialization=True)
         emb.tokenizer.save_pretrained(output_dir / "tokenizer")
-        note = {"base_model": config.pretrained_model_name_or_path,
-                "base_model_fingerprint": model_fingerprint(config.pretrained_model_name_or_path),
-                "trained_parts": ["text_encoder", "tokenizer"], "dtype": "float32"}
-        (output_dir / PARTS_NOTE).write_text(json.dumps(note, indent=2) + "\n")
+        write_parts_note(output_dir, config.pretrained_model_name_or_path, ["text_encoder", "tokenizer"], "float32")
     else:
         pipe.save_pretrained(output_dir, safe_serialization=True)
     save_embedding(emb.text_encoder, tokens, emb.ids, output_dir / EMBEDDING_NAME)
