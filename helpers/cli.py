@@ -15,12 +15,14 @@ import dataclasses
 import logging
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from helpers.course.budget import course_budget, format_budget
 from helpers.course.doctor import diagnose
 from helpers.errors import LearnerError
 from helpers.share.export import export_kohya_lora, export_pipeline, export_single_file
 from helpers.share.hub import push_run
+from helpers.study import claims
 from helpers.study.findings_table import write_findings_column
 from helpers.toyworld.cli import add_commands as add_toyworld_commands
 from helpers.train.config import TrainConfig, load_config, parse_overrides
@@ -103,6 +105,19 @@ def _findings_table(args: argparse.Namespace) -> int:
         print(f"{experiment}: {text}")
     if args.readme:
         print(f"filled the {args.profile!r} column of {args.readme}")
+    return 0
+
+
+def _claims(args: argparse.Namespace) -> int:
+    """Each claim's status per profile, read from the committed measurements; optionally into a README."""
+    if args.readme:
+        path = Path(args.readme)
+        if not path.is_file():
+            raise LearnerError(f"{args.readme} is not a file: give the README whose claims table to renew.")
+        path.write_text(claims.fill_readme(path.read_text()))
+        print(f"renewed the claims table of {args.readme}")
+    else:
+        print(claims.table())
     return 0
 
 
@@ -196,6 +211,11 @@ def _add_tool_commands(sub, common: argparse.ArgumentParser) -> None:
     p.add_argument("--readme", default=None, metavar="README.md", help="fill the profile's column of this README")
     p.add_argument("--out", default=None, metavar="FILE.md", help="write every table, with intervals, here")
     p.set_defaults(func=_findings_table)
+
+    p = sub.add_parser("claims", parents=[common],
+                       help="each claim of the study and its status per profile, from benchmarks/results/")
+    p.add_argument("--readme", default=None, metavar="README.md", help="renew the table between this file's markers")
+    p.set_defaults(func=_claims)
 
 
 def _add_training_commands(sub, common: argparse.ArgumentParser) -> None:

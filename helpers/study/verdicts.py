@@ -28,6 +28,17 @@ MEASURE_NAMES = {"subject_fidelity": "subject", "context_fidelity": "context", "
          "copying": "copying", "diversity": "diversity"}
 
 
+@dataclass(frozen=True)
+class Comparison:
+    """One difference between two arms, pooled over runs, and what it says of the study's claim."""
+
+    name: str
+    diff: Estimate
+    runs: int
+    unit: str  # "images", or "judgements" where several measures of the same images are pooled
+    verdict: str
+
+
 @dataclass
 class SeededFinding:
     """One experiment over several training seeds: each arm's rows (one per seed), the verdict and why."""
@@ -38,6 +49,7 @@ class SeededFinding:
     seeds: list[int]
     verdict: str = ""
     notes: list[str] = field(default_factory=list)
+    comparisons: list[Comparison] = field(default_factory=list)  # the differences behind the verdict
 
 
 def per_image(row: dict, measure: str) -> list[float]:
@@ -74,10 +86,14 @@ def compare(rows_a: Sequence[dict], rows_b: Sequence[dict], *measures: str) -> E
     return stats.clustered_difference(per_run(rows_a, measures), per_run(rows_b, measures))
 
 
+def _unit(measures: Sequence[str]) -> str:
+    # subject fidelity is judged on the context images too: together they count judgements, not images
+    return "judgements" if "subject_fidelity" in measures and len(measures) > 1 else "images"
+
+
 def _said(name: str, diff: Estimate, runs: int, measures: Sequence[str] = ()) -> str:
     lo, hi = diff.low, diff.high
-    # subject fidelity is judged on the context images too: together they count judgements, not images
-    unit = "judgements" if "subject_fidelity" in measures and len(measures) > 1 else "images"
+    unit = _unit(measures)
     return (f"{name} {diff.value:+.2f} [{lo:+.2f}, {hi:+.2f}], n={diff.n[0]} vs {diff.n[1]} {unit} "
             f"over {runs} run{'s' if runs > 1 else ''} each")
 
@@ -95,12 +111,14 @@ def judge_over_seeds(f: SeededFinding) -> SeededFinding:
     """Fill in the verdict and its reasons (each a difference with its interval)."""
     a, runs = f.arms, len(f.seeds)
     notes, verdicts = [], []
+    f.comparisons.clear()
 
     def weigh(name, rows_a, rows_b, measures, expected):
         diff = compare(rows_a, rows_b, *measures)
         v = stats.verdict(diff, expected)
         verdicts.append(v)
         notes.append(f"{_said(name, diff, runs, measures)}: {v}")
+        f.comparisons.append(Comparison(name, diff, runs, _unit(measures), v))
 
     if f.key == "learning_rate":
         for name in sorted({label.split(":")[0] for label in a}):
@@ -138,6 +156,8 @@ def judge_over_seeds(f: SeededFinding) -> SeededFinding:
     elif f.key == "ema":
         diff = compare(a["EMA weights"], a["raw weights"], "subject_fidelity", "context_fidelity")
         v = stats.verdict(diff, +1)
+        f.comparisons.append(Comparison("subject and context hits, EMA - raw weights", diff, runs, "judgements",
+                                        "agrees" if v == stats.NO_CLEAR_DIFFERENCE else "disagrees"))
         # the study found little difference: no clear difference is what it predicts
         notes.append(f"{_said('subject and context hits, EMA - raw weights', diff, runs, ('subject_fidelity', 'context_fidelity'))}: "
                      + ("no clear difference, as the study found" if v == stats.NO_CLEAR_DIFFERENCE
