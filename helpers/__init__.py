@@ -11,8 +11,9 @@ down (``tests/test_imports.py`` holds the order and checks it):
 - ``share/``: a finished run for other tools. ``export`` (one file, kohya), ``hub`` (push to the Hub);
 - ``study/``: the study re-run on ToyWorld. ``arms`` (every experiment's values, declared once:
   the notebooks' configuration cells, the findings and the disk budget read them), ``findings``
-  (each experiment trained and scored), ``verdicts`` (a finding over several seeds),
-  ``findings_table`` (the README's table);
+  (each experiment trained and scored), ``verdicts`` (a finding over several seeds), ``claims``
+  (each claim of the study and its status per profile, read from the measurements),
+  ``findings_table`` (a profile's score tables as markdown);
 - ``measure/``: ``scores`` (the one table under every figure: ToyWorld's evaluator or the
   paper's backbones), ``backbones`` (DINO, CLIP-I, CLIP-T, PRES, DIV), ``curves`` (fidelity
   against steps: the sweet spot), ``memory`` (what a training step costs);
@@ -65,6 +66,7 @@ _API = {
     "Playground": "helpers.playground",
     # modules used whole
     "arms": "helpers.study.arms",
+    "claims": "helpers.study.claims",
     "figures": "helpers.figures",
     "widgets": "helpers.course.widgets",
     "sample": "helpers.sample",

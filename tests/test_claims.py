@@ -8,6 +8,8 @@ import pytest
 from helpers import cli
 from helpers.errors import LearnerError
 from helpers.study import claims
+from helpers.train.prompts import subject_prompts
+from helpers.train.settings import prepare_subject
 
 
 @pytest.fixture(scope="module")
@@ -74,3 +76,11 @@ def test_claims_command_renews_the_table_between_the_markers(tmp_path, capsys):
     readme.write_text("no markers\n")
     with pytest.raises(LearnerError):
         claims.fill_readme(readme.read_text())
+
+
+def test_notebook_01_asks_for_an_unseen_colour_without_moving_the_first_two_prompts():
+    star = prepare_subject("dotted_star")
+    plain, unseen = subject_prompts(star, 3), subject_prompts(star, 3, unseen=True)
+    assert unseen[:2] == plain[:2]  # the runs' validation prompts, and so their hashes, stay the same
+    assert "purple" in unseen[2] and "purple" not in " ".join(plain)
+    assert subject_prompts(star, 2, unseen=True) == subject_prompts(star, 2)

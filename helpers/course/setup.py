@@ -127,7 +127,7 @@ class Notebook:
 
 def setup_notebook(notebook: str, subjects: tuple[str, ...] = ("object",), profile: str | None = None,
                    n_prompts: int | None = None, smoke_prompts: int = 1, seed: int = 0, n_seeds: int | None = None,
-                   sampler: str | None = None, **ask) -> Notebook:
+                   sampler: str | None = None, unseen_prompt: bool = False, **ask) -> Notebook:
     """Everything a notebook needs before its first step, in a fresh runtime too.
 
     Opens the course home (on Colab: Google Drive, if the learner agrees), picks the profile
@@ -139,6 +139,7 @@ def setup_notebook(notebook: str, subjects: tuple[str, ...] = ("object",), profi
         subjects: which subjects it trains on: ``"object"``, ``"face"`` or both; the first is ``.subject``.
         profile: a profile for this notebook only (the notebook's ``PROFILE``); None as above.
         n_prompts: how many of the subject's prompts to sample (``smoke_prompts`` on ``smoke``); None: none.
+        unseen_prompt: make the last of them one that asks for what the photos never show (a new colour).
         seed: the training seed; sampling seeds start here too.
         n_seeds: samples per prompt; None: the profile's ``images_per_prompt``.
         sampler: a key of ``helpers.train.sampling.SCHEDULERS``; None: the model's own.
@@ -169,7 +170,7 @@ def setup_notebook(notebook: str, subjects: tuple[str, ...] = ("object",), profi
     count = smoke_prompts if current.name == "smoke" else n_prompts
     return Notebook(
         number=notebook, settings=settings, profile=current, subjects=chosen,
-        prompts=subject_prompts(first, count) if count else [],
+        prompts=subject_prompts(first, count, unseen_prompt) if count else [],
         seeds=[seed + i for i in range(n_seeds or current.images_per_prompt)],
         photos=load_images(first.folder, current.resolution), home=home, seed=seed, sampler_choice=sampler,
     )
