@@ -174,6 +174,25 @@ def _measured(where: str, s: Status) -> str:
     return f"{where}: {s.status}. {evidence}" + (f" ({s.rests_on})." if s.rests_on else ".")
 
 
+def _show(text: str) -> None:
+    try:
+        from IPython.display import Markdown, display
+    except ImportError:
+        print(text)
+    else:
+        display(Markdown(text))
+
+
+def show_table(records: Sequence[dict] | None = None) -> None:
+    """The claims table, drawn as a table in a notebook (``00_setup``, the recap of ``07``)."""
+    _show(table(records))
+
+
+def show_takeaway(key: str, profile: str, records: Sequence[dict] | None = None) -> None:
+    """One claim's takeaway line, as a notebook's takeaways show it (from ``01_learning_rate`` on)."""
+    _show(takeaway(key, profile, records).replace("\n", "  \n"))
+
+
 def fill_readme(markdown: str, records: Sequence[dict] | None = None) -> str:
     """``markdown`` with the table between the claims markers made anew."""
     start, end = MARKERS

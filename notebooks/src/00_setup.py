@@ -33,7 +33,7 @@ import os
 
 from transformers import CLIPTokenizer
 
-from helpers import (cleanup, default_settings, diagnose, ensure_photos, figures, get_profile, home,
+from helpers import (claims, cleanup, default_settings, diagnose, ensure_photos, figures, get_profile, home,
     load_images, open_home, paths, prepare_subject)
 
 SEED = 0  # nothing here is random, but every notebook of the course states its seed
@@ -95,18 +95,19 @@ print(f"study LR 2e-6 -> {profile.lr(2e-6):.1e} here; study 400 steps -> {profil
 # |---|---|---|---|
 # | GPUs | 2x A100 40 GB | 1 GPU (a T4 is enough) | free Colab and Kaggle |
 # | batch size | objects 4 (2 per GPU), faces 2 (1 per GPU) | objects 4, faces 2, on one GPU | the same images per step, so the same learning-rate scale |
-# | precision | fp32 | fp16 mixed precision | memory |
+# | precision | not stated | fp16 mixed precision | memory |
 # | optimizer | AdamW | 8-bit AdamW (bitsandbytes) | memory |
-# | gradient checkpointing | off | on | memory (slower steps, same result) |
-# | class images (prior preservation) | 200, made with PNDM in 50 steps (the training script) | 200, made with DPM-Solver++ in 25 steps | clean images in half the time |
+# | gradient checkpointing | not mentioned | on (the kit's addition) | memory (slower steps, same result) |
+# | class images (prior preservation) | number not stated (the training script's default is 100), made with PNDM | 200, made with DPM-Solver++ in 25 steps (the kit's choice) | clean images in half the time |
 # | image crop | the training script's default: a random crop | a centre crop | the subject stays in the picture |
 # | checkpoints | not kept | every 200 steps, the newest kept | a disconnect loses at most 200 steps |
 # | base model | Stable Diffusion v1-4 | the same (v1-5, the same architecture, also works) | |
 # | object subject | cat toy, pig head, Mr. Potato Head | the cat toy (`diffusers/cat_toy_example`) | the one whose photos are public |
 # | face subject | a TV character | your own photos | consent |
 #
-# The study only suggested 8-bit Adam, fp16 and checkpointing for 16 GB GPUs; it did not use
-# them. Notebook 06 measures what each of them costs and saves.
+# The study named 8-bit Adam, fp16 training *or* gradient accumulation as ways to fit similar
+# experiments on a 16 GB GPU; it does not say it trained with them, and it does not mention
+# gradient checkpointing. Notebook 06 measures what each of them costs and saves.
 
 # %% [markdown]
 # ## 5. Choose the subject
@@ -161,8 +162,9 @@ for word in ["dog", "sks", "zwx", "ohwx", "xyz", "dreambooth", "qwertyuiop"]:
 # %% [markdown]
 # `sks` is one token with an id near the end of the list: a rare piece, so a good handle.
 # Words that split into several pieces spread the subject over tokens that also occur in
-# other words. (Some people note that `sks` is also the name of a rifle, which the model may
-# have seen; the study used it anyway, and so do we.)
+# other words. The study does not say which identifier it used; `sks` is the one in diffusers'
+# own DreamBooth example, so the kit uses it too. (It is also the name of a rifle, which the
+# model may have seen: exercise 2 finds another.)
 
 # %% [markdown]
 # ## 7. Save the choices
@@ -174,13 +176,79 @@ saved = settings.save()
 print(f"saved {saved.name} in the course home ({paths.runs_dir().name}/)")
 
 # %% [markdown]
+# ## What the course will show you
+# Each later notebook tests one claim of the study. Whether your profile reproduces it is not
+# a promise made in prose: the table below is read from the kit's committed measurements
+# (`benchmarks/results/`, several training seeds per arm on `cpu`), and each notebook ends
+# with the same line for its own claim. On `cpu` some claims hold, some show no clear
+# difference and one comes out the other way; on `gpu` nothing is measured yet.
+
+# %%
+claims.show_table()
+
+# %% [markdown]
 # ## Takeaways
-# - One code path, three profiles: `gpu` reproduces the study, `cpu` shows the same effects
-#   on a miniature model, `smoke` proves the code runs.
+# - One code path, three profiles: `gpu` runs the study's settings on Stable Diffusion, `cpu`
+#   runs them on a miniature model where some of the study's effects show and others do not
+#   (the table above), and `smoke` proves the code runs.
 # - A subject is a few varied photos; the kit checks them before training starts.
 # - The identifier should be a single, rare token such as `sks`.
 #
 # ## Exercises
-# 1. Tokenize your own name and your pet's name. Would either make a good identifier?
-# 2. Find a rare single-token word other than `sks` (hint: look at ids above 40,000 with `tokenizer.convert_ids_to_tokens`).
-# 3. Put a tiny thumbnail (say 50x50) into a copy of the subject folder and load it. What does the kit say?
+# Each one says what to change, what it costs, and what you should see; the solution is
+# folded away until you want it.
+#
+# ### Exercise 1: your own name as the identifier
+# **Change:** add your name and your pet's name to the list in step 6 and run that cell.
+# **Cost:** seconds on every profile.
+# **Expect on `cpu`** (the tokenizer is the same on every profile): common names are one
+# piece, e.g. `maria` -> `['maria</w>']`; rarer ones split, e.g. `olufemi` -> `['olu', 'femi</w>']`.
+# **On `gpu`, look for** the same: the tokenizer does not depend on the profile.
+#
+# <details><summary>Solution</summary>
+#
+# ```python
+# for word in ["maria", "olufemi", "rex"]:
+#     print(word, tokenizer.tokenize(word))
+# ```
+# A one-piece name is a valid handle, but an everyday name already means something to the
+# model (`maria` is a person, `rex` a dog), and DreamBooth would have to overwrite that.
+# </details>
+#
+# ### Exercise 2: another rare identifier
+# **Change:** list the tokens with ids 45,000-45,011 and pick a whole word (ending in `</w>`)
+# that means little, then use it as `identifier` in `00_setup`'s saved choices.
+# **Cost:** seconds to list; a changed identifier makes every later run a new run.
+# **Expect on `cpu`:** the list holds names and rare words, e.g. `rader</w>`, `umatic</w>`,
+# `fillers</w>`; pieces without `</w>` (`allin`, `oku`) only start words.
+# **On `gpu`, look for** the same list.
+#
+# <details><summary>Solution</summary>
+#
+# ```python
+# print([tokenizer.convert_ids_to_tokens(i) for i in range(45000, 45012)])
+# ```
+# `umatic</w>` is a fair choice: one piece, near the end of the list, with no everyday meaning.
+# </details>
+#
+# ### Exercise 3: a photo that is too small
+# **Change:** copy the subject's folder, add a 50x50 image to the copy, and load the copy
+# with `load_images(folder, profile.resolution)`.
+# **Cost:** seconds.
+# **Expect on `cpu`** (64 px): one warning naming the file, `tiny.png (50x50)`, smaller than
+# 64 px and upscaled; the photos still load.
+# **On `gpu`** (512 px) the warning lists every photo under 512 px, the small one included.
+#
+# <details><summary>Solution</summary>
+#
+# ```python
+# import shutil
+# from pathlib import Path
+# from PIL import Image
+# copy = Path(shutil.copytree(settings.object_subject.folder, Path(home_dir) / "subjects" / "thumbnail_test",
+#                             dirs_exist_ok=True))
+# Image.new("RGB", (50, 50), "red").save(copy / "tiny.png")
+# _ = load_images(copy, profile.resolution)
+# ```
+# The kit warns rather than refuses: a small photo still teaches the subject, only less sharply.
+# </details>
