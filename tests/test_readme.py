@@ -21,7 +21,7 @@ LINK = re.compile(r"\]\(([^)\s]*)(?:\s+\"[^\"]*\")?\)")
 
 def count_words(markdown: str) -> int:
     """The number of words in ``markdown``, as the module docstring defines them."""
-    text = re.sub(r"<!--.*?-->", " ", markdown, flags=re.S)
+    text = re.sub(r"<!--.*?-->", " ", markdown, flags=re.DOTALL)
     text = LINK.sub("] ", text)
     return sum(1 for token in text.split() if re.search(r"[^\W\d_]", token))
 
@@ -31,7 +31,7 @@ def relative_links(path: Path) -> list[str]:
     targets = []
     for target in LINK.findall(path.read_text(encoding="utf-8")):
         target = target.split("#", 1)[0]
-        if target and not re.match(r"[a-z][a-z0-9+.-]*:", target, flags=re.I):
+        if target and not re.match(r"[a-z][a-z0-9+.-]*:", target, flags=re.IGNORECASE):
             targets.append(target)
     return targets
 
@@ -40,6 +40,12 @@ def test_word_count_follows_the_definition():
     text = "# Title\n\n| a | 1.5 |\n|---|---:|\nSee [the docs](docs/findings.md) 42 x2 <!-- hidden words -->"
     assert count_words(text) == 6  # Title, a, See, [the, docs], x2: rules, numbers and comments are not words
     assert count_words("[link](https://example.com/a-very-long-address)") == 1
+
+
+def test_relative_links_skip_urls_and_anchors(tmp_path):
+    page = tmp_path / "page.md"
+    page.write_text("[a](docs/x.md#part) [b](#top) [c](https://example.com) ![d](img.png \"title\") [e](mailto:x@y)")
+    assert relative_links(page) == ["docs/x.md", "img.png"]
 
 
 @pytest.mark.parametrize("path", [README, TOYWORLD_README], ids=["README", "toyworld README"])
