@@ -6,6 +6,7 @@ import json
 import pytest
 
 from helpers import cli
+from helpers.base.paths import REPO_ROOT
 from helpers.errors import LearnerError
 from helpers.study import claims
 from helpers.train.prompts import subject_prompts
@@ -84,3 +85,8 @@ def test_notebook_01_asks_for_an_unseen_colour_without_moving_the_first_two_prom
     assert unseen[:2] == plain[:2]  # the runs' validation prompts, and so their hashes, stay the same
     assert "purple" in unseen[2] and "purple" not in " ".join(plain)
     assert subject_prompts(star, 2, unseen=True) == subject_prompts(star, 2)
+
+
+def test_the_readme_table_is_the_measured_one():
+    readme = (REPO_ROOT / "README.md").read_text()
+    assert claims.fill_readme(readme) == readme, "run `python -m helpers claims --readme README.md`"
