@@ -43,28 +43,20 @@ class Claim:
 
 CLAIMS = (
     Claim("learning_rate", "learning rate", "01",
-          "On objects a high learning rate (5e-6 for 400 steps) overfits; the low one (2e-6) was better on every "
-          "dataset."),
-    Claim("steps", "steps", "01",
-          "With a low learning rate, add steps until the subject appears; too many steps overfit."),
-    Claim("faces", "faces", "02",
-          "Faces need more steps at a lower rate than objects: 800-1200 steps at batch 2, learning rate 1e-6 "
-          "or 2e-6."),
+          "On objects 5e-6 for 400 steps overfits; 2e-6 was better on every dataset."),
+    Claim("steps", "steps", "01", "With a low rate, add steps until the subject appears; too many steps overfit."),
+    Claim("faces", "faces", "02", "Faces need 800-1200 steps at batch 2 and a rate of 1e-6 or 2e-6."),
     Claim("prior_preservation", "prior preservation", "02",
-          "Faces need prior preservation (without it they overfit and degrade); on other subjects it makes "
-          "little difference. The kit measures it as language drift, the DreamBooth paper's term."),
+          "Faces need prior preservation (without it they overfit); other subjects hardly do."),
     Claim("schedulers", "schedulers", "03",
-          "On an overfit model DDIM is usually much better than PNDM and LMSDiscrete, and about 100 inference "
-          "steps turn noise into detail."),
+          "On an overfit model DDIM is much better than PNDM and LMSDiscrete; about 100 steps help."),
     Claim("text_encoder", "text encoder", "04",
-          "Training the text encoder as well gives the best results, above all on faces, and complex prompts "
-          "work; it costs memory."),
+          "Training the text encoder too gives the best results, above all on faces; it costs memory."),
     Claim("textual_inversion", "textual inversion + DreamBooth", "05",
-          "Textual inversion, then DreamBooth from it, is better than plain DreamBooth and not as good as "
-          "training the text encoder.", "the study, as its authors' opinion (\"We think\")"),
+          "Textual inversion, then DreamBooth, beats plain DreamBooth, not DreamBooth with the text encoder.",
+          "the study, as its authors' opinion (\"We think\")"),
     Claim("ema", "EMA", "06", "Training with or without EMA gives similar results."),
-    Claim("memory", "memory", "06",
-          "8-bit Adam, fp16 training or gradient accumulation bring training down to a 16 GB GPU."),
+    Claim("memory", "memory", "06", "8-bit Adam, fp16 or gradient accumulation fit training on a 16 GB GPU."),
 )
 
 
@@ -150,7 +142,7 @@ def table(records: Sequence[dict] | None = None, gpu_folder: str | Path = RESULT
     lines = ["| experiment | the claim | `cpu` (ToyWorld) | `gpu` (Stable Diffusion) | notebook |",
              "|---|---|---|---|---|"]
     for c in CLAIMS:
-        said = c.said if c.source == "the study" else f"{c.said} ({c.source})"
+        said = c.said if c.source == "the study" else f"{c.said} (an opinion: \"We think\")"
         lines.append(f"| {c.experiment} | {said} | **{cpu[c.key].status}** | **{gpu[c.key].status}** | {c.notebook} |")
     return "\n".join(lines)
 
