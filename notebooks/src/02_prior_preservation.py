@@ -7,8 +7,9 @@
 #
 # **You will learn**
 # - what prior preservation adds to DreamBooth: class images made by the model itself, and a second loss term;
-# - why the study found it essential for faces (and much less important for objects);
-# - how to spot *language drift*: the class word itself starts to mean your subject.
+# - why the study found it essential for faces (and much less important for other subjects);
+# - how to spot *language drift* (the DreamBooth paper's term; the study speaks of overfitting):
+#   the class word itself starts to mean your subject.
 #
 # **Hardware and time**
 #
@@ -26,6 +27,12 @@
 # `smoke` the "face" is a cartoon from the kit; on `gpu` it is the folder you chose in
 # `00_setup` (`FACE_SUBJECT`).
 #
+# **What you will build** (the kit's own result on `cpu`, from a full run of the course): what
+# "a photo of a face" draws after each run; without prior preservation the class word has become
+# the eyepatch face.
+#
+# ![notebook 02 on cpu: language drift](https://raw.githubusercontent.com/dreambooth-course/dreambooth-course-kit/main/docs/images/results/02_prior_preservation.png)
+#
 # **The study's figures:** the face [with](https://huggingface.co/datasets/huggingface/documentation-images/resolve/main/blog/dreambooth-assets/7_faces_with_prior.jpg) and [without](https://huggingface.co/datasets/huggingface/documentation-images/resolve/main/blog/dreambooth-assets/8_faces_no_prior.jpg) prior preservation (1200 steps, LR 2e-6), in the [study](https://huggingface.co/blog/dreambooth). Compare them with step 5 below.
 
 # %% install
@@ -35,21 +42,22 @@ import inspect
 
 import matplotlib.pyplot as plt
 
-from helpers import (arms, class_image_spec, dreambooth_loss, figures, generate_class_images, open_rgb,
-    paths, release_weights, sample, sample_runs, score_comparison, setup_notebook, train_dreambooth, widgets)
+from helpers import (arms, claims, class_image_spec, dreambooth_loss, figures, generate_class_images, open_rgb, paths,
+    release_weights, sample, sample_runs, score_comparison, setup_notebook, study_config, train_dreambooth, widgets)
 
 SEED = 0  # training seed of both runs; class image i is made from seed SEED + i; sampling seeds start here
 
 # %% [markdown]
 # ## Configuration
 # The study's face settings at full scale; the profile maps them to what runs here (in `cpu`
-# and `smoke` fewer steps, fewer class images and a larger learning rate on a smaller model).
+# the study's steps, 32 class images and a 100x learning rate on a smaller model; `smoke` also
+# cuts the steps to a handful).
 
 # %%
 PROFILE = None  # "gpu", "cpu" or "smoke"; None reads COURSE_PROFILE / looks for a GPU
 STUDY_LR = arms.FACE_LR  # 2e-6: the study's learning rate for this comparison
 STUDY_STEPS = arms.FACE_STEPS  # 1200: the study's steps for faces, at batch size 2
-PRIOR_LOSS_WEIGHT = arms.PRIOR_LOSS_WEIGHT  # weight of the class-image term (the study: 1.0)
+PRIOR_LOSS_WEIGHT = arms.PRIOR_LOSS_WEIGHT  # weight of the class-image term (the training script's default, 1.0)
 N_PROMPTS = 3  # the instance prompt plus prompts that move the subject elsewhere
 N_SEEDS = None  # samples per prompt; None: the profile's images_per_prompt
 EXTRA_ARMS = list(arms.FACE_EXTRA_ARMS)  # [(2e-6, 800), (1e-6, 1200)]: the study's other face runs, step 7
@@ -145,15 +153,28 @@ fig = comparison.show(title=f"without vs with prior preservation, {subject.name}
 print(score_comparison(subject, comparison, name="02_prior_preservation"))
 
 # %% [markdown]
-# In the study, the face trained without prior preservation came out worse at these settings:
-# the samples copy the training photos and degrade, the way an overfit model does. With prior
-# preservation the face holds up and the prompts still change the picture.
+# **What to look for.**
+# - *What the study saw:* at these settings the face trained without prior preservation came
+#   out worse, copying the training photos and degrading the way an overfit model does; with it
+#   the face held up and the prompts still changed the picture.
+# - *On `cpu`* the two columns look alike: both draw the eyepatch face where it is asked, and
+#   the miniature model shows no degradation. The face is even recognised a little more often
+#   without prior preservation (the findings, seed 0: 48 of 48 against 44 of 48). The
+#   difference is in the next step.
+# - *On `gpu`, look for* the study's signs in the column without prior preservation: your
+#   photos' backgrounds and expressions in every prompt, and smeared or noisy faces.
 
 # %% [markdown]
 # ## 6. Language drift: what does the class prompt draw now?
 # Ask every model for the plain class prompt, without the identifier. The base model draws
 # some member of the class. A model that has drifted draws *your subject* instead: the class
 # word has been overwritten. Prior preservation exists to prevent exactly this.
+#
+# **What to look for.** On `cpu` the row without prior preservation draws the eyepatch face for
+# "a photo of a face" in nearly every image (40 of 40 over five training seeds in the findings),
+# the row with it almost never (0.07 [0.00, 0.20]); the base model's row shows assorted faces.
+# On `gpu`, look for your subject's features in the class prompt's images of the run without
+# prior preservation (the DreamBooth paper measures this as PRES, printed in the table).
 
 # %%
 drift_runs = {"base model": settings.pretrained_model_name_or_path, **folders}
@@ -211,27 +232,61 @@ _ = release_weights(folders, keep={"with prior": "notebooks 04 and 05 compare ag
 # ## Takeaways
 # - Prior preservation trains on class images that the base model drew itself, next to the
 #   subject photos, and adds their noise-prediction error to the loss.
-# - It keeps the class word meaning what it meant (no language drift) and, on faces, keeps
-#   the subject from degrading: the study's faces at 1200 steps and LR 2e-6 were clearly better
-#   with it. On objects it mattered much less.
-# - For faces the study's recipe, in the course's summary: more steps (800 to 1200 at batch
-#   size 2), a low learning rate (1e-6), prior preservation on.
-# - ToyWorld (`cpu`) shows language drift as a number. Over five training seeds, without
-#   prior preservation almost every image of "a photo of a face" showed the eyepatch face
-#   (40 of 40); with it 0.07 [0.00, 0.20] (95% interval; the difference, +0.93 [+0.78,
-#   +1.00], is clear). The face itself was recognised a little less often with prior
-#   preservation: 0.89 [0.80, 0.97] against 1.00 [1.00, 1.00] without (240 images each;
-#   README, "The study's findings, measured"). Keeping the class's meaning costs the subject
-#   some steps' worth of learning here.
+# - The study found faces clearly better with it at 1200 steps and 2e-6, and other subjects
+#   hardly changed. Its recipe for faces: 800 to 1200 steps at batch 2, a low rate (1e-6),
+#   prior preservation on.
+# - On ToyWorld what it visibly keeps is the class word's meaning; the face itself is learned
+#   a little less often with it, so keeping the class costs some learning here.
 # - Train only on faces of people who agreed to it.
 #
+# What the measurements say of the study's claims, on your profile:
+
+# %%
+claims.show_takeaway("prior_preservation", profile.name)
+claims.show_takeaway("faces", profile.name)
+
+# %% [markdown]
 # ## Exercises
-# 1. Set `PRIOR_LOSS_WEIGHT = 0.3` and then `3.0`. How do the subject's likeness and the class
-#    prompt's images change?
-# 2. Train the object subject of notebook 01 with prior preservation (change `subject` after
-#    step 1). Is the difference as large as for the face?
-# 3. Set `MY_PROMPT` to a prompt that combines the subject with a style, e.g. "a painting of
-#    sks person in the style of Van Gogh" (use your class noun). Which run follows the style?
-# 4. Pass `num_class_images` to `nb.config` in `arm` with a quarter of the profile's number.
-#    Does the class prompt's figure in step 6 change? (New class images are not needed: the
-#    first ones are reused.)
+#
+# ### Exercise 1: does an object drift too?
+# **Change:** nothing above; run the solution's cell, which trains notebook 01's object at the
+# low rate without prior preservation and asks it for the plain class prompt.
+# **Cost:** `cpu` about 1 min (one 400-step run, or none if 01's findings run is there); `gpu` an
+# estimated 20 min on a T4.
+# **Expect on `cpu`:** yes. The findings' seed-0 low-LR runs draw their own subject for the class
+# prompt in 6 of 8 images (star), 7 of 8 (cube) and 8 of 8 (ball); over five seeds the cube
+# drifts in 0.95 [0.85, 1.00] of 40. The study said prior preservation makes little difference
+# on objects; it judged the subject's images, not the class word, which drifts here.
+# **On `gpu`, look for** cat toys among "a photo of a toy".
+#
+# <details><summary>Solution</summary>
+#
+# ```python
+# obj = settings.object_subject
+# run = train_dreambooth(study_config(obj, arms.LOW_LR, arms.OBJECT_STEPS, settings=settings, seed=SEED))
+# object_drift = sample_runs({"base model": settings.pretrained_model_name_or_path, "low LR, no prior": run.output_dir},
+#                            [obj.class_prompt], seeds, profile.num_inference_steps, profile.resolution, scheduler=sampler)
+# object_drift.show(title=obj.class_prompt, arms_as="rows")
+# print(score_comparison(obj, object_drift, class_prompt=obj.class_prompt, name="02_object_drift"))
+# ```
+# The drift column of the table is the share of class-prompt images showing the subject.
+# </details>
+#
+# ### Exercise 2: drift, counted by hand
+# **Change:** nothing; look at step 6's figure and count, per row, the images that show the
+# eyepatch.
+# **Cost:** a minute of looking.
+# **Expect on `cpu`:** the row without prior preservation shows the eyepatch in (nearly) all
+# of its images, the row with it in none or one; your count should match the table's drift
+# column, which the evaluator made the same way.
+# **On `gpu`, look for** your subject's hair, glasses or face shape; the table gives PRES
+# (similarity of the class images to your photos) instead of a count.
+#
+# <details><summary>Solution</summary>
+#
+# ```python
+# print(score_comparison(subject, drift, class_prompt=subject.class_prompt, name="02_language_drift"))
+# ```
+# Where your count and the evaluator's differ, the evaluator is a trained network too, and it
+# decides "eyepatch" from the patch over one eye (see `docs/toyworld.md`).
+# </details>
