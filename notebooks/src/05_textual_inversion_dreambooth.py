@@ -7,7 +7,7 @@
 #
 # **You will learn**
 # - what textual inversion trains (one row of one matrix) and how to check that nothing else moved;
-# - why starting DreamBooth from a learned word can beat plain DreamBooth while training the same weights;
+# - why the study's authors thought starting DreamBooth from a learned word beats plain DreamBooth, and what the miniature model measures;
 # - where this sits between plain DreamBooth and full text-encoder fine-tuning, and why it suits a 16 GB GPU.
 #
 # **Hardware and time**
@@ -31,7 +31,7 @@ from dataclasses import replace
 import matplotlib.pyplot as plt
 import torch
 
-from helpers import (arms, figures, load_components, paths, release_weights, run_finished, sample,
+from helpers import (arms, claims, figures, load_components, paths, release_weights, run_finished, sample,
     sample_runs, score_comparison, setup_notebook, study_config, textual_inversion)
 
 SEED = 0  # training seed of every run; sampling seeds start here too
@@ -48,6 +48,7 @@ SEED = 0  # training seed of every run; sampling seeds start here too
 # %%
 PROFILE = None  # "gpu", "cpu" or "smoke"; None reads COURSE_PROFILE / looks for a GPU
 PLACEHOLDER = arms.PLACEHOLDER  # "<sks>": the new word; it must not exist in the tokenizer yet
+INITIALIZER = None  # the word the new one starts from; None: the subject's class noun (exercise 3)
 TI_STEPS, TI_LR = arms.TI_STEPS, arms.TI_LR  # 2000, 5e-4: the study's length, the usual rate for an embedding
 DB_AFTER_TI_STEPS, DB_AFTER_TI_LR = arms.DB_AFTER_TI_STEPS, arms.DB_AFTER_TI_LR  # 500, 1e-6: DreamBooth from the new word
 STUDY_LR, STUDY_STEPS = arms.FACE_LR, arms.FACE_STEPS  # 2e-6, 1200: the face runs compared against (notebook 04)
@@ -75,13 +76,13 @@ print("prompts:", *prompts, sep="\n  ")
 # %%
 ti_config = textual_inversion.TextualInversionConfig(
     pretrained_model_name_or_path=settings.pretrained_model_name_or_path, train_data_dir=subject.folder,
-    placeholder_token=PLACEHOLDER, initializer_token=subject.class_noun, resolution=profile.resolution,
+    placeholder_token=PLACEHOLDER, initializer_token=INITIALIZER or subject.class_noun, resolution=profile.resolution,
     train_batch_size=profile.train_batch_size_faces, max_train_steps=profile.steps(TI_STEPS),
     learning_rate=TI_LR, mixed_precision=profile.mixed_precision, seed=SEED,
     save_trained_parts=profile.save_trained_parts,  # gpu: the text encoder alone, not a whole pipeline
 )
 print(f"textual inversion: {ti_config.max_train_steps} steps at {ti_config.learning_rate:.1e}, "
-      f"'{PLACEHOLDER}' starts as '{subject.class_noun}'")
+      f"'{PLACEHOLDER}' starts as '{ti_config.initializer_token}'")
 ti = textual_inversion.train_textual_inversion(ti_config)
 
 # %% [markdown]
@@ -101,7 +102,8 @@ print(f"vocabulary {len(before)} -> {len(after)} rows; rows that differ among th
       f"{textual_inversion.changed_rows(before, after[: len(before)])}; the new row is {new_id}")
 
 # %%
-init_id = base["tokenizer"].convert_tokens_to_ids(base["tokenizer"].tokenize(subject.class_noun))[0]
+init_word = ti_config.initializer_token  # where the new row started
+init_id = base["tokenizer"].convert_tokens_to_ids(base["tokenizer"].tokenize(init_word))[0]
 start = torch.cat([before, before[init_id : init_id + 1]])  # where every row started, the new one included
 moved = (after - start).norm(dim=1)[-8:]
 fig, ax = plt.subplots(figsize=(6, 2.4))
@@ -118,7 +120,7 @@ path = figures.save_plot(fig, "05_embedding_rows", subject=subject.name, seed=SE
 sims = torch.nn.functional.cosine_similarity(after[new_id][None], before, dim=1)
 nearest = base["tokenizer"].convert_ids_to_tokens(sims.topk(6).indices.tolist())
 print(f"nearest words to '{PLACEHOLDER}':", ", ".join(t.replace("</w>", "") for t in nearest))
-print(f"cosine to its starting word '{subject.class_noun}': {sims[init_id]:.2f}")
+print(f"cosine to its starting word '{init_word}': {sims[init_id]:.2f}")
 del base, learned
 
 # %% [markdown]
@@ -194,20 +196,18 @@ fig = comparison.show(title=title, photos=photos)
 print(score_comparison(subject, comparison, name="05_textual_inversion"))
 
 # %% [markdown]
-# What to look for, column by column. Textual inversion alone can only describe the face with
-# what the frozen model can already draw: a likeness, rarely the person. Plain DreamBooth
-# learns the face but may cling to the training photos. DreamBooth started from the learned
-# word did better than plain DreamBooth in the study, though it copied the photos' style a
-# little more (a hint of overfitting), and full text-encoder fine-tuning stayed the best.
-# The table above gives subject and prompt fidelity per column (ToyWorld's shares on `cpu`,
-# DINO, CLIP-I and CLIP-T on `gpu`), each with its interval and image count.
-# ToyWorld (`cpu`) does not separate the three: in the kit's findings table (three training
-# seeds, 144 images per arm, 95% intervals) textual inversion alone reaches 0.15 [0.08, 0.22]
-# subject fidelity, plain DreamBooth 0.88 [0.78, 0.97], DreamBooth after textual inversion
-# 0.78 [0.71, 0.86] and DreamBooth with the text encoder 0.78 [0.67, 0.90]. In subject,
-# context and attribute hits together TI + DreamBooth - DreamBooth is -0.05 [-0.13, +0.03]
-# and the text encoder - TI + DreamBooth -0.01 [-0.09, +0.09]: no clear difference either
-# way. One learned vector alone cannot describe an eyepatch the model never saw.
+# **What to look for, column by column.**
+# - *What the study's authors thought* ("We think"): DreamBooth started from the learned word
+#   is better than plain DreamBooth, copies the photos' style a little more (a hint of
+#   overfitting), and is not as good as training the text encoder. They did not measure it.
+# - *On `cpu`:* textual inversion alone rarely draws the eyepatch (one learned vector cannot
+#   describe a feature the model never saw); the three DreamBooth columns all draw the face and
+#   cannot be told apart. The findings (three seeds, 144 images per arm) measure subject
+#   fidelity 0.15 [0.08, 0.22] for textual inversion alone, 0.88 [0.78, 0.97] for plain
+#   DreamBooth, 0.78 [0.71, 0.86] after textual inversion and 0.78 [0.67, 0.90] with the text
+#   encoder: no clear difference between the last three.
+# - *On `gpu`, look for* the likeness in the textual-inversion column (close, rarely the
+#   person) and, in the DreamBooth columns, the photos' backgrounds and lighting reappearing.
 # (In `smoke` the tiny random model draws noise; only the code path is tested.)
 
 # %% [markdown]
@@ -242,13 +242,61 @@ _ = release_weights({"TI + DreamBooth": ti_db.output_dir, **{n: r.output_dir for
 # ## Takeaways
 # - Textual inversion learns one new embedding row and nothing else (we checked: every other
 #   row is bit-identical). Alone, it can only recombine what the model already draws.
-# - The study's recipe, textual inversion for 2000 steps then DreamBooth for 500 steps at
-#   1e-6, beat plain DreamBooth but not DreamBooth with the text encoder trained, and copied
-#   the training photos' style a bit more.
-# - It trains the same weights as plain DreamBooth, so it is a way to get closer to the
-#   text-encoder result on a 16 GB GPU. With 24 GB, train the text encoder (notebook 04).
-#
+# - The study's recipe: textual inversion for 2000 steps, then DreamBooth for 500 steps at
+#   1e-6. Its authors judged it better than plain DreamBooth but not as good as training the
+#   text encoder; they did not explore it further.
+# - It trains the same weights as plain DreamBooth, so it fits where plain DreamBooth fits.
+#   What the measurements say, on your profile:
+
+# %%
+claims.show_takeaway("textual_inversion", profile.name)
+
+# %% [markdown]
 # ## Exercises
-# 1. Sample the textual-inversion model with a prompt that puts `<sks>` somewhere new. Does the learned word travel better than `sks` after plain DreamBooth?
-# 2. Set `DB_AFTER_TI_STEPS = 1000`. Does the style-copying the study noticed get stronger?
-# 3. Change `initializer_token` in `ti_config` to an unrelated word (e.g. `"car"`). How far does the learned row travel, and does the first figure change?
+#
+# ### Exercise 1: the learned word alone, somewhere new
+# **Change:** nothing; read the textual-inversion column of step 5 on the prompts that move the
+# face elsewhere.
+# **Cost:** a minute of looking.
+# **Expect on `cpu`:** the places are right and the face is mostly not the subject: the
+# findings' seed-0 textual-inversion run puts the face where asked in 40 of 40 images and
+# shows the eyepatch in 5 of 48.
+# **On `gpu`, look for** a face of the right kind (hair, age) rather than the person.
+#
+# <details><summary>Solution</summary>
+#
+# ```python
+# print(score_comparison(subject, comparison, name="05_textual_inversion"))  # subject and prompt per column
+# ```
+# A word is cheap to learn and travels everywhere, but it can only point at what the model can
+# already draw.
+# </details>
+#
+# ### Exercise 2: what the new word resembles
+# **Change:** nothing; read the printed nearest words to `<sks>` in step 2.
+# **Cost:** none.
+# **Expect on `cpu`:** the cosine to its starting word stays high (the vector moved, but not
+# far), and the nearest words include the class noun itself.
+# **On `gpu`, look for** words that describe your photos (hair colour, clothing).
+#
+# <details><summary>Solution</summary>
+#
+# ```python
+# print(nearest, float(sims[init_id]))
+# ```
+# </details>
+#
+# ### Exercise 3: start from another word
+# **Change:** `INITIALIZER = "car"`, then run steps 2 and 3 again (a new textual-inversion run).
+# **Cost:** `cpu` about 1 min; `gpu` an estimated 30 min on a T4.
+# **Expect on `cpu`:** the bar chart still shows one moved row, now measured from "car", and
+# the nearest words start near "car": the word the vector starts from shapes what 2000 steps
+# can reach.
+# **On `gpu`, look for** a likeness weaker than with the class noun.
+#
+# <details><summary>Solution</summary>
+#
+# ```python
+# INITIALIZER = "car"  # in the configuration cell; the distance and the cosine are now measured from "car"
+# ```
+# </details>
