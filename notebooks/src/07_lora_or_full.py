@@ -27,7 +27,7 @@
 # %%
 import torch
 
-from helpers import (arms, cleanup, figures, memory, paths, release_weights, sample_runs, score_comparison,
+from helpers import (arms, claims, cleanup, figures, memory, paths, release_weights, sample_runs, score_comparison,
     setup_notebook, widgets, Playground)
 
 SEED = 0  # training seed; sampling seeds start here too
@@ -157,3 +157,33 @@ _ = release_weights(runs)
 # 2. Train the LoRA run with `LORA_LR = STUDY_LR`. What do its samples show, and why?
 # 3. Add `train_text_encoder=True` to both configurations. Which run gains more?
 # 4. In the playground, find the smallest scale at which your subject appears.
+
+# %% [markdown]
+# ## Recap: the course in one table
+# Eight notebooks tested the study's claims one by one. Here they are together, each with its
+# status on both profiles, read from the kit's committed measurements (`benchmarks/results/`:
+# several training seeds per arm on `cpu`, a GPU benchmark for memory), not from this session's
+# runs alone. "Not measured yet" on `gpu` means what it says: run the notebooks on a GPU and
+# `course-kit findings-table` gathers their score tables.
+
+# %%
+claims.show_table()
+
+# %% [markdown]
+# **The study's advice, in five lines,** with what the miniature model said of each:
+# 1. *Learning rate x steps has a sweet spot:* start low (2e-6 at batch 4 for objects) and add
+#    steps until the subject appears. On ToyWorld only the star overfits at the high rate, and
+#    the ball needs more steps at the low one: each subject has its own sweet spot.
+# 2. *Faces need more:* prior preservation, 800 to 1200 steps at batch 2 and 1e-6 to 2e-6. On
+#    ToyWorld prior preservation keeps the class word's meaning (the DreamBooth paper's
+#    language drift), and objects drift without it too.
+# 3. *Noisy or degraded samples mean overfitting:* lower the rate or the steps; otherwise
+#    sample with DDIM or about 100 steps. ToyWorld's overfit model is not noisy, so it cannot
+#    test the second half.
+# 4. *Train the text encoder too when memory allows.* On ToyWorld it did not help the face.
+# 5. *EMA makes little difference*, on ToyWorld too; 8-bit Adam and fp16 (plus checkpointing)
+#    fit Stable Diffusion's DreamBooth in 16 GB, as the kit measured on a GPU.
+#
+# Where the miniature model disagrees with the study, it says something about the miniature
+# model as much as about DreamBooth: it is small, trained on drawn scenes, and judged by a
+# network of its own. A claim is settled for Stable Diffusion only by runs on Stable Diffusion.
