@@ -25,6 +25,10 @@
 # machine. Your choices, photos and runs live in your *course home* (on Colab a folder on
 # your Google Drive), and each notebook's first cells find them there, or use the profile's
 # defaults where this notebook has not been run.
+#
+# **What you will see** (the kit's own result on `cpu`): the subject as training sees it.
+#
+# ![notebook 00 on cpu: the subject's photos](https://raw.githubusercontent.com/dreambooth-course/dreambooth-course-kit/main/docs/images/results/00_setup.png)
 
 # %% install
 
@@ -98,7 +102,7 @@ print(f"study LR 2e-6 -> {profile.lr(2e-6):.1e} here; study 400 steps -> {profil
 # | precision | not stated | fp16 mixed precision | memory |
 # | optimizer | AdamW | 8-bit AdamW (bitsandbytes) | memory |
 # | gradient checkpointing | not mentioned | on (the kit's addition) | memory (slower steps, same result) |
-# | class images (prior preservation) | number not stated (the training script's default is 100), made with PNDM | 200, made with DPM-Solver++ in 25 steps (the kit's choice) | clean images in half the time |
+# | class images (prior preservation) | not stated (the training script makes 100 by default, with the model's own sampler, PNDM) | 200, made with DPM-Solver++ in 25 steps (the kit's choice) | clean images in half the time |
 # | image crop | the training script's default: a random crop | a centre crop | the subject stays in the picture |
 # | checkpoints | not kept | every 200 steps, the newest kept | a disconnect loses at most 200 steps |
 # | base model | Stable Diffusion v1-4 | the same (v1-5, the same architecture, also works) | |

@@ -22,6 +22,10 @@
 # finished runs, resumes an interrupted one, and redraws the figures.
 #
 # **The study's figure:** [textual inversion, then DreamBooth](https://huggingface.co/datasets/huggingface/documentation-images/resolve/main/blog/dreambooth-assets/h_textual_inversion_dreambooth.jpg), in the [study](https://huggingface.co/blog/dreambooth).
+#
+# **What you will build** (the kit's own result on `cpu`, from a full run of the course):
+#
+# ![notebook 05 on cpu: textual inversion, then DreamBooth, against the other two](https://raw.githubusercontent.com/dreambooth-course/dreambooth-course-kit/main/docs/images/results/05_textual_inversion_dreambooth.png)
 
 # %% install
 

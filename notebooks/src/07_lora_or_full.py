@@ -21,6 +21,10 @@
 # Runs are saved in your course home (on Colab, on your Drive); running the notebook again reuses them.
 #
 # **The study:** it fine-tuned every weight and did not try LoRA; this notebook goes one step past it.
+#
+# **What you will build** (the kit's own result on `cpu`, from a full run of the course):
+#
+# ![notebook 07 on cpu: full fine-tuning against LoRA](https://raw.githubusercontent.com/dreambooth-course/dreambooth-course-kit/main/docs/images/results/07_lora_or_full.png)
 
 # %% install
 
