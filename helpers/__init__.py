@@ -49,7 +49,6 @@ _API = {
     "load_images": "helpers.train.data",
     "open_rgb": "helpers.train.data",
     "subject_prompts": "helpers.train.prompts",
-    "short_prompt": "helpers.train.prompts",
     # training
     "study_config": "helpers.train.settings",
     "run_finished": "helpers.train.settings",

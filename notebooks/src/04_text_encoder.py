@@ -35,7 +35,7 @@ import inspect
 import matplotlib.pyplot as plt
 
 from helpers import (arms, claims, figures, load_components, memory, paths, prepare_models, release_weights,
-    sample_runs, score_comparison, setup_notebook, short_prompt, study_config, subject_prompts, widgets)
+    sample_runs, score_comparison, setup_notebook, study_config, subject_prompts, widgets)
 
 SEED = 0  # training seed of both runs; sampling seeds start here too
 
@@ -171,7 +171,7 @@ print(score_comparison(subject, comparison, name="04_text_encoder"))
 def try_prompt(prompt=f"a painting of {subject.identifier} {subject.class_noun} wearing a hat"):
     """Sample both runs on one prompt, two seeds each."""
     mine = sample_runs(folders, [prompt], seeds[:2], profile.num_inference_steps, profile.resolution)
-    figures.show_image(mine.grid(title=short_prompt(prompt)), width=3)
+    figures.show_image(mine.grid(title=prompt.removeprefix("a photo of ")), width=3)
     plt.show()
 
 widgets.interactive_controls(try_prompt, button="Sample", fallback=False)
