@@ -23,7 +23,8 @@ from helpers.share.export import export_kohya_lora, export_pipeline, export_sing
 from helpers.share.hub import push_run
 from helpers.study.findings_table import write_findings_column
 from helpers.toyworld.cli import add_commands as add_toyworld_commands
-from helpers.train.config import TrainConfig, load_config, parse_overrides
+from helpers.train.config import TrainConfig, load_config, parse_overrides, resolve_output_dir
+from helpers.train.dreambooth import check_inputs as check_dreambooth_inputs
 from helpers.train.dreambooth import train_dreambooth
 from helpers.train.models import TinySpec, build_tiny_model
 from helpers.train.textual_inversion import (
@@ -31,6 +32,7 @@ from helpers.train.textual_inversion import (
     dreambooth_after_textual_inversion,
     train_textual_inversion,
 )
+from helpers.train.textual_inversion import check_inputs as check_ti_inputs
 
 PROG = "course-kit"
 FIELD_PREFIX = "field:"  # argparse destinations of the per-field training options
@@ -71,9 +73,12 @@ def _push(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
-    """DreamBooth from the command line."""
-    result = train_dreambooth(config_from_args(args, TrainConfig), stop_after_steps=args.stop_after_steps,
-                              progress=not args.no_progress)
+    """DreamBooth from the command line (with ``--check``: only check the settings)."""
+    config = config_from_args(args, TrainConfig)
+    if args.check:
+        check_dreambooth_inputs(config)
+        return _checked(args, resolve_output_dir(config, "train"))
+    result = train_dreambooth(config, stop_after_steps=args.stop_after_steps, progress=not args.no_progress)
     print(f"{'reused' if result.reused else 'trained'}: {result.output_dir}")
     return 0
 
@@ -82,11 +87,20 @@ def _textual_inversion(args: argparse.Namespace) -> int:
     """Textual inversion, then (with ``--then-dreambooth``) DreamBooth from its model."""
     config = config_from_args(args, TextualInversionConfig)
     then = load_config(args.then_dreambooth, TrainConfig) if args.then_dreambooth else None
+    if args.check:
+        check_ti_inputs(config)
+        return _checked(args, resolve_output_dir(config, "textual_inversion"))
     result = train_textual_inversion(config, progress=not args.no_progress, stop_after_steps=args.stop_after_steps)
     print(f"{'reused' if result.reused else 'trained'}: {result.output_dir} (embedding {result.embedding_path.name})")
     if then is not None:
         db = dreambooth_after_textual_inversion(result, then)
         print(f"{'reused' if db.reused else 'trained'}: {db.output_dir}")
+    return 0
+
+
+def _checked(args: argparse.Namespace, output_dir) -> int:
+    """What ``--check`` prints when every setting, the photos, the model and the disk are fine."""
+    print(f"{PROG} {args.command}: the settings are valid; a run would write to {output_dir} (nothing trained)")
     return 0
 
 
@@ -123,6 +137,8 @@ def add_config_options(parser: argparse.ArgumentParser, cls: type) -> None:
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="change one setting, e.g. --set max_train_steps=800 (repeatable)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar (the log is still written)")
+    parser.add_argument("--check", action="store_true",
+                        help="only check the settings, photos, model and disk space; train nothing, write nothing")
     parser.add_argument("--stop-after-steps", type=int, default=None, help=argparse.SUPPRESS)
     group = parser.add_argument_group(
         "settings", "each one as in diffusers' training script; unset ones come from --config or the defaults")
@@ -140,12 +156,20 @@ def _wide_help(prog: str) -> argparse.HelpFormatter:
     return argparse.HelpFormatter(prog, max_help_position=44, width=100)
 
 
+class Parser(argparse.ArgumentParser):
+    """An argument parser whose mistakes are one line: what is wrong and where the help is (exit status 2)."""
+
+    def error(self, message: str):
+        """Print ``message`` on one line and exit with status 2 (argparse prints the usage too)."""
+        self.exit(2, f"{self.prog}: error: {message} (`{self.prog} --help` lists the options)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Every command of the kit, in one tree."""
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                         help="show the full traceback of an error")
-    parser = argparse.ArgumentParser(prog=PROG, parents=[common], description=(
+    parser = Parser(prog=PROG, parents=[common], description=(
         "The DreamBooth course kit from a shell (also: python -m helpers). "
         "Run `%(prog)s COMMAND --help` for a command's options."))
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
