@@ -16,6 +16,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
+from helpers.base.fields import FILE_IN, FILE_OUT, FOLDER_IN, FOLDER_OUT, SEED, Field
 from helpers.course.budget import course_budget, format_budget
 from helpers.course.doctor import diagnose
 from helpers.errors import LearnerError
@@ -36,6 +37,9 @@ from helpers.train.textual_inversion import check_inputs as check_ti_inputs
 
 PROG = "course-kit"
 FIELD_PREFIX = "field:"  # argparse destinations of the per-field training options
+# argparse types of the tool commands' arguments: a wrong path or number is one message before anything runs
+RUN_DIR, DIR_OUT = FOLDER_IN.arg(str, "folder"), FOLDER_OUT.arg(str, "folder")
+FILE_READ, FILE_WRITE = FILE_IN.arg(str, "file"), FILE_OUT.arg(str, "file")
 
 
 # ------------------------------------------------------------------------------------------ the commands
@@ -133,7 +137,7 @@ def config_from_args(args: argparse.Namespace, cls: type):
 
 def add_config_options(parser: argparse.ArgumentParser, cls: type) -> None:
     """``--config``, ``--set`` and one option per field of ``cls``, named as in the training script."""
-    parser.add_argument("--config", metavar="FILE.yaml", help="settings file (keys as the options below)")
+    parser.add_argument("--config", metavar="FILE.yaml", type=FILE_READ, help="settings file (keys as the options below)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="change one setting, e.g. --set max_train_steps=800 (repeatable)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar (the log is still written)")
@@ -184,24 +188,25 @@ def _add_tool_commands(sub, common: argparse.ArgumentParser) -> None:
     p.set_defaults(func=_doctor)
 
     p = sub.add_parser("tiny-model", parents=[common], help="build a tiny random Stable Diffusion into OUT_DIR")
-    p.add_argument("out_dir", help="folder to write the pipeline to")
-    p.add_argument("--resolution", type=int, default=32, help="image size the model is built for (default 32)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("out_dir", type=DIR_OUT, help="folder to write the pipeline to")
+    p.add_argument("--resolution", type=Field(low=8, high=1024, multiple_of=8).arg(int), default=32,
+                   help="image size the model is built for (default 32)")
+    p.add_argument("--seed", type=SEED.arg(int), default=0)
     p.set_defaults(func=_tiny_model)
 
     p = sub.add_parser("export", parents=[common], help="a finished run as one .safetensors file for AUTOMATIC1111 / ComfyUI")
-    p.add_argument("run_dir", metavar="RUN", help="the run folder")
+    p.add_argument("run_dir", metavar="RUN", type=RUN_DIR, help="the run folder")
     target = p.add_mutually_exclusive_group(required=True)
-    target.add_argument("--single-file", metavar="OUT", help="a full run as one Stable Diffusion checkpoint")
-    target.add_argument("--kohya", metavar="OUT", help="a LoRA run's adapter in kohya's layout")
-    target.add_argument("--pipeline", metavar="OUT", help="any finished run as a whole diffusers folder "
+    target.add_argument("--single-file", metavar="OUT", type=FILE_WRITE, help="a full run as one Stable Diffusion checkpoint")
+    target.add_argument("--kohya", metavar="OUT", type=FILE_WRITE, help="a LoRA run's adapter in kohya's layout")
+    target.add_argument("--pipeline", metavar="OUT", type=DIR_OUT, help="any finished run as a whole diffusers folder "
                         "(StableDiffusionPipeline.from_pretrained(OUT))")
     p.add_argument("--half", action="store_true", help="float16 weights (half the size)")
     p.add_argument("--ema", action="store_true", help="the EMA weights (with --pipeline)")
     p.set_defaults(func=_export)
 
     p = sub.add_parser("push", parents=[common], help="upload a finished run to the Hugging Face Hub (private unless --public)")
-    p.add_argument("run_dir", metavar="RUN", help="the run folder")
+    p.add_argument("run_dir", metavar="RUN", type=RUN_DIR, help="the run folder")
     p.add_argument("repo_id", help="your-name/model-name")
     p.add_argument("--public", action="store_true", help="create the repository as public")
     p.set_defaults(func=_push)
@@ -215,10 +220,10 @@ def _add_tool_commands(sub, common: argparse.ArgumentParser) -> None:
 
     p = sub.add_parser("findings-table", parents=[common],
                        help="the findings table's column of a profile, from the score tables the notebooks saved")
-    p.add_argument("--home", default=None, help="the course home (default: the one the notebooks use)")
-    p.add_argument("--profile", default="gpu", help="whose tables to use (default gpu)")
-    p.add_argument("--readme", default=None, metavar="README.md", help="fill the profile's column of this README")
-    p.add_argument("--out", default=None, metavar="FILE.md", help="write every table, with intervals, here")
+    p.add_argument("--home", type=RUN_DIR, default=None, help="the course home (default: the one the notebooks use)")
+    p.add_argument("--profile", default="gpu", choices=["gpu", "cpu", "smoke"], help="whose tables to use (default gpu)")
+    p.add_argument("--readme", type=FILE_READ, default=None, metavar="README.md", help="fill the profile's column of this README")
+    p.add_argument("--out", type=FILE_WRITE, default=None, metavar="FILE.md", help="write every table, with intervals, here")
     p.set_defaults(func=_findings_table)
 
 
@@ -235,7 +240,7 @@ def _add_training_commands(sub, common: argparse.ArgumentParser) -> None:
                        description="Textual inversion: learn one new word for the subject.", usage=usage,
                        formatter_class=_wide_help)
     add_config_options(p, TextualInversionConfig)
-    p.add_argument("--then-dreambooth", metavar="FILE.yaml", default=None,
+    p.add_argument("--then-dreambooth", metavar="FILE.yaml", type=FILE_READ, default=None,
                    help="a DreamBooth config to run from the new model ('{token}' in prompts = the new word)")
     p.set_defaults(func=_textual_inversion)
 

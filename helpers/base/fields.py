@@ -170,3 +170,14 @@ def check_fields(config: Any, fields: dict[str, Field], hints: dict[str, Any]) -
     for name, hint in hints.items():
         rule = fields.get(name, Field())
         object.__setattr__(config, name, rule.check(name, getattr(config, name), hint))
+
+
+# The kinds of command-line arguments the commands share (``type=SEED.arg(int)``): paths and counts.
+FOLDER_IN = Field(nonempty=True, path="dir", exists=True)  # a folder to read
+FOLDER_OUT = Field(nonempty=True, path="dir")  # a folder to write (not a file)
+FILE_IN = Field(nonempty=True, path="file", exists=True)  # a file to read
+FILE_OUT = Field(nonempty=True, path="file")  # a file to write (not a folder)
+SEED = Field(low=0, high=2**32 - 1)
+COUNT = Field(low=1)
+RATE = Field(low=0, low_open=True, high=1)
+SHARE = Field(low=0, high=1)
