@@ -17,6 +17,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from helpers.base.fields import FILE_IN, FILE_OUT, FOLDER_IN, FOLDER_OUT, SEED, Field
 from helpers.course.budget import course_budget, format_budget
 from helpers.course.doctor import diagnose
 from helpers.errors import LearnerError
@@ -25,7 +26,8 @@ from helpers.share.hub import push_run
 from helpers.study import claims
 from helpers.study.findings_table import write_findings_column
 from helpers.toyworld.cli import add_commands as add_toyworld_commands
-from helpers.train.config import TrainConfig, load_config, parse_overrides
+from helpers.train.config import TrainConfig, load_config, parse_overrides, resolve_output_dir
+from helpers.train.dreambooth import check_inputs as check_dreambooth_inputs
 from helpers.train.dreambooth import train_dreambooth
 from helpers.train.models import TinySpec, build_tiny_model
 from helpers.train.textual_inversion import (
@@ -33,9 +35,13 @@ from helpers.train.textual_inversion import (
     dreambooth_after_textual_inversion,
     train_textual_inversion,
 )
+from helpers.train.textual_inversion import check_inputs as check_ti_inputs
 
 PROG = "course-kit"
 FIELD_PREFIX = "field:"  # argparse destinations of the per-field training options
+# argparse types of the tool commands' arguments: a wrong path or number is one message before anything runs
+RUN_DIR, DIR_OUT = FOLDER_IN.arg(str, "folder"), FOLDER_OUT.arg(str, "folder")
+FILE_READ, FILE_WRITE = FILE_IN.arg(str, "file"), FILE_OUT.arg(str, "file")
 
 
 # ------------------------------------------------------------------------------------------ the commands
@@ -73,9 +79,12 @@ def _push(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
-    """DreamBooth from the command line."""
-    result = train_dreambooth(config_from_args(args, TrainConfig), stop_after_steps=args.stop_after_steps,
-                              progress=not args.no_progress)
+    """DreamBooth from the command line (with ``--check``: only check the settings)."""
+    config = config_from_args(args, TrainConfig)
+    if args.check:
+        check_dreambooth_inputs(config)
+        return _checked(args, resolve_output_dir(config, "train"))
+    result = train_dreambooth(config, stop_after_steps=args.stop_after_steps, progress=not args.no_progress)
     print(f"{'reused' if result.reused else 'trained'}: {result.output_dir}")
     return 0
 
@@ -84,11 +93,20 @@ def _textual_inversion(args: argparse.Namespace) -> int:
     """Textual inversion, then (with ``--then-dreambooth``) DreamBooth from its model."""
     config = config_from_args(args, TextualInversionConfig)
     then = load_config(args.then_dreambooth, TrainConfig) if args.then_dreambooth else None
+    if args.check:
+        check_ti_inputs(config)
+        return _checked(args, resolve_output_dir(config, "textual_inversion"))
     result = train_textual_inversion(config, progress=not args.no_progress, stop_after_steps=args.stop_after_steps)
     print(f"{'reused' if result.reused else 'trained'}: {result.output_dir} (embedding {result.embedding_path.name})")
     if then is not None:
         db = dreambooth_after_textual_inversion(result, then)
         print(f"{'reused' if db.reused else 'trained'}: {db.output_dir}")
+    return 0
+
+
+def _checked(args: argparse.Namespace, output_dir) -> int:
+    """What ``--check`` prints when every setting, the photos, the model and the disk are fine."""
+    print(f"{PROG} {args.command}: the settings are valid; a run would write to {output_dir} (nothing trained)")
     return 0
 
 
@@ -134,10 +152,12 @@ def config_from_args(args: argparse.Namespace, cls: type):
 
 def add_config_options(parser: argparse.ArgumentParser, cls: type) -> None:
     """``--config``, ``--set`` and one option per field of ``cls``, named as in the training script."""
-    parser.add_argument("--config", metavar="FILE.yaml", help="settings file (keys as the options below)")
+    parser.add_argument("--config", metavar="FILE.yaml", type=FILE_READ, help="settings file (keys as the options below)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="change one setting, e.g. --set max_train_steps=800 (repeatable)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar (the log is still written)")
+    parser.add_argument("--check", action="store_true",
+                        help="only check the settings, photos, model and disk space; train nothing, write nothing")
     parser.add_argument("--stop-after-steps", type=int, default=None, help=argparse.SUPPRESS)
     group = parser.add_argument_group(
         "settings", "each one as in diffusers' training script; unset ones come from --config or the defaults")
@@ -155,12 +175,20 @@ def _wide_help(prog: str) -> argparse.HelpFormatter:
     return argparse.HelpFormatter(prog, max_help_position=44, width=100)
 
 
+class Parser(argparse.ArgumentParser):
+    """An argument parser whose mistakes are one line: what is wrong and where the help is (exit status 2)."""
+
+    def error(self, message: str):
+        """Print ``message`` on one line and exit with status 2 (argparse prints the usage too)."""
+        self.exit(2, f"{self.prog}: error: {message} (`{self.prog} --help` lists the options)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Every command of the kit, in one tree."""
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                         help="show the full traceback of an error")
-    parser = argparse.ArgumentParser(prog=PROG, parents=[common], description=(
+    parser = Parser(prog=PROG, parents=[common], description=(
         "The DreamBooth course kit from a shell (also: python -m helpers). "
         "Run `%(prog)s COMMAND --help` for a command's options."))
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -175,24 +203,25 @@ def _add_tool_commands(sub, common: argparse.ArgumentParser) -> None:
     p.set_defaults(func=_doctor)
 
     p = sub.add_parser("tiny-model", parents=[common], help="build a tiny random Stable Diffusion into OUT_DIR")
-    p.add_argument("out_dir", help="folder to write the pipeline to")
-    p.add_argument("--resolution", type=int, default=32, help="image size the model is built for (default 32)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("out_dir", type=DIR_OUT, help="folder to write the pipeline to")
+    p.add_argument("--resolution", type=Field(low=8, high=1024, multiple_of=8).arg(int), default=32,
+                   help="image size the model is built for (default 32)")
+    p.add_argument("--seed", type=SEED.arg(int), default=0)
     p.set_defaults(func=_tiny_model)
 
     p = sub.add_parser("export", parents=[common], help="a finished run as one .safetensors file for AUTOMATIC1111 / ComfyUI")
-    p.add_argument("run_dir", metavar="RUN", help="the run folder")
+    p.add_argument("run_dir", metavar="RUN", type=RUN_DIR, help="the run folder")
     target = p.add_mutually_exclusive_group(required=True)
-    target.add_argument("--single-file", metavar="OUT", help="a full run as one Stable Diffusion checkpoint")
-    target.add_argument("--kohya", metavar="OUT", help="a LoRA run's adapter in kohya's layout")
-    target.add_argument("--pipeline", metavar="OUT", help="any finished run as a whole diffusers folder "
+    target.add_argument("--single-file", metavar="OUT", type=FILE_WRITE, help="a full run as one Stable Diffusion checkpoint")
+    target.add_argument("--kohya", metavar="OUT", type=FILE_WRITE, help="a LoRA run's adapter in kohya's layout")
+    target.add_argument("--pipeline", metavar="OUT", type=DIR_OUT, help="any finished run as a whole diffusers folder "
                         "(StableDiffusionPipeline.from_pretrained(OUT))")
     p.add_argument("--half", action="store_true", help="float16 weights (half the size)")
     p.add_argument("--ema", action="store_true", help="the EMA weights (with --pipeline)")
     p.set_defaults(func=_export)
 
     p = sub.add_parser("push", parents=[common], help="upload a finished run to the Hugging Face Hub (private unless --public)")
-    p.add_argument("run_dir", metavar="RUN", help="the run folder")
+    p.add_argument("run_dir", metavar="RUN", type=RUN_DIR, help="the run folder")
     p.add_argument("repo_id", help="your-name/model-name")
     p.add_argument("--public", action="store_true", help="create the repository as public")
     p.set_defaults(func=_push)
@@ -206,10 +235,10 @@ def _add_tool_commands(sub, common: argparse.ArgumentParser) -> None:
 
     p = sub.add_parser("findings-table", parents=[common],
                        help="the findings table's column of a profile, from the score tables the notebooks saved")
-    p.add_argument("--home", default=None, help="the course home (default: the one the notebooks use)")
-    p.add_argument("--profile", default="gpu", help="whose tables to use (default gpu)")
-    p.add_argument("--readme", default=None, metavar="README.md", help="fill the profile's column of this README")
-    p.add_argument("--out", default=None, metavar="FILE.md", help="write every table, with intervals, here")
+    p.add_argument("--home", type=RUN_DIR, default=None, help="the course home (default: the one the notebooks use)")
+    p.add_argument("--profile", default="gpu", choices=["gpu", "cpu", "smoke"], help="whose tables to use (default gpu)")
+    p.add_argument("--readme", type=FILE_READ, default=None, metavar="README.md", help="fill the profile's column of this README")
+    p.add_argument("--out", type=FILE_WRITE, default=None, metavar="FILE.md", help="write every table, with intervals, here")
     p.set_defaults(func=_findings_table)
 
     p = sub.add_parser("claims", parents=[common],
@@ -231,7 +260,7 @@ def _add_training_commands(sub, common: argparse.ArgumentParser) -> None:
                        description="Textual inversion: learn one new word for the subject.", usage=usage,
                        formatter_class=_wide_help)
     add_config_options(p, TextualInversionConfig)
-    p.add_argument("--then-dreambooth", metavar="FILE.yaml", default=None,
+    p.add_argument("--then-dreambooth", metavar="FILE.yaml", type=FILE_READ, default=None,
                    help="a DreamBooth config to run from the new model ('{token}' in prompts = the new word)")
     p.set_defaults(func=_textual_inversion)
 

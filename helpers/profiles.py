@@ -13,6 +13,8 @@ import json
 import os
 from dataclasses import dataclass
 
+from helpers.errors import LearnerError
+
 PROFILE_ENV = "COURSE_PROFILE"
 # JSON object of profile fields to change everywhere, e.g. '{"step_scale": 0.01}' (the GPU course check).
 OVERRIDES_ENV = "COURSE_PROFILE_OVERRIDES"
@@ -20,6 +22,10 @@ OVERRIDES_ENV = "COURSE_PROFILE_OVERRIDES"
 # Model references that the kit resolves itself (see helpers.train.models.resolve_model).
 TINY_MODEL = "kit:tiny-sd"
 TOY_MODEL = "kit:toyworld"
+
+
+class UnknownProfileError(LearnerError, ValueError):
+    """A profile name that is not one of :data:`PROFILES`."""
 
 
 @dataclass(frozen=True)
@@ -161,8 +167,8 @@ def get_profile(name: str | None = None, **overrides) -> Profile:
         **overrides: fields to change, e.g. ``resolution=256``.
     """
     name = name or os.environ.get(PROFILE_ENV) or default_profile_name()
-    if name not in PROFILES:
-        raise ValueError(
+    if not isinstance(name, str) or name not in PROFILES:
+        raise UnknownProfileError(
             f"Unknown profile {name!r} (from {PROFILE_ENV} or the call). Choose one of: {', '.join(PROFILES)}."
         )
     profile = PROFILES[name]

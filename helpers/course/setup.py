@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from helpers.base.fields import Field, FieldError
 from helpers.base.home import detect_platform, interactive
 from helpers.course.cleanup import note_runs_in_use
 from helpers.course.continuation import open_home
@@ -24,6 +25,7 @@ from helpers.train.data import SubjectDataError, list_images, load_images
 from helpers.train.dreambooth import train_dreambooth
 from helpers.train.prompts import subject_prompts
 from helpers.train.runs import RunResult
+from helpers.train.sampling import SCHEDULERS
 from helpers.train.settings import (
     CourseSettings,
     Subject,
@@ -125,6 +127,30 @@ class Notebook:
         return runs
 
 
+# What a notebook's configuration cell may set, checked before anything runs (None: the default).
+NOTEBOOK_CHOICES: dict[str, tuple[Any, Field]] = {
+    "n_prompts": (int, Field(low=1, high=100, advice="how many of the subject's prompts to sample, e.g. 3")),
+    "smoke_prompts": (int, Field(low=1, high=100)),
+    "seed": (int, Field(low=0, high=2**32 - 1, advice="e.g. 0")),
+    "n_seeds": (int, Field(low=1, high=64, advice="samples per prompt, e.g. 2")),
+    "sampler": (str, Field(choices=tuple(SCHEDULERS))),
+}
+ROLES = ("object", "face")
+
+
+def check_notebook_choices(subjects, n_prompts, smoke_prompts, seed, n_seeds, sampler) -> None:
+    """Refuse a configuration-cell value of the wrong kind or range with one message naming it."""
+    if isinstance(subjects, str) or not all(role in ROLES for role in subjects):
+        raise FieldError(f"subjects={subjects!r} must be a tuple of {' and '.join(map(repr, ROLES))}, "
+                         "e.g. ('object',).")
+    given = {"n_prompts": n_prompts, "smoke_prompts": smoke_prompts, "seed": seed, "n_seeds": n_seeds,
+             "sampler": sampler}
+    for name, value in given.items():
+        if value is not None:
+            kind, rule = NOTEBOOK_CHOICES[name]
+            rule.check(name.upper(), value, kind)
+
+
 def setup_notebook(notebook: str, subjects: tuple[str, ...] = ("object",), profile: str | None = None,
                    n_prompts: int | None = None, smoke_prompts: int = 1, seed: int = 0, n_seeds: int | None = None,
                    sampler: str | None = None, unseen_prompt: bool = False, **ask) -> Notebook:
@@ -148,6 +174,7 @@ def setup_notebook(notebook: str, subjects: tuple[str, ...] = ("object",), profi
     Returns:
         A :class:`Notebook`: settings, profile, subjects, prompts, seeds, photos and course home.
     """
+    check_notebook_choices(subjects, n_prompts, smoke_prompts, seed, n_seeds, sampler)
     home = open_home()
     limit_gpu_memory()
     if profile:

@@ -8,6 +8,7 @@ change the result, plus the subject photos) tells whether an existing run can be
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import hashlib
 import json
 import re
@@ -18,15 +19,75 @@ from typing import Any, Union, get_args, get_origin, get_type_hints
 
 import yaml
 
+from helpers.base.fields import TYPE_WORDS, Field, FieldError, check_fields
 from helpers.base.paths import runs_dir
-from helpers.errors import LearnerError
 from helpers.profiles import TINY_MODEL
 from helpers.train.data import IMAGE_SUFFIXES
 from helpers.train.models import model_fingerprint
+from helpers.train.sampling import SCHEDULERS
 
 
-class ConfigError(LearnerError, ValueError):
+class ConfigError(FieldError):
     """A configuration value or key that the kit cannot use."""
+
+
+# The learning-rate schedules of diffusers' ``get_scheduler`` that need no extra settings.
+LR_SCHEDULERS = ("constant", "constant_with_warmup", "linear", "cosine", "cosine_with_restarts", "polynomial")
+PRECISIONS = ("no", "fp16", "bf16")
+AT_LEAST_1, AT_LEAST_0 = Field(low=1), Field(low=0)
+FRACTION = Field(low=0, high=1, high_open=True)  # Adam's betas
+
+# The valid values of every TrainConfig field beyond its type (a field not named takes any value of its type):
+# the one declaration that TrainConfig's check, the command line and the fuzz tests read.
+TRAIN_FIELDS: dict[str, Field] = {
+    "pretrained_model_name_or_path": Field(nonempty=True, path="dir", advice="a Hub id or a pipeline folder"),
+    "instance_data_dir": Field(path="dir", advice="the folder of the subject's photos"),
+    "instance_prompt": Field(nonempty=True, advice="e.g. 'a photo of sks dog'"),
+    "class_data_dir": Field(path="dir", advice="a folder for the class images, or empty"),
+    "prior_loss_weight": Field(low=0, advice="the study used 1.0"),
+    "num_class_images": AT_LEAST_1,
+    "sample_batch_size": AT_LEAST_1,
+    "class_scheduler": Field(choices=tuple(SCHEDULERS)),
+    "class_inference_steps": AT_LEAST_1,
+    "resolution": Field(low=8, multiple_of=8, advice="the VAE halves the image 3 times; 512 for Stable Diffusion"),
+    "train_batch_size": AT_LEAST_1,
+    "max_train_steps": AT_LEAST_1,
+    "learning_rate": Field(low=0, low_open=True, high=1, advice="the study used 1e-6 to 5e-6"),
+    "lr_scheduler": Field(choices=LR_SCHEDULERS),
+    "lr_warmup_steps": AT_LEAST_0,
+    "adam_beta1": FRACTION,
+    "adam_beta2": FRACTION,
+    "adam_weight_decay": AT_LEAST_0,
+    "adam_epsilon": Field(low=0, low_open=True, advice="1e-8 is the usual value"),
+    "max_grad_norm": Field(low=0, low_open=True, advice="1.0 is the usual value"),
+    "mixed_precision": Field(choices=PRECISIONS),
+    "gradient_accumulation_steps": AT_LEAST_1,
+    "ema_decay": Field(low=0, high=1, advice="0.9999 is the usual value"),
+    "seed": Field(low=0, high=2**32 - 1),
+    "checkpointing_steps": Field(low=0, advice="0: no intermediate checkpoints"),
+    "checkpoints_total_limit": Field(low=0, advice="0 keeps every checkpoint"),
+    "validation_prompts": Field(nonempty=False),
+    "validation_steps": Field(low=0, advice="0: samples only at the end"),
+    "validation_seeds": Field(low=0, high=2**32 - 1),
+    "validation_inference_steps": AT_LEAST_1,
+    "rank": Field(low=1, advice="4 is diffusers' default, 16-64 is common"),
+    "lora_alpha": Field(low=0, low_open=True, advice="or null to use the rank"),
+    "output_dir": Field(path="dir", advice="empty: a folder named after the configuration"),
+}
+
+
+def check_config(config, fields: dict[str, Field]) -> None:
+    """Check every field of ``config`` against its declaration (types first); a :class:`ConfigError` names the field."""
+    try:
+        check_fields(config, fields, _hints(type(config)))
+    except FieldError as err:
+        raise ConfigError(str(err)) from None
+
+
+def _hints(cls: type) -> dict:
+    """The resolved annotations of a config class's fields, in field order."""
+    hints = get_type_hints(cls)
+    return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
 
 
 class ConfigMixin:
@@ -107,24 +168,8 @@ class TrainConfig(ConfigMixin):
     output_dir: str = ""  # empty: runs/train/<name>-<hash>
 
     def __post_init__(self) -> None:
-        """Check values a learner may get wrong, with a message that says what to do."""
-        if self.mixed_precision not in ("no", "fp16", "bf16"):
-            raise ConfigError(f"mixed_precision={self.mixed_precision!r}: use 'no', 'fp16' or 'bf16'.")
-        positive = [
-            "resolution",
-            "train_batch_size",
-            "max_train_steps",
-            "gradient_accumulation_steps",
-            "sample_batch_size",
-            "class_inference_steps",
-        ]
-        for name in positive:
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{name}={getattr(self, name)} must be at least 1.")
-        if self.learning_rate <= 0:
-            raise ConfigError(
-                f"learning_rate={self.learning_rate} must be positive (the study used 1e-6 to 5e-6)."
-            )
+        """Check values a learner may get wrong (:data:`TRAIN_FIELDS`), with a message that says what to do."""
+        check_config(self, TRAIN_FIELDS)
         if self.use_lora:
             check_lora_settings(self)
         if self.with_prior_preservation:
@@ -138,11 +183,7 @@ class TrainConfig(ConfigMixin):
 
 
 def check_lora_settings(config: TrainConfig) -> None:
-    """Refuse LoRA settings that cannot work, with what to change."""
-    if config.rank < 1:
-        raise ConfigError(f"rank={config.rank} must be at least 1 (4 is diffusers' default, 16-64 is common).")
-    if config.lora_alpha is not None and config.lora_alpha <= 0:
-        raise ConfigError(f"lora_alpha={config.lora_alpha} must be positive, or null to use the rank.")
+    """Refuse LoRA settings that cannot work together, with what to change (ranges: :data:`TRAIN_FIELDS`)."""
     if config.use_ema:
         raise ConfigError(
             "use_ema with use_lora: the kit's EMA averages whole models, and a LoRA run saves only its "
@@ -204,7 +245,11 @@ LORA_FIELDS = ("use_lora", "rank", "lora_alpha")
 
 
 def _coerce(name: str, value: Any, hint: Any) -> Any:
-    """Convert a YAML or command-line value to the field's type, or say what was expected."""
+    """Convert a YAML or command-line value to the field's type, or say what was expected.
+
+    Text is parsed (``"800"`` from ``--set``); values YAML already typed must have the field's
+    type (a list or a mapping for a number is an error, not converted).
+    """
     origin = get_origin(hint)
     if origin in (Union, types.UnionType):  # ``int | None``: None (or "null" on the command line) stays None
         if type(None) in get_args(hint) and (value is None or str(value).lower() in ("none", "null", "")):
@@ -215,8 +260,12 @@ def _coerce(name: str, value: Any, hint: Any) -> Any:
         if origin is list:
             if isinstance(value, str):
                 value = yaml.safe_load(value) if value.strip().startswith("[") else [value] if value else []
+            if not isinstance(value, (list, tuple)):
+                raise TypeError(value)
             (inner,) = get_args(hint) or (str,)
-            return [inner(v) for v in value]
+            return [_coerce(f"{name}[{i}]", v, inner) for i, v in enumerate(value)]
+        if isinstance(value, (list, tuple, dict)):
+            raise TypeError(value)
         if hint is bool:
             if isinstance(value, str):
                 if value.lower() in ("true", "yes", "1", "on"):
@@ -224,14 +273,27 @@ def _coerce(name: str, value: Any, hint: Any) -> Any:
                 if value.lower() in ("false", "no", "0", "off"):
                     return False
                 raise ValueError(value)
-            return bool(value)
+            if isinstance(value, bool) or value in (0, 1):
+                return bool(value)
+            raise ValueError(value)
+        if hint is str:
+            if value is None:
+                return ""
+            if not isinstance(value, str):  # a YAML number or true for a prompt or a path: quote it
+                raise TypeError(value)
+            return value
+        if isinstance(value, bool):  # YAML's yes/no for a number
+            raise TypeError(value)
         if hint is int and isinstance(value, float) and not value.is_integer():
             raise ValueError(value)
-        if hint is str and value is None:
-            return ""
         return hint(value)
-    except (TypeError, ValueError) as err:
-        raise ConfigError(f"{name}={value!r} is not a valid {getattr(hint, '__name__', hint)}.") from err
+    except (TypeError, ValueError, OverflowError, yaml.YAMLError) as err:
+        raise ConfigError(f"{name}={value!r} is not {_type_words(hint)}.") from err
+
+
+def _type_words(hint: Any) -> str:
+    """``int`` -> "a whole number such as 400 (no quotes)": how a message names a type."""
+    return TYPE_WORDS.get(hint, f"a valid {getattr(hint, '__name__', hint)}")
 
 
 def _from_dict(cls: type, values: dict):
@@ -239,9 +301,7 @@ def _from_dict(cls: type, values: dict):
     valid = {f.name for f in dataclasses.fields(cls)}
     for key in values:
         if key not in valid:
-            import difflib
-
-            close = difflib.get_close_matches(key, valid, n=1)
+            close = difflib.get_close_matches(str(key), valid, n=1)
             hint = f" Did you mean {close[0]!r}?" if close else ""
             raise ConfigError(
                 f"Unknown configuration key {key!r}.{hint} Valid keys: {', '.join(sorted(valid))}."
@@ -260,14 +320,31 @@ def save_config(config, path: str | Path) -> Path:
 
 def load_config(path: str | Path, cls: type = TrainConfig, overrides: list[str] | None = None):
     """Read a YAML config, then apply ``key=value`` overrides (as ``--set`` on the command line)."""
-    path = Path(path)
-    if not path.exists():
-        raise ConfigError(f"Config file {path} does not exist. Check the path (configs/ holds examples).")
-    values = yaml.safe_load(path.read_text()) or {}
+    path = Path(path).expanduser()
+    if not path.is_file():
+        what = "is a folder" if path.is_dir() else "does not exist"
+        raise ConfigError(f"Config file {path} {what}. Give a .yaml file (configs/ holds examples).")
+    values = read_yaml(path) or {}
     if not isinstance(values, dict):
         raise ConfigError(f"{path} must hold a mapping of key: value lines, not {type(values).__name__}.")
     values.update(parse_overrides(overrides or []))
     return _from_dict(cls, values)
+
+
+def read_yaml(path: Path) -> Any:
+    """The YAML in ``path``; a syntax error is a :class:`ConfigError` that names the line to fix."""
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path} is not a text file: give the .yaml settings file.") from None
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(err, "problem", None) or "not valid YAML"
+        raise ConfigError(
+            f"{path} is not valid YAML{where}: {problem}. Fix that line (each line is `key: value`; close "
+            "every bracket and quote)."
+        ) from None
 
 
 def parse_overrides(items: list[str]) -> dict[str, str]:

@@ -34,7 +34,7 @@ from helpers.train.class_images import (
     class_image_bytes,
     generate_class_images,
 )
-from helpers.train.config import TrainConfig, class_prompt_of, resolve_output_dir
+from helpers.train.config import ConfigError, TrainConfig, class_prompt_of, resolve_output_dir
 from helpers.train.data import check_image_folder, load_images
 from helpers.train.lora import (
     add_adapters,
@@ -189,6 +189,8 @@ def check_inputs(config: TrainConfig) -> None:
     The subject folder (every problem of it in one message), the base model, the class prompt and
     class-image folder, the precision on this hardware, and free disk space for what the run will write.
     """
+    if not config.instance_data_dir:
+        raise ConfigError("instance_data_dir is empty: set it to the folder that holds the subject's photos.")
     check_image_folder(config.instance_data_dir, config.resolution)
     check_model_reachable(config.pretrained_model_name_or_path)
     if config.with_prior_preservation:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import yaml
 
+from helpers.base.fields import Field, FieldError
 from helpers.base.paths import DATA_DIR, runs_dir
 from helpers.profiles import TINY_MODEL, get_profile
 from helpers.train.config import config_for_profile, config_hash, resolve_output_dir
@@ -23,6 +24,18 @@ from helpers.train.models import TOY_MODEL_DIR
 from helpers.train.runs import run_status
 
 TOY_SUBJECTS = DATA_DIR / "toyworld" / "subjects"
+
+
+class UnknownSubjectError(FieldError, KeyError):
+    """A subject name that is neither in data/subjects.json, nor a ToyWorld subject, nor ``upload``."""
+
+    def __str__(self) -> str:
+        return str(self.args[0])  # a KeyError would print its message in quotes
+
+
+# What a study arm's values may be (a notebook's STUDY_LR and STUDY_STEPS): the study's full-scale numbers.
+STUDY_LR = Field(low=0, low_open=True, high=1, advice="the study's rates are 1e-6 to 5e-6, e.g. 2e-6")
+STUDY_STEPS = Field(low=1, advice="the study's runs are 400 to 1200 steps, e.g. 400")
 
 
 @dataclass
@@ -96,6 +109,8 @@ def prepare_subject(name: str, identifier: str = "sks") -> Subject:
     ``name`` is a key of ``data/subjects.json`` (``dog``, ``cat_toy``, ``synthetic_ball``), a
     ToyWorld subject, or ``upload`` (photos saved by the upload widget).
     """
+    if not isinstance(name, str):
+        raise UnknownSubjectError(f"subject={name!r} must be a subject's name in quotes, e.g. 'dog' or 'upload'.")
     toy = toy_subjects()
     if name in toy:
         return Subject(name, str(TOY_SUBJECTS / name), toy[name]["class_noun"], identifier, article="a ")
@@ -103,7 +118,8 @@ def prepare_subject(name: str, identifier: str = "sks") -> Subject:
         return Subject(name, str(runs_dir() / "subjects" / "upload"), "person", identifier)
     known = read_manifest()["subjects"]
     if name not in known:
-        raise KeyError(f"Unknown subject {name!r}; choose one of: {', '.join([*known, *toy, 'upload'])}.")
+        raise UnknownSubjectError(
+            f"Unknown subject {name!r}; choose one of: {', '.join([*known, *toy, 'upload'])}.")
     entry, folder = known[name], runs_dir() / "subjects" / name
     if entry["kind"] == "hub":
         download_hub_dataset(entry["source"], folder)
@@ -186,6 +202,10 @@ def study_config(
         settings: the course settings (None loads them).
         **changes: any other :class:`TrainConfig` field, e.g. ``train_text_encoder=True``.
     """
+    if not isinstance(subject, Subject):
+        raise FieldError(f"subject={subject!r} must be a Subject: use nb.subject, or prepare_subject('dog').")
+    study_lr = STUDY_LR.check("study_lr", study_lr, float)
+    study_steps = STUDY_STEPS.check("study_steps", study_steps, int)
     settings = settings or load_settings()
     profile = get_profile(settings.profile).override(
         pretrained_model_name_or_path=settings.pretrained_model_name_or_path

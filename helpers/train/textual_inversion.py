@@ -14,10 +14,11 @@ from pathlib import Path
 
 import torch
 
+from helpers.base.fields import Field
 from helpers.base.home import check_free_space
 from helpers.figures import image_grid
 from helpers.train.batches import DreamBoothDataset, batch_indices, tokenize
-from helpers.train.config import ConfigError, ConfigMixin, resolve_output_dir
+from helpers.train.config import TRAIN_FIELDS, ConfigError, ConfigMixin, check_config, resolve_output_dir
 from helpers.train.data import check_image_folder, load_images
 from helpers.train.dreambooth import step_generator, train_dreambooth, training_step
 from helpers.train.models import (
@@ -58,6 +59,23 @@ STYLE_TEMPLATES = [
 ]
 
 
+# The valid values of every TextualInversionConfig field: those it shares with DreamBooth as TrainConfig says,
+# and its own (the new word must be one word in angle brackets or not, without spaces).
+TI_FIELDS: dict[str, Field] = {
+    **{name: TRAIN_FIELDS[name] for name in (
+        "pretrained_model_name_or_path", "resolution", "train_batch_size", "max_train_steps", "lr_scheduler",
+        "lr_warmup_steps", "adam_weight_decay", "mixed_precision", "gradient_accumulation_steps", "seed",
+        "validation_prompts", "validation_seeds", "validation_inference_steps", "checkpointing_steps",
+        "checkpoints_total_limit", "output_dir")},
+    "train_data_dir": Field(path="dir", advice="the folder of the subject's photos"),
+    "placeholder_token": Field(nonempty=True, advice="one new word without spaces, e.g. '<sks>'"),
+    "initializer_token": Field(nonempty=True, advice="one word the tokenizer knows, e.g. 'dog'"),
+    "learnable_property": Field(choices=("object", "style")),
+    "num_vectors": Field(low=1, high=64, advice="1 is the usual value"),
+    "learning_rate": Field(low=0, low_open=True, high=1, advice="5e-4 is the usual value"),
+}
+
+
 @dataclass
 class TextualInversionConfig(ConfigMixin):
     """Settings named as in diffusers' ``textual_inversion.py``; defaults are the kit's full-scale values."""
@@ -92,13 +110,11 @@ class TextualInversionConfig(ConfigMixin):
     output_dir: str = ""  # empty: runs/textual_inversion/<token>-<hash>
 
     def __post_init__(self) -> None:
-        """Check values a learner may get wrong."""
-        if self.learnable_property not in ("object", "style"):
-            raise ConfigError(f"learnable_property={self.learnable_property!r}: use 'object' or 'style'.")
-        if self.mixed_precision not in ("no", "fp16", "bf16"):
-            raise ConfigError(f"mixed_precision={self.mixed_precision!r}: use 'no', 'fp16' or 'bf16'.")
-        if self.num_vectors < 1 or self.max_train_steps < 1 or self.train_batch_size < 1:
-            raise ConfigError("num_vectors, max_train_steps and train_batch_size must be at least 1.")
+        """Check values a learner may get wrong (:data:`TI_FIELDS`)."""
+        check_config(self, TI_FIELDS)
+        for name in ("placeholder_token", "initializer_token"):
+            if len(getattr(self, name).split()) > 1:
+                raise ConfigError(f"{name}={getattr(self, name)!r} must be one word without spaces, e.g. '<sks>'.")
 
 
 @dataclass
@@ -162,6 +178,8 @@ def save_embedding(text_encoder, tokens: list[str], ids: list[int], path: Path) 
 
 def check_inputs(config: TextualInversionConfig) -> None:
     """What a learner can get wrong, checked before anything is written: photos, model, precision, disk."""
+    if not config.train_data_dir:
+        raise ConfigError("train_data_dir is empty: set it to the folder that holds the subject's photos.")
     check_image_folder(config.train_data_dir, config.resolution)
     check_model_reachable(config.pretrained_model_name_or_path)
     check_mixed_precision(config.mixed_precision)
