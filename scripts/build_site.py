@@ -356,18 +356,19 @@ def exporter():
 def nav_html(pages: list[Page], current: Page) -> str:
     """The sidebar: every page, relative to the current one, the current one marked."""
     up = "../" * current.out.count("/")
-    items = []
+    items, kinds = [], set()
     for p in pages:
         mark = ' aria-current="page"' if p is current else ""
-        items.append(f'<li class="nav-{p.kind}"><a href="{up}{p.out}"{mark}>{html.escape(p.title)}</a></li>')
+        first = " nav-first" if p.kind not in kinds else ""
+        kinds.add(p.kind)
+        items.append(f'<li class="nav-{p.kind}{first}"><a href="{up}{p.out}"{mark}>{html.escape(p.title)}</a></li>')
     return f'<nav class="site-nav"><a class="site-name" href="{up}index.html">DreamBooth course</a><ul>{"".join(items)}</ul></nav>'
 
 
 def render(nb, pages: list[Page], page: Page, header: str = "") -> str:
     """One page's HTML from a notebook (a markdown page is a notebook of one markdown cell)."""
     up = "../" * page.out.count("/")
-    resources = {"site": {"nav": nav_html(pages, page), "header": header, "css": f"{up}assets/site.css",
-                          "title": page.title}}
+    resources = {"site": {"nav": nav_html(pages, page), "header": header, "assets": f"{up}assets/"}}
     nb.metadata["title"] = page.title
     body, _ = exporter().from_notebook_node(nb, resources=resources)
     return add_github_anchors(body)
@@ -393,6 +394,16 @@ def add_github_anchors(page: str) -> str:
         return f'<h{m.group(1)} id="{m.group(2)}"><span id="{slug}"></span>{m.group(3)}</h{m.group(1)}>'
 
     return HEADING.sub(add, page)
+
+
+def notebook_css() -> str:
+    """JupyterLab's notebook styles (light theme) as nbconvert ships them with its lab template."""
+    from jupyter_core.paths import jupyter_path
+
+    for folder in map(Path, jupyter_path("nbconvert", "templates", "lab", "static")):
+        if (folder / "index.css").exists():
+            return (folder / "index.css").read_text() + "\n" + (folder / "theme-light.css").read_text()
+    raise FileNotFoundError("nbconvert's lab template is not installed: run make site (it installs the site extra).")
 
 
 def markdown_notebook(text: str):
@@ -429,6 +440,7 @@ def build(notebooks: Path, figures: Path, out: Path, profile: str | None = None,
         shutil.rmtree(out)
     (out / "assets").mkdir(parents=True)
     shutil.copy(SITE_SRC / "site.css", out / "assets" / "site.css")
+    (out / "assets" / "notebook.css").write_text(notebook_css())
     for page in pages:
         out_dir = str(Path(page.out).parent) if "/" in page.out else ""
         if page.kind == "notebook":
