@@ -110,3 +110,29 @@ def test_run_info_falls_back_on_cell_timestamps():
     nb.metadata["course_run"] = {"profile": "gpu", "seconds": 12.5}
     assert build_site.run_info(nb, "cpu") == {"profile": "gpu", "seconds": 12.5}
     assert build_site.format_seconds(90) == "1 min 30 s"
+
+
+def _script(name: str):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
+    module = sys.modules[name] = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_browser_test_refuses_a_button_to_another_notebook():
+    site_test = _script("site_test")
+    good = build_site.hosted_links("03_schedulers", "", (ROOT / "README.md").read_text(), build_site.repository_url())
+    assert site_test.check_buttons("03_schedulers", good) == []
+    wrong = dict(good, kaggle=good["kaggle"].replace("03_schedulers", "02_prior_preservation"))
+    assert site_test.check_buttons("03_schedulers", wrong) == [
+        f"the Kaggle button opens {wrong['kaggle']}, not notebooks/03_schedulers.ipynb"]
+    assert site_test.check_buttons("03_schedulers", {"colab": good["colab"]}) == ["no 'Open in Kaggle' button"]
+
+
+def test_the_browser_test_finds_broken_links(tmp_path):
+    site_test = _script("site_test")
+    (tmp_path / "a.html").write_text('<h2 id="here">x</h2>')
+    hrefs = [(tmp_path / "a.html").as_uri() + "#here", (tmp_path / "a.html").as_uri() + "#gone",
+             (tmp_path / "b.html").as_uri(), "https://example.org/missing"]
+    assert site_test.check_links(tmp_path / "a.html", hrefs, tmp_path, {}) == [
+        "link to a missing anchor: a.html#gone", "link to a missing file: b.html"]
