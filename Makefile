@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install course test unit notebooks widgets-compat colab-rehearsal gpu-course-cpu lint clean-runs
+.PHONY: install course test unit notebooks widgets-compat colab-rehearsal gpu-course-cpu site site-test lint clean-runs
 
 install: $(STAMP)
 
@@ -75,6 +75,26 @@ colab-rehearsal:
 GPU_CHECK_NOTEBOOKS ?= 00 05 06 07
 gpu-course-cpu: install
 	$(BIN)/python scripts/gpu_course_check.py gpu-course-check --cpu --fresh $(GPU_CHECK_NOTEBOOKS)
+
+# The course as a website (site/), from the notebooks `make course` executed (runs/notebooks/) and its
+# figures, with the README as home page and docs/. SITE_NOTEBOOKS points it at another run's copies.
+# The builder and the browser driver are the `site` extra, installed into .venv (torch stays as it is).
+# site-test opens every page in headless Chromium (Debian's, unpacked into .chromium/ without root).
+# docs/site.md says why it is built this way.
+SITE_NOTEBOOKS ?= runs/notebooks
+SITE_STAMP := $(VENV)/.site-installed
+
+$(SITE_STAMP): $(STAMP) pyproject.toml constraints.txt
+	$(BIN)/python -m pip install --quiet -e ".[site]" -c constraints.txt
+	$(BIN)/python scripts/check_env.py
+	touch $@
+
+site: $(SITE_STAMP)
+	$(BIN)/python scripts/build_site.py --notebooks $(SITE_NOTEBOOKS) --out site
+
+site-test: $(SITE_STAMP)
+	bash scripts/install_chromium.sh .chromium
+	$(BIN)/python scripts/site_test.py --site site --chromium .chromium/run-chromium --screenshots docs/images
 
 lint: install
 	$(BIN)/python -m ruff check helpers tests scripts benchmarks

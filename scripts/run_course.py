@@ -137,7 +137,7 @@ class HomeSize:
 
 
 def run(notebook: Path, out_dir: Path, cell_timeout: int, probe: bool = False,
-        home: Path | None = None) -> tuple[float, dict]:
+        home: Path | None = None, profile: str | None = None) -> tuple[float, dict]:
     """Execute one notebook (in its own folder) and save the executed copy; returns seconds and measures.
 
     The executed copy is saved even when a cell fails, so its error can be read there.
@@ -146,6 +146,8 @@ def run(notebook: Path, out_dir: Path, cell_timeout: int, probe: bool = False,
         probe: also measure the kernel's peak RSS and peak GPU memory (a cell appended, then removed).
         home: a folder to watch while the notebook runs (the course home): bytes at the start,
             peak and end, the executed copy included.
+        profile: the profile it runs on, recorded with its time in the copy's ``metadata.course_run``
+            (the course website says both on the notebook's page).
 
     Raises:
         NotebookFailed: a cell raised, ran past ``cell_timeout`` or killed the kernel; the
@@ -180,6 +182,8 @@ def run(notebook: Path, out_dir: Path, cell_timeout: int, probe: bool = False,
         measures = kernel_peaks(nb) if probe else {}
         if probe:
             nb.cells.pop()
+        nb.metadata["course_run"] = {"profile": profile, "seconds": round(time.perf_counter() - start, 1),
+                                     "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "failed": error is not None}
         out_dir.mkdir(parents=True, exist_ok=True)
         nbformat.write(nb, out_dir / notebook.name)
     seconds = time.perf_counter() - start
@@ -296,7 +300,8 @@ def main(argv: list[str]) -> int:
         print(f"{nb.name}: running", flush=True)
         budget = None if budgets is None else budgets.get(nb.name[:2], "unlisted")
         try:
-            seconds, measures = run(nb, out_dir, args.cell_timeout, probe=report, home=runs_dir() if report else None)
+            seconds, measures = run(nb, out_dir, args.cell_timeout, probe=report, home=runs_dir() if report else None,
+                                    profile=get_profile().name)
         except NotebookFailed as err:
             print(f"{nb.name}: FAILED in {err}\n  the executed copy, with the error: {out_dir.name}/{nb.name} "
                   "in the course home", flush=True)
