@@ -15,7 +15,11 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
+import subprocess
+import sys
+import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +29,7 @@ import torch.nn.functional as F
 
 from helpers.base.home import check_free_space, hub_cache_dir, hub_cache_on_home
 from helpers.base.storage import checkpoints_folder, find_weights, local_weights_root, weights_dir
+from helpers.errors import LearnerError
 from helpers.figures import image_grid
 from helpers.train.batches import DreamBoothDataset, batch_indices, collate_fn
 from helpers.train.class_images import (
@@ -34,7 +39,7 @@ from helpers.train.class_images import (
     class_image_bytes,
     generate_class_images,
 )
-from helpers.train.config import TrainConfig, class_prompt_of, resolve_output_dir
+from helpers.train.config import TrainConfig, class_prompt_of, resolve_output_dir, save_config
 from helpers.train.data import check_image_folder, load_images
 from helpers.train.lora import (
     add_adapters,
@@ -71,6 +76,7 @@ from helpers.train.runs import (
     Run,
     RunExistsError,
     RunResult,
+    finished_result,
     make_ema,
     make_lr_scheduler,
     scaled_learning_rate,
@@ -715,11 +721,55 @@ def load_trained_pipeline(
     return pipe.to(device) if device else pipe
 
 
-def train_dreambooth_on_gpus(config: TrainConfig, num_processes: int = 2) -> None:
-    """Run :func:`train_dreambooth` on several GPUs from a notebook (Kaggle's 2x T4) with accelerate.
+def train_dreambooth_on_gpus(
+    config: TrainConfig, num_processes: int = 2, progress: bool = True, stop_after_steps: int | None = None,
+) -> RunResult:
+    """Run :func:`train_dreambooth` in ``num_processes`` processes, one per GPU (Kaggle's 2x T4), and wait for it.
 
-    Call it before anything in the notebook touches CUDA; load the result afterwards from the output folder.
+    The processes start fresh (torchrun running ``python -m helpers train``), so the notebook or shell
+    that calls this may already have loaded models and used the GPU. Without CUDA they share the CPU
+    (gloo), which is how the kit tests it. Their messages are printed here as they come.
+
+    With ``num_processes=1``, or inside a process torchrun or accelerate started, it is :func:`train_dreambooth`.
+
+    Returns:
+        the finished run, read back from its folder (load its weights from ``output_dir`` as usual).
     """
-    from accelerate import notebook_launcher
+    if num_processes < 2 or "WORLD_SIZE" in os.environ:  # one process, or already one of several
+        return train_dreambooth(config, stop_after_steps=stop_after_steps, progress=progress)
+    if torch.cuda.is_available() and torch.cuda.device_count() < num_processes:
+        raise LearnerError(
+            f"{num_processes} processes need {num_processes} GPUs and this machine has "
+            f"{torch.cuda.device_count()}: ask for fewer, or train with train_dreambooth on one GPU. On Kaggle, "
+            "pick the accelerator 'GPU T4 x2' under Settings."
+        )
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()  # the new processes need the GPU memory this one keeps cached
+    with tempfile.TemporaryDirectory() as folder:
+        config_path = save_config(config, Path(folder) / "config.yaml")
+        command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node",
+                   str(num_processes), "-m", "helpers", "train", "--config", str(config_path)]
+        command += ([] if progress else ["--no-progress"]) + (
+            ["--stop-after-steps", str(stop_after_steps)] if stop_after_steps else [])
+        stream_command(command)
+    return finished_result(config, "train")
 
-    notebook_launcher(train_dreambooth, (config,), num_processes=num_processes)
+
+def stream_command(command: list[str]) -> None:
+    """Run a command with the kit importable, printing its output as it comes.
+
+    Raises:
+        RuntimeError: the command failed (its messages were printed above).
+    """
+    kit_root = str(Path(__file__).resolve().parents[2])  # the folder holding ``helpers/``
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [kit_root, os.environ.get("PYTHONPATH")]))}
+    env.setdefault("OMP_NUM_THREADS", "1")
+    tail = b""
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env) as process:
+        while chunk := process.stdout.read1(4096):  # progress bars redraw with \r: pass them on unchanged
+            sys.stdout.write(chunk.decode(errors="replace"))
+            sys.stdout.flush()
+            tail = (tail + chunk)[-4000:]
+    text = tail.decode(errors="replace")
+    if process.returncode != 0:
+        raise RuntimeError(f"{' '.join(command[:6])} ... failed (exit status {process.returncode}):\n{text}")
