@@ -62,6 +62,7 @@ from helpers.train.models import (
     model_bytes,
     model_fingerprint,
     resolve_model,
+    warn_if_base_changed,
     write_parts_note,
 )
 from helpers.train.optim import (
@@ -669,14 +670,10 @@ def save_model_as(model, folder: Path, dtype: torch.dtype) -> None:
 def load_trained_parts(folder: Path, ema: bool = False, torch_dtype: torch.dtype | None = None):
     """The base model named in ``folder``'s note with the run's trained parts (or their EMA averages) put in."""
     note = json.loads((folder / PARTS_NOTE).read_text())
-    base = note["base_model"]
-    fingerprint = model_fingerprint(base)
-    if note.get("base_model_fingerprint") and fingerprint and fingerprint != note["base_model_fingerprint"]:
-        print(f"Warning: the weights of {base} changed since this run was trained on them; its images will "
-              "differ from the run's samples.")
+    warn_if_base_changed(note)
     if ema and not (folder / "unet_ema").is_dir():
         raise FileNotFoundError(f"{folder} has no unet_ema/: train with use_ema: true to get EMA weights.")
-    pipe = load_pipeline(base, torch_dtype=torch_dtype)
+    pipe = load_pipeline(note["base_model"], torch_dtype=torch_dtype)
     for name, part in load_parts(folder, torch_dtype, "_ema" if ema else "").items():
         setattr(pipe, name, part)
     return pipe
