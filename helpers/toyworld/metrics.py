@@ -278,13 +278,3 @@ def agreement(images: list, subject: str, model: ev.Evaluator | None = None) -> 
         "pixel_yes": share(sum(seen), n),
         "per_image": list(zip(said, seen)),
     }
-
-
-def format_agreement(result: dict) -> str:
-    """One line for a learner: the four counts, the agreement with its interval and kappa."""
-    a = result["agreement"]
-    return (
-        f"{result['subject']}: {result['images']} images; both yes {result['both_yes']}, both no {result['both_no']}, "
-        f"evaluator only {result['evaluator_only']}, pixels only {result['pixel_only']}; "
-        f"agreement {a.value:.2f} [{a.low:.2f}, {a.high:.2f}] (n={result['images']}), kappa {result['kappa']:.2f}"
-    )

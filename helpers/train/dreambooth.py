@@ -244,9 +244,6 @@ def run_bytes(config: TrainConfig) -> dict[str, int]:
             "download": download_bytes(config.pretrained_model_name_or_path)}
 
 
-def estimate_run_bytes(config: TrainConfig) -> int:
-    """About how many bytes a run writes in all (see :func:`run_bytes` for the parts)."""
-    return sum(run_bytes(config).values())
 
 
 # ------------------------------------------------------------------------------------------- set-up
