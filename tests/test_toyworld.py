@@ -364,3 +364,16 @@ def test_continuing_a_model_without_steps_or_with_another_vae_stops_with_one_mes
     (tmp_path / "model").mkdir()
     assert main(["toyworld", "pretrain", str(tmp_path / "out"), "--init", model, "--unet-steps", "5"]) == 2
     assert "kit_model.json" in capsys.readouterr().err  # a folder that is not a pretrained model: one message
+
+
+def test_a_checkpoint_resumes_only_under_the_configuration_that_wrote_it(tmp_path):
+    from helpers.errors import LearnerError
+    from helpers.toyworld.checkpoint import load_state, save_state
+
+    path = tmp_path / "checkpoint" / "state.pt"
+    assert load_state(path, {"lr": 1e-3}) is None  # nothing saved yet
+    save_state(path, {"lr": 1e-3}, state={"step": 3})
+    assert load_state(path, {"lr": 1e-3})["state"] == {"step": 3}
+    assert not path.with_suffix(".tmp").exists()
+    with pytest.raises(LearnerError, match="another configuration"):
+        load_state(path, {"lr": 2e-3})
