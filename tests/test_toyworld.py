@@ -377,3 +377,22 @@ def test_a_checkpoint_resumes_only_under_the_configuration_that_wrote_it(tmp_pat
     assert not path.with_suffix(".tmp").exists()
     with pytest.raises(LearnerError, match="another configuration"):
         load_state(path, {"lr": 2e-3})
+
+
+def test_every_kind_of_face_draws_the_same_pixels_as_before():
+    """A drawing regression check: every hair style, eyes, mouth and mark, with and without glasses and hat.
+
+    The digest was taken before ``_draw_face`` was split into parts; it depends on Pillow's drawing,
+    so a Pillow upgrade that draws differently changes it too.
+    """
+    import hashlib
+    import itertools
+
+    marks = sorted({*world.PATCH_MARKS, *world.STRAP_MARKS, "none"})
+    digest = hashlib.sha256()
+    kinds = itertools.product(world.HAIR_STYLES, world.EYES, world.MOUTHS, marks)
+    for i, (hair, eyes, mouth, mark) in enumerate(kinds):
+        scene = world.make_scene("face", sorted(world.COLOURS)[i % len(world.COLOURS)], world.BACKGROUNDS[0], seed=i,
+                                 hair_style=hair, eyes=eyes, mouth=mouth, mark=mark, glasses=i % 2 == 0, hat=i % 3 == 0)
+        digest.update(world.render(scene, 64).tobytes())
+    assert digest.hexdigest() == "71d22529c35f2aa96a338785c8edb58bb6595fd1b0bc3d80595254c79e40fb1d"
