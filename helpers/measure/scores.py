@@ -25,7 +25,7 @@ from pathlib import Path
 from PIL import Image
 
 from helpers.base.paths import runs_dir
-from helpers.base.stats import Estimate, format_table, mean_of, share
+from helpers.base.stats import Estimate, format_table, mean_of, wilson_share
 from helpers.measure import backbones as measures
 from helpers.measure.backbones import within_prompt_distance
 from helpers.profiles import get_profile
@@ -90,7 +90,7 @@ def is_toyworld(subject: Subject) -> bool:
 
 def as_share(value: float, n: int) -> Estimate:
     """A share the evaluator computed over ``n`` images, with its count and 95% interval."""
-    return share(round(value * n), n)
+    return wilson_share(round(value * n), n)
 
 
 def reference_photos(subject: Subject) -> list[Image.Image]:

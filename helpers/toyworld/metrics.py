@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from helpers.base.paths import DATA_DIR
-from helpers.base.stats import share
+from helpers.base.stats import wilson_share
 from helpers.toyworld import evaluator as ev
 from helpers.toyworld import feature_check, world
 from helpers.toyworld.subjects import SUBJECTS
@@ -272,9 +272,9 @@ def agreement(images: list, subject: str, model: ev.Evaluator | None = None) -> 
         "subject": subject,
         "images": n,
         **counts,
-        "agreement": share(counts["both_yes"] + counts["both_no"], n),
+        "agreement": wilson_share(counts["both_yes"] + counts["both_no"], n),
         "kappa": cohen_kappa(counts["both_yes"], counts["evaluator_only"], counts["pixel_only"], counts["both_no"]),
-        "evaluator_yes": share(sum(said), n),
-        "pixel_yes": share(sum(seen), n),
+        "evaluator_yes": wilson_share(sum(said), n),
+        "pixel_yes": wilson_share(sum(seen), n),
         "per_image": list(zip(said, seen)),
     }
