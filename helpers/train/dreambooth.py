@@ -313,7 +313,7 @@ def cached_hidden_states(cached: torch.Tensor | None, batch: dict) -> torch.Tens
 
 
 @dataclass
-class Trainee:
+class TrainingSetup:
     """What DreamBooth trains and with what: the (wrapped) models, optimizer, LR schedule, EMA, caches."""
 
     unet: torch.nn.Module
@@ -341,7 +341,7 @@ class Trainee:
                 "ema_unet": self.ema_unet, "ema_text_encoder": self.ema_text_encoder}
 
 
-def prepare_models(config: TrainConfig, accelerator, models: dict, dataset: DreamBoothDataset) -> Trainee:
+def prepare_models(config: TrainConfig, accelerator, models: dict, dataset: DreamBoothDataset) -> TrainingSetup:
     """Freeze what is not trained, cache what does not change, and build optimizer, LR schedule and EMA.
 
     Notebook 04 (the text encoder) prints the lines of this function that decide what is trained.
@@ -390,12 +390,12 @@ def prepare_models(config: TrainConfig, accelerator, models: dict, dataset: Drea
     unet, text_encoder = trained[0], trained[1] if config.train_text_encoder else text_encoder
     if config.use_lora:  # checkpoints hold the adapter, not the frozen base weights
         register_checkpoint_hooks(accelerator, config, unet, text_encoder if config.train_text_encoder else None)
-    trainee = Trainee(unet, text_encoder, trained, params, optimizer, lr_scheduler, cached_embeddings=cached)
+    setup = TrainingSetup(unet, text_encoder, trained, params, optimizer, lr_scheduler, cached_embeddings=cached)
     if config.use_ema:  # an average of every trained model, checkpointed with the run
-        trainee.ema_unet = make_ema(accelerator, unet, config.ema_decay)
+        setup.ema_unet = make_ema(accelerator, unet, config.ema_decay)
         if config.train_text_encoder:
-            trainee.ema_text_encoder = make_ema(accelerator, text_encoder, config.ema_decay, with_config=False)
-    return trainee
+            setup.ema_text_encoder = make_ema(accelerator, text_encoder, config.ema_decay, with_config=False)
+    return setup
 
 
 NON_FINITE_HELP = (
@@ -428,47 +428,47 @@ def train_dreambooth(
         return run.result()
     accelerator = run.accelerator
     models, dataset = load_models_and_data(config, accelerator)
-    t = prepare_models(config, accelerator, models, dataset)
+    setup = prepare_models(config, accelerator, models, dataset)
     run.resume(stop_after_steps)
 
     accum, processes, rank = config.gradient_accumulation_steps, run.num_processes, accelerator.process_index
     for step in run.steps("training", progress):  # one step = one optimizer update
         totals = torch.zeros(3, device=accelerator.device)  # loss, instance and prior loss, summed
         for micro in range(accum):
-            with accelerator.accumulate(*t.trained):  # no gradient sync across GPUs until the last micro-step
+            with accelerator.accumulate(*setup.trained):  # no gradient sync across GPUs until the last micro-step
                 g = step_generator(config.seed, step, micro, rank)  # all of this micro-step's randomness
                 batch = make_batch(dataset, config, (step * accum + micro) * processes + rank, g)
-                hidden = cached_hidden_states(t.cached_embeddings, batch)  # None: the text encoder runs
-                parts = training_step(t.unet, t.text_encoder, models["vae"], models["noise_scheduler"],
+                hidden = cached_hidden_states(setup.cached_embeddings, batch)  # None: the text encoder runs
+                parts = training_step(setup.unet, setup.text_encoder, models["vae"], models["noise_scheduler"],
                                       batch, g, config.prior_loss_weight, hidden)
                 accelerator.backward(parts.loss)  # scaled for fp16; gradients are averaged across GPUs
                 if accelerator.sync_gradients:  # last micro-step: clip the accumulated gradient
-                    accelerator.clip_grad_norm_(t.params, config.max_grad_norm)
-                t.optimizer.step()  # skipped by accelerate on all but the last micro-step
-                t.lr_scheduler.step()
-                t.optimizer.zero_grad(set_to_none=True)  # frees the gradient memory until the next backward
+                    accelerator.clip_grad_norm_(setup.params, config.max_grad_norm)
+                setup.optimizer.step()  # skipped by accelerate on all but the last micro-step
+                setup.lr_scheduler.step()
+                setup.optimizer.zero_grad(set_to_none=True)  # frees the gradient memory until the next backward
             totals += parts.stacked()
-        t.step_ema(accelerator)
+        setup.step_ema(accelerator)
         loss, instance_loss, prior_loss = totals / accum
         run.end_step(  # averaged over GPUs, NaN stop, log, checkpoint, samples
             step,
             {"loss": loss, "instance_loss": instance_loss,
              "prior_loss": prior_loss if dataset.with_prior_preservation else None},
-            t.lr_scheduler.get_last_lr()[0],
-            sample=lambda name: save_validation(config, run.output_dir, name, accelerator, t.unet,
-                                                t.text_encoder, models),
+            setup.lr_scheduler.get_last_lr()[0],
+            sample=lambda name: save_validation(config, run.output_dir, name, accelerator, setup.unet,
+                                                setup.text_encoder, models),
         )
     if run.stopped_early():
         return run.result()
 
-    record = run.finish(lambda: save_outputs(config, run.output_dir, accelerator, t, models),
-                        {"optimizer": type(t.optimizer.optimizer).__name__,
-                         "trained_parameters": sum(p.numel() for p in t.params)})
+    record = run.finish(lambda: save_outputs(config, run.output_dir, accelerator, setup, models),
+                        {"optimizer": type(setup.optimizer.optimizer).__name__,
+                         "trained_parameters": sum(p.numel() for p in setup.params)})
     if accelerator.is_main_process:
         write_model_card(run.output_dir)  # README.md: what to say when the model is shared
         if config.save_trained_parts:  # its weights are saved: a finished run needs no checkpoint (GBs on gpu)
             shutil.rmtree(checkpoints_folder(run.output_dir), ignore_errors=True)
-    return run.result(record, t.models(accelerator) if keep_models else None)
+    return run.result(record, setup.models(accelerator) if keep_models else None)
 
 
 # ---------------------------------------------------------------------------------------------- outputs
@@ -539,17 +539,17 @@ def save_validation(
     return path
 
 
-def save_outputs(config: TrainConfig, output_dir: Path, accelerator, trainee: Trainee, models: dict) -> None:
+def save_outputs(config: TrainConfig, output_dir: Path, accelerator, setup: TrainingSetup, models: dict) -> None:
     """The finished run's outputs: final samples, then the pipeline and EMA weights, or the LoRA adapter (main process)."""
     if config.validation_prompts:
-        save_validation(config, output_dir, "final", accelerator, trainee.unet, trainee.text_encoder, models)
+        save_validation(config, output_dir, "final", accelerator, setup.unet, setup.text_encoder, models)
     if config.use_lora:  # the adapter and the name of its base model, not a copy of the base model
-        text_encoder = accelerator.unwrap_model(trainee.text_encoder) if config.train_text_encoder else None
-        save_adapter(output_dir, config, accelerator.unwrap_model(trainee.unet), text_encoder)
+        text_encoder = accelerator.unwrap_model(setup.text_encoder) if config.train_text_encoder else None
+        save_adapter(output_dir, config, accelerator.unwrap_model(setup.unet), text_encoder)
         write_base_reference(output_dir, config)
         return
-    save_pipeline_outputs(config, output_dir, accelerator, trainee.unet, trainee.text_encoder, trainee.ema_unet,
-                          models, trainee.ema_text_encoder)
+    save_pipeline_outputs(config, output_dir, accelerator, setup.unet, setup.text_encoder, setup.ema_unet,
+                          models, setup.ema_text_encoder)
 
 
 def save_pipeline_outputs(
