@@ -122,17 +122,17 @@ def row(set_name: str, result: dict) -> dict:
 
 def pooled(set_name: str, rows: list[dict]) -> dict:
     """The counts of several rows added up, with the agreement and kappa of the sum."""
-    from helpers.base.stats import share
+    from helpers.base.stats import wilson_share
     from helpers.toyworld.metrics import cohen_kappa
 
     c = {k: sum(r[k] for r in rows) for k in ("images", "both_yes", "both_no", "evaluator_only", "pixel_only")}
     n = c["images"]
     return {
         "set": set_name, "subject": "all", **c,
-        "agreement": share(c["both_yes"] + c["both_no"], n),
+        "agreement": wilson_share(c["both_yes"] + c["both_no"], n),
         "kappa": cohen_kappa(c["both_yes"], c["evaluator_only"], c["pixel_only"], c["both_no"]),
-        "evaluator_yes": share(c["both_yes"] + c["evaluator_only"], n),
-        "pixel_yes": share(c["both_yes"] + c["pixel_only"], n),
+        "evaluator_yes": wilson_share(c["both_yes"] + c["evaluator_only"], n),
+        "pixel_yes": wilson_share(c["both_yes"] + c["pixel_only"], n),
     }
 
 

@@ -53,6 +53,7 @@ _API = {
     "study_config": "helpers.train.settings",
     "run_finished": "helpers.train.settings",
     "train_dreambooth": "helpers.train.dreambooth",
+    "train_dreambooth_on_gpus": "helpers.train.dreambooth",
     "dreambooth_loss": "helpers.train.dreambooth",
     "prepare_models": "helpers.train.dreambooth",
     "class_image_spec": "helpers.train.dreambooth",

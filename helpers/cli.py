@@ -3,9 +3,8 @@
 Training commands take their settings from a YAML file (``--config``), then ``--set key=value``,
 then options spelled as in diffusers' training scripts (``--learning_rate 2e-6``). A mistake
 the learner can fix prints one message and exits with status 2; ``--debug`` shows the traceback.
-For several GPUs start a training command with accelerate, one process per GPU::
-
-    accelerate launch --num_processes 2 -m helpers train --config configs/dog.yaml
+For several GPUs, one process per GPU: ``train --gpus 2`` starts them itself (as
+``accelerate launch --num_processes 2 -m helpers train --config configs/dog.yaml`` would).
 """
 
 from __future__ import annotations
@@ -28,7 +27,7 @@ from helpers.study.findings_table import write_findings_column
 from helpers.toyworld.cli import add_commands as add_toyworld_commands
 from helpers.train.config import TrainConfig, load_config, parse_overrides, resolve_output_dir
 from helpers.train.dreambooth import check_inputs as check_dreambooth_inputs
-from helpers.train.dreambooth import train_dreambooth
+from helpers.train.dreambooth import train_dreambooth_on_gpus
 from helpers.train.models import TinySpec, build_tiny_model
 from helpers.train.textual_inversion import (
     TextualInversionConfig,
@@ -79,12 +78,13 @@ def _push(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
-    """DreamBooth from the command line (with ``--check``: only check the settings)."""
+    """DreamBooth from the command line (``--check``: only check the settings; ``--gpus N``: in N processes)."""
     config = config_from_args(args, TrainConfig)
     if args.check:
         check_dreambooth_inputs(config)
         return _checked(args, resolve_output_dir(config, "train"))
-    result = train_dreambooth(config, stop_after_steps=args.stop_after_steps, progress=not args.no_progress)
+    result = train_dreambooth_on_gpus(config, args.gpus, progress=not args.no_progress,
+                                      stop_after_steps=args.stop_after_steps)
     print(f"{'reused' if result.reused else 'trained'}: {result.output_dir}")
     return 0
 
@@ -254,6 +254,8 @@ def _add_training_commands(sub, common: argparse.ArgumentParser) -> None:
                        description="DreamBooth fine-tuning of Stable Diffusion.", usage=usage,
                        formatter_class=_wide_help)
     add_config_options(p, TrainConfig)
+    p.add_argument("--gpus", type=int, default=1, metavar="N",
+                   help="train in N processes, one per GPU (Kaggle's 2x T4); without CUDA, N on the CPU")
     p.set_defaults(func=_train)
 
     p = sub.add_parser("textual-inversion", parents=[common], help="textual inversion (then DreamBooth from it)",

@@ -16,7 +16,7 @@ from helpers.figures import (
     validation_grids,
     widgets_enabled,
 )
-from helpers.measure.scores import format_scores, toyworld_scores
+from helpers.measure.scores import format_scores
 from helpers.sample import Comparison, sample_runs, scheduler_comparison, scheduler_name
 from helpers.train.prompts import short_prompt, subject_prompts
 from helpers.train.sampling import Generation
@@ -215,3 +215,20 @@ def test_the_subjects_photos_sit_above_the_grid_at_the_cell_size():
     first = with_them.crop((4, strip_top, 4 + 32, strip_top + 32))
     assert set(first.getdata()) == {(200, 200, 200)}  # the first photo, scaled to one cell
     assert with_them.crop((0, with_them.height - plain.height, plain.width, with_them.height)).tobytes() == plain.tobytes()
+
+
+# ----------------------------------------------------------------- a helper these tests use
+
+
+def toyworld_scores(subject: Subject, comparison: Comparison, class_prompt: str | None = None) -> dict | None:
+    """ToyWorld's measures of each arm, ``{label: {measure: Estimate}}``; None for other subjects.
+
+    Subject fidelity counts images recognised as the subject, prompt fidelity images that show
+    what their prompt asks for; with ``class_prompt``, the images of that prompt are scored for
+    language drift instead (the share that show the subject: 0 is no drift).
+    """
+    from helpers.measure import scores  # looked up at each call: the tests stand in for its functions
+
+    if not scores.is_toyworld(subject):
+        return None
+    return scores.score_comparison(subject, comparison, class_prompt).rows

@@ -16,7 +16,6 @@ from helpers.train.data import (
     open_rgb,
     read_manifest,
     resize_and_crop,
-    to_pil,
     to_tensor,
 )
 
@@ -118,3 +117,12 @@ def test_to_tensor_of_a_batch_is_the_stack_of_its_images():
     batch = np.random.default_rng(0).integers(0, 256, (3, 8, 8, 3), dtype=np.uint8)
     stacked = torch.stack([to_tensor(Image.fromarray(image)) for image in batch])
     assert to_tensor(batch).shape == (3, 3, 8, 8) and torch.equal(to_tensor(batch), stacked)
+
+
+# ----------------------------------------------------------------- a helper these tests use
+
+
+def to_pil(tensor: torch.Tensor) -> Image.Image:
+    """Float tensor (3, H, W) in [-1, 1] -> PIL RGB image."""
+    array = ((tensor.detach().float().clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).cpu().numpy()
+    return Image.fromarray(array)

@@ -106,7 +106,7 @@ def test_agreement_counts_add_up():
     pixel = [seen for _, seen in result["per_image"]]
     assert pixel == [True] * 6 + [False] * 10  # the pixel check itself is right on every one of these renders
     assert result["pixel_yes"].value == pytest.approx(6 / 16)
-    line = metrics.format_agreement(result)
+    line = format_agreement(result)
     assert name in line and f"n={len(images)}" in line
 
 
@@ -157,3 +157,16 @@ def test_the_face_is_found_by_its_hair_when_the_skin_colour_drifts(skin):
     scenes = [subjects.subject_scene("patch_face", FRESH + i, world.BACKGROUNDS[i % len(world.BACKGROUNDS)]) for i in range(RENDERS)]
     assert _share_visible([world.render(dict(s, skin=skin)) for s in scenes], "patch_face") >= 0.9
     assert _share_visible([world.render(dict(s, skin=skin, mark="none", subject="none")) for s in scenes], "patch_face") <= 0.1
+
+
+# ----------------------------------------------------------------- a helper these tests use
+
+
+def format_agreement(result: dict) -> str:
+    """One line for a learner: the four counts, the agreement with its interval and kappa."""
+    a = result["agreement"]
+    return (
+        f"{result['subject']}: {result['images']} images; both yes {result['both_yes']}, both no {result['both_no']}, "
+        f"evaluator only {result['evaluator_only']}, pixels only {result['pixel_only']}; "
+        f"agreement {a.value:.2f} [{a.low:.2f}, {a.high:.2f}] (n={result['images']}), kappa {result['kappa']:.2f}"
+    )

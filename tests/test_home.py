@@ -201,7 +201,6 @@ def test_cleanup_lists_old_checkpoints_and_unused_runs(bare, monkeypatch):
 def test_a_hub_model_not_downloaded_yet_counts_as_stable_diffusion_and_its_download(monkeypatch):
     from helpers.train import models
     from helpers.train.config import smoke_config
-    from helpers.train.dreambooth import estimate_run_bytes
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     config = smoke_config()
@@ -211,3 +210,13 @@ def test_a_hub_model_not_downloaded_yet_counts_as_stable_diffusion_and_its_downl
     assert models.download_bytes(config.pretrained_model_name_or_path) == sd1
     assert estimate_run_bytes(config) >= 2 * sd1  # the download and the saved pipeline, both on the course home's disk
     assert models.download_bytes("kit:tiny-sd") == 0  # built on disk: nothing to download
+
+
+# ----------------------------------------------------------------- a helper these tests use
+
+
+def estimate_run_bytes(config) -> int:
+    """About how many bytes a run writes in all (see :func:`run_bytes` for the parts)."""
+    from helpers.train.dreambooth import run_bytes
+
+    return sum(run_bytes(config).values())

@@ -7,7 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
-from helpers.base.stats import Estimate
+from helpers.base.stats import Estimate, format_table, mean_of
 from helpers.measure import backbones as measures
 from helpers.train.models import ModelUnavailableError
 
@@ -116,16 +116,16 @@ def test_embeddings_do_not_depend_on_the_batch_size(backbones, images):
 def test_clip_t_pairs_each_image_with_its_own_prompt(backbones, images):
     clip = backbones.clip
     prompts = [INSTANCE, BEACH, BLUE]
-    forward = measures.prompt_similarity(clip, images[:3], prompts, identifier="sks")
-    backward = measures.prompt_similarity(clip, images[:3][::-1], prompts[::-1], identifier="sks")
+    forward = prompt_similarity(clip, images[:3], prompts, identifier="sks")
+    backward = prompt_similarity(clip, images[:3][::-1], prompts[::-1], identifier="sks")
     assert backward.value == pytest.approx(forward.value, abs=1e-6) and forward.n == 3
-    rotated = measures.prompt_similarity(clip, images[:3], prompts[1:] + prompts[:1], identifier="sks")
+    rotated = prompt_similarity(clip, images[:3], prompts[1:] + prompts[:1], identifier="sks")
     assert rotated.value != pytest.approx(forward.value, abs=1e-6)  # another pairing is another measure
     image, text = measures.embed_images(clip, images[:1]), measures.embed_texts(clip, ["a photo of ball"])
-    single = measures.prompt_similarity(clip, images[:1], INSTANCE, identifier="sks")
+    single = prompt_similarity(clip, images[:1], INSTANCE, identifier="sks")
     assert single.value == pytest.approx(float(image @ text.T), abs=1e-5)
     with pytest.raises(ValueError, match="one prompt per image"):
-        measures.prompt_similarity(clip, images[:3], prompts[:2])
+        prompt_similarity(clip, images[:3], prompts[:2])
 
 
 def test_clip_text_leaves_out_the_identifier():
@@ -176,7 +176,7 @@ def test_score_run_agrees_with_the_measures_one_by_one(backbones, images):
     alone = {
         "subject_fidelity": measures.subject_similarity(backbones.dino, own, refs),
         "subject_similarity": measures.subject_similarity(backbones.clip, own, refs),
-        "prompt_fidelity": measures.prompt_similarity(backbones.clip, own, prompts, identifier="sks"),
+        "prompt_fidelity": prompt_similarity(backbones.clip, own, prompts, identifier="sks"),
         "language_drift": measures.subject_similarity(backbones.dino, by_prompt[CLASS], refs),
         "diversity": measures.diversity(backbones.dino, own, prompts),
     }
@@ -215,7 +215,7 @@ def test_score_comparison_makes_one_row_per_arm_and_a_table_with_intervals(backb
     table = measures.backbone_comparison_table(FakeComparison(arms), [noise(30)], class_prompt=CLASS, backbones=backbones)
     assert list(table) == ["high lr", "low lr"]
     assert table == measures.backbone_table(arms, [noise(30)], class_prompt=CLASS, backbones=backbones)
-    text = measures.format_measures(table)
+    text = format_measures(table)
     lines = text.splitlines()
     assert len(lines) == 3 and "subject_fidelity (DINO)" in lines[0] and "diversity (DIV, DINO-based)" in lines[0]
     assert lines[1].count("n=6") == 4 and "n=3" in lines[1]
@@ -271,7 +271,7 @@ def test_the_papers_table_1_is_kept_for_reference():
     assert table["real images"] == {"DINO": 0.774, "CLIP-I": 0.885}
     assert table["DreamBooth (Stable Diffusion)"] == {"DINO": 0.668, "CLIP-I": 0.803, "CLIP-T": 0.305}
     assert table["Textual Inversion (Stable Diffusion)"] == {"DINO": 0.569, "CLIP-I": 0.780, "CLIP-T": 0.255}
-    text = measures.paper_reference()
+    text = paper_reference()
     assert "3000 generated images" in text and "0.305" in text
 
 
@@ -284,3 +284,39 @@ def test_full_size_random_backbones_have_the_papers_shapes(tmp_path):
     clip = measures.load_backbone("clip", str(measures.build_tiny_clip(tmp_path / "clip", shape=measures.CLIP_B32_SHAPE)))
     assert measures.embed_images(clip, [noise(1)]).shape == (1, 512)
     assert measures.embed_texts(clip, ["a photo of dog"]).shape == (1, 512)
+
+
+# ----------------------------------------------------------------- helpers these tests use
+
+
+def prompt_similarity(clip: measures.Backbone, images: list[Image.Image], prompts: list[str] | str,
+                      identifier: str | None = None, seed: int = 0) -> Estimate:
+    """CLIP-T: mean cosine similarity of each image's CLIP embedding and its prompt's.
+
+    Args:
+        clip: a CLIP backbone.
+        images: the generations.
+        prompts: one prompt per image, or one for all.
+        identifier: the rare token (``"sks"``) to leave out of the prompts, see :func:`clip_text`.
+    """
+    prompts = measures._one_prompt_per_image(prompts, len(images))
+    if not images:
+        return mean_of([], seed)
+    texts = measures.embed_texts(clip, [measures.clip_text(p, identifier) for p in prompts])
+    return mean_of((measures.embed_images(clip, images) * texts).sum(dim=1).tolist(), seed)
+
+
+def format_measures(table: dict[str, dict[str, Estimate]]) -> str:
+    """A text table of :func:`backbone_table`, each column named with its measure, each cell with n and interval."""
+    return format_table(table, measures.HEADERS)
+
+
+def paper_reference() -> str:
+    """The paper's Table 1 as text, for a learner to set beside their own table."""
+    names = ["DINO", "CLIP-I", "CLIP-T"]
+    width = max(len(k) for k in measures.PAPER_TABLE_1) + 2
+    lines = [f"Ruiz et al. 2022, Table 1 ({measures.PAPER_TABLE_1_IMAGES} generated images per method, no intervals)",
+             " " * width + "".join(f"{m:>8}" for m in names)]
+    for method, row in measures.PAPER_TABLE_1.items():
+        lines.append(f"{method:<{width}}" + "".join(f"{row[m]:>8.3f}" if m in row else f"{'-':>8}" for m in names))
+    return "\n".join(lines)

@@ -64,3 +64,14 @@ def test_kit_tiny_reference_builds_on_first_use():
     path = resolve_model("kit:tiny-sd")
     assert (json.loads((__import__("pathlib").Path(path) / "model_index.json").read_text()))["_class_name"]
     assert resolve_model("kit:tiny-sd") == path  # built once, then found
+
+
+def test_a_run_warns_when_its_base_models_weights_changed(tiny_model_dir, capsys):
+    from helpers.train.models import model_fingerprint, warn_if_base_changed
+
+    base = str(tiny_model_dir)
+    for trained_on in (model_fingerprint(base), ""):  # the same weights, or a note without a fingerprint
+        warn_if_base_changed({"base_model": base, "base_model_fingerprint": trained_on})
+        assert capsys.readouterr().out == ""
+    warn_if_base_changed({"base_model": base, "base_model_fingerprint": "other weights"})
+    assert capsys.readouterr().out.startswith(f"Warning: the weights of {base} changed")

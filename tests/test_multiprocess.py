@@ -1,4 +1,4 @@
-"""Two processes on the CPU (gloo), as on Kaggle's 2x T4: both ranks must end with identical weights."""
+"""Two processes on the CPU (gloo), as on Kaggle's 2x T4: both ranks take part and end with identical weights."""
 
 import hashlib
 import json
@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from support import same_tensors, tensors_of
 
 
 def weights_digest(module) -> str:
@@ -74,6 +75,25 @@ def test_two_processes_end_identical(make_config, tmp_path, tiny_model_dir, free
     )
     record = json.loads((Path(config.output_dir) / "run.json").read_text())
     assert record["num_processes"] == 2
+
+
+@pytest.mark.slow
+def test_train_with_two_gpus_flag_uses_two_processes(make_config, tmp_path, tiny_pipe):
+    """``python -m helpers train --gpus 2`` (train_dreambooth_on_gpus) on the CPU: two ranks train one run."""
+    from helpers.train.config import save_config
+    from helpers.train.dreambooth import load_trained_pipeline
+
+    config = make_config("gpus-flag", max_train_steps=2)
+    config_path = save_config(config, tmp_path / "gpus.yaml")
+    command = [sys.executable, "-m", "helpers", "train", "--config", str(config_path), "--gpus", "2", "--no-progress"]
+    done = subprocess.run(command, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True,
+                          timeout=400, check=False)
+    assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
+    assert done.stdout.count(f"trained: {config.output_dir}") == 3  # rank 0, rank 1, then the launcher
+    record = json.loads((Path(config.output_dir) / "run.json").read_text())
+    assert record["num_processes"] == 2 and record["device"].startswith("cpu")
+    trained = load_trained_pipeline(config.output_dir)
+    assert not same_tensors(tensors_of(trained.unet), tensors_of(tiny_pipe.unet))
 
 
 if __name__ == "__main__":  # a torchrun worker

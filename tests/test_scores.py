@@ -1,6 +1,8 @@
 """One measure table per figure on every profile: ToyWorld's evaluator or the paper's backbones."""
 
 import json
+from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -8,8 +10,10 @@ from PIL import Image
 
 from helpers.measure import scores
 from helpers.profiles import get_profile
-from helpers.sample import Comparison
+from helpers.sample import Comparison, sample_runs
 from helpers.toyworld import world
+from helpers.toyworld.subjects import scoring_prompts
+from helpers.train.prompts import subject_prompts
 from helpers.train.sampling import Generation
 from helpers.train.settings import Subject, prepare_subject
 
@@ -98,18 +102,61 @@ def test_unreadable_photos_give_a_note(tmp_path):
 
 def test_role_prompts_cover_instance_contexts_an_unseen_attribute_and_the_class(tmp_path):
     ball = Subject("synthetic_ball", str(tmp_path), "ball")
-    roles = scores.role_prompts(ball)
+    roles = role_prompts(ball)
     assert roles["instance"] == ["a photo of sks ball"] and roles["class"] == ["a photo of ball"]
     assert roles["attribute"] == ["a photo of a purple sks ball"] and len(roles["context"]) >= 1
-    person = scores.role_prompts(Subject("upload", str(tmp_path), "person"))
+    person = role_prompts(Subject("upload", str(tmp_path), "person"))
     assert person["attribute"] == ["a photo of sks person wearing glasses"]
 
 
 @pytest.mark.slow
 def test_one_call_scores_a_finished_run_on_every_role(runs_dir, tiny_model_dir, photo_subject):
     profile = get_profile("smoke")
-    table = scores.score_finished_run(tiny_model_dir, photo_subject, seeds=[0, 1], profile=profile, label="base")
+    table = score_finished_run(tiny_model_dir, photo_subject, seeds=[0, 1], profile=profile, label="base")
     row = table.rows["base"]
     assert list(row) == list(scores.COLUMNS)
-    prompts = [p for role, ps in scores.role_prompts(photo_subject).items() if role != "class" for p in ps]
+    prompts = [p for role, ps in role_prompts(photo_subject).items() if role != "class" for p in ps]
     assert row["subject_fidelity"].n == 2 * len(prompts) and row["language_drift"].n == 2
+
+
+# ----------------------------------------------------------------- helpers these tests use
+
+
+PEOPLE = ("person", "face", "man", "woman", "boy", "girl", "child")
+
+
+def role_prompts(subject: Subject) -> dict[str, list[str]]:
+    """The prompts a finished run is scored on, by role, as ToyWorld's findings use them.
+
+    ``instance`` (the training prompt), ``context`` (the subject somewhere new), ``attribute``
+    (something its photos never show: another colour, or glasses on a person) and ``class``
+    (the plain class prompt, for language drift).
+    """
+    if scores.is_toyworld(subject):
+        return scoring_prompts(subject.name, subject.identifier)
+    token = f"{subject.identifier} {subject.class_noun}"
+    attribute = (f"a photo of {token} wearing glasses" if subject.class_noun in PEOPLE
+                 else f"a photo of a purple {token}")
+    context = [p for p in subject_prompts(subject, 6)[1:] if p != attribute]
+    return {"instance": [subject.instance_prompt], "context": context, "attribute": [attribute],
+            "class": [subject.class_prompt]}
+
+
+def score_finished_run(run: str | Path, subject: Subject, seeds: Sequence[int] = range(4), profile=None,
+                       label: str | None = None, name: str | None = None) -> scores.ScoreTable:
+    """Sample a finished run (or a base model) on the :func:`role_prompts` and score it: one call, one row.
+
+    Args:
+        run: a run folder or a model id.
+        subject: the subject it was trained on.
+        seeds: sampling seeds, the same for every prompt (images per prompt).
+        profile: sampling steps and resolution, and the backbones (None: the current profile).
+        label: the row's label (default: the run folder's name).
+        name: save the table as ``scores/<name>.json`` too.
+    """
+    profile = profile or get_profile()
+    roles = role_prompts(subject)
+    prompts = [p for ps in roles.values() for p in ps]
+    label = label or Path(str(run)).name
+    comparison = sample_runs({label: run}, prompts, list(seeds), profile.num_inference_steps, profile.resolution)
+    return scores.score_comparison(subject, comparison, class_prompt=roles["class"][0], name=name, profile=profile)

@@ -16,11 +16,11 @@ from helpers.base.stats import (
     format_table,
     mean_difference,
     mean_of,
-    share,
     share_difference,
     share_of,
     verdict,
     wilson_interval,
+    wilson_share,
 )
 
 # Newcombe, R. G. (1998). Two-sided confidence intervals for the single proportion: comparison
@@ -61,7 +61,7 @@ def test_wilson_refuses_impossible_counts_and_has_no_interval_for_nothing():
     with pytest.raises(ValueError, match="0 <= k <= n"):
         wilson_interval(5, 4)
     assert all(math.isnan(x) for x in wilson_interval(0, 0))
-    assert format_estimate(share(0, 0)) == "n/a, n=0"
+    assert format_estimate(wilson_share(0, 0)) == "n/a, n=0"
 
 
 @pytest.mark.parametrize("counts", list(NEWCOMBE_DIFFERENCE))
@@ -73,7 +73,7 @@ def test_share_difference_matches_newcombes_published_intervals(counts):
 
 
 def test_share_keeps_its_hits_so_two_shares_can_be_compared():
-    a, b = share(3, 8), share_of([True, False, False, False, False, False, False, False])
+    a, b = wilson_share(3, 8), share_of([True, False, False, False, False, False, False, False])
     assert (a.value, a.n, b.value, b.n) == (0.375, 8, 0.125, 8)
     d = difference(a, b)
     assert d == share_difference(3, 8, 1, 8)
@@ -134,7 +134,7 @@ def test_verdict_needs_an_interval_that_excludes_zero():
 
 def test_difference_refuses_a_share_against_a_mean():
     with pytest.raises(ValueError, match="two shares or two means"):
-        difference(share(3, 8), mean_of([0.1, 0.2]))
+        difference(wilson_share(3, 8), mean_of([0.1, 0.2]))
 
 
 def test_format_estimate_shows_value_interval_and_count():
@@ -146,13 +146,13 @@ def test_format_estimate_shows_value_interval_and_count():
 
 
 def test_format_table_has_one_line_per_row_and_a_header_per_column():
-    table = {"high lr": {"subject_fidelity": share(6, 8)}, "low lr": {"subject_fidelity": share(2, 8),
-                                                                      "language_drift": share(0, 8)}}
+    table = {"high lr": {"subject_fidelity": wilson_share(6, 8)}, "low lr": {"subject_fidelity": wilson_share(2, 8),
+                                                                      "language_drift": wilson_share(0, 8)}}
     text = format_table(table, headers={"subject_fidelity": "subject fidelity"})
     lines = text.splitlines()
     assert len(lines) == 3 and "subject fidelity" in lines[0] and "language_drift" in lines[0]
     assert lines[1].startswith("high lr") and "n=8" in lines[1] and lines[1].rstrip().endswith("-")
-    assert str(share(0, 8)) in lines[2]
+    assert str(wilson_share(0, 8)) in lines[2]
 
 
 def test_clustered_mean_of_one_run_is_the_plain_bootstrap_and_is_seeded():

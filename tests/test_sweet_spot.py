@@ -5,7 +5,7 @@ import pytest
 import yaml
 from PIL import Image
 
-from helpers.base.stats import share
+from helpers.base.stats import wilson_share
 from helpers.figures import cut_grid, image_grid, validation_samples
 from helpers.measure.curves import (
     CurvePoint,
@@ -151,7 +151,7 @@ def test_a_judge_that_cannot_load_leaves_a_note_and_an_empty_plot(tmp_path, phot
 
 
 def made_up_curve() -> StepScores:
-    points = [CurvePoint(run, step, column, share(k, 4))
+    points = [CurvePoint(run, step, column, wilson_share(k, 4))
               for run, steps in (("high", (50, 100, 150, 200)), ("low", (50, 100, 200)))
               for k, step in enumerate(steps) for column in ("subject_fidelity", "prompt_fidelity")]
     return StepScores(points, {"subject_fidelity": "subject (share)", "prompt_fidelity": "prompt (share)"}, "a judge")
@@ -176,7 +176,7 @@ def test_the_plot_has_one_line_per_run_and_one_point_per_saved_step():
 def test_the_legend_counts_one_image_in_the_singular():
     import matplotlib.pyplot as plt
 
-    curve = StepScores([CurvePoint("only", 1, "subject_fidelity", share(1, 1))], {}, "a judge")
+    curve = StepScores([CurvePoint("only", 1, "subject_fidelity", wilson_share(1, 1))], {}, "a judge")
     fig = plot_sweet_spot(curve, columns=["subject_fidelity"])
     assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()] == ["only (n=1 image per point)"]
     plt.close(fig)

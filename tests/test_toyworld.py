@@ -364,3 +364,35 @@ def test_continuing_a_model_without_steps_or_with_another_vae_stops_with_one_mes
     (tmp_path / "model").mkdir()
     assert main(["toyworld", "pretrain", str(tmp_path / "out"), "--init", model, "--unet-steps", "5"]) == 2
     assert "kit_model.json" in capsys.readouterr().err  # a folder that is not a pretrained model: one message
+
+
+def test_a_checkpoint_resumes_only_under_the_configuration_that_wrote_it(tmp_path):
+    from helpers.errors import LearnerError
+    from helpers.toyworld.checkpoint import load_state, save_state
+
+    path = tmp_path / "checkpoint" / "state.pt"
+    assert load_state(path, {"lr": 1e-3}) is None  # nothing saved yet
+    save_state(path, {"lr": 1e-3}, state={"step": 3})
+    assert load_state(path, {"lr": 1e-3})["state"] == {"step": 3}
+    assert not path.with_suffix(".tmp").exists()
+    with pytest.raises(LearnerError, match="another configuration"):
+        load_state(path, {"lr": 2e-3})
+
+
+def test_every_kind_of_face_draws_the_same_pixels_as_before():
+    """A drawing regression check: every hair style, eyes, mouth and mark, with and without glasses and hat.
+
+    The digest was taken before ``_draw_face`` was split into parts; it depends on Pillow's drawing,
+    so a Pillow upgrade that draws differently changes it too.
+    """
+    import hashlib
+    import itertools
+
+    marks = sorted({*world.PATCH_MARKS, *world.STRAP_MARKS, "none"})
+    digest = hashlib.sha256()
+    kinds = itertools.product(world.HAIR_STYLES, world.EYES, world.MOUTHS, marks)
+    for i, (hair, eyes, mouth, mark) in enumerate(kinds):
+        scene = world.make_scene("face", sorted(world.COLOURS)[i % len(world.COLOURS)], world.BACKGROUNDS[0], seed=i,
+                                 hair_style=hair, eyes=eyes, mouth=mouth, mark=mark, glasses=i % 2 == 0, hat=i % 3 == 0)
+        digest.update(world.render(scene, 64).tobytes())
+    assert digest.hexdigest() == "71d22529c35f2aa96a338785c8edb58bb6595fd1b0bc3d80595254c79e40fb1d"

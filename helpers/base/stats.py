@@ -65,7 +65,7 @@ def wilson_interval(k: int, n: int, z: float = Z95) -> tuple[float, float]:
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
-def share(k: int, n: int) -> Estimate:
+def wilson_share(k: int, n: int) -> Estimate:
     """The share ``k`` of ``n`` with its Wilson 95% interval."""
     low, high = wilson_interval(k, n)
     value = k / n if n else math.nan
@@ -74,7 +74,7 @@ def share(k: int, n: int) -> Estimate:
 
 def share_of(hits: Sequence[bool]) -> Estimate:
     """The share of true values in ``hits`` (one per image) with its Wilson 95% interval."""
-    return share(sum(bool(h) for h in hits), len(hits))
+    return wilson_share(sum(bool(h) for h in hits), len(hits))
 
 
 def _as_sorted_array(values: Sequence[float]) -> np.ndarray:
@@ -158,7 +158,7 @@ def difference(a: Estimate, b: Estimate, seed: int = 0) -> Estimate:
     if a.kind != b.kind or a.kind not in ("share", "mean"):
         raise ValueError(
             f"Can only compare two shares or two means, not a {a.kind} with a {b.kind}; "
-            "make both with share()/share_of() or both with mean_of()."
+            "make both with wilson_share()/share_of() or both with mean_of()."
         )
     if a.kind == "share":
         return share_difference(int(sum(a.samples)), len(a.samples), int(sum(b.samples)), len(b.samples))

@@ -38,7 +38,7 @@ from PIL import Image
 
 from helpers.base.home import hub_cache_dir
 from helpers.base.paths import TOKENIZER_DIR, runs_dir
-from helpers.base.stats import Estimate, format_table, mean_of
+from helpers.base.stats import Estimate, mean_of
 from helpers.train.models import ModelUnavailableError
 
 DINO_MODEL = "facebook/dino-vits16"
@@ -369,21 +369,6 @@ def _one_prompt_per_image(prompts: Sequence[str] | str, n: int) -> list[str]:
     return prompts
 
 
-def prompt_similarity(clip: Backbone, images: Sequence[Image.Image], prompts: Sequence[str] | str,
-                      identifier: str | None = None, seed: int = 0) -> Estimate:
-    """CLIP-T: mean cosine similarity of each image's CLIP embedding and its prompt's.
-
-    Args:
-        clip: a CLIP backbone.
-        images: the generations.
-        prompts: one prompt per image, or one for all.
-        identifier: the rare token (``"sks"``) to leave out of the prompts, see :func:`clip_text`.
-    """
-    prompts = _one_prompt_per_image(prompts, len(images))
-    if not images:
-        return mean_of([], seed)
-    texts = embed_texts(clip, [clip_text(p, identifier) for p in prompts])
-    return mean_of((embed_images(clip, images) * texts).sum(dim=1).tolist(), seed)
 
 
 def diversity(dino: Backbone, images: Sequence[Image.Image], prompts: Sequence[str], seed: int = 0) -> Estimate:
@@ -463,19 +448,3 @@ def backbone_comparison_table(comparison: Any, references: Sequence[Image.Image]
     """:func:`backbone_table` of a comparison (anything with ``labels``, ``prompts`` and ``images(label, prompt)``)."""
     arms = {label: {p: comparison.images(label, p) for p in comparison.prompts} for label in comparison.labels}
     return backbone_table(arms, references, class_prompt, identifier, backbones, seed)
-
-
-def format_measures(table: dict[str, dict[str, Estimate]]) -> str:
-    """A text table of :func:`backbone_table`, each column named with its measure, each cell with n and interval."""
-    return format_table(table, HEADERS)
-
-
-def paper_reference() -> str:
-    """The paper's Table 1 as text, for a learner to set beside their own table."""
-    measures = ["DINO", "CLIP-I", "CLIP-T"]
-    width = max(len(k) for k in PAPER_TABLE_1) + 2
-    lines = [f"Ruiz et al. 2022, Table 1 ({PAPER_TABLE_1_IMAGES} generated images per method, no intervals)",
-             " " * width + "".join(f"{m:>8}" for m in measures)]
-    for method, row in PAPER_TABLE_1.items():
-        lines.append(f"{method:<{width}}" + "".join(f"{row[m]:>8.3f}" if m in row else f"{'-':>8}" for m in measures))
-    return "\n".join(lines)

@@ -25,15 +25,14 @@ from pathlib import Path
 from PIL import Image
 
 from helpers.base.paths import runs_dir
-from helpers.base.stats import Estimate, format_table, mean_of, share
+from helpers.base.stats import Estimate, format_table, mean_of, wilson_share
 from helpers.measure import backbones as measures
 from helpers.measure.backbones import within_prompt_distance
 from helpers.profiles import get_profile
-from helpers.sample import Comparison, sample_runs
+from helpers.sample import Comparison
 from helpers.toyworld import metrics
-from helpers.toyworld.subjects import SUBJECTS, scoring_prompts
+from helpers.toyworld.subjects import SUBJECTS
 from helpers.train.models import ModelUnavailableError
-from helpers.train.prompts import subject_prompts
 from helpers.train.settings import TOY_SUBJECTS, Subject, subject_photos
 
 # The columns of every score table, in order, and what each one means on either judge.
@@ -91,7 +90,7 @@ def is_toyworld(subject: Subject) -> bool:
 
 def as_share(value: float, n: int) -> Estimate:
     """A share the evaluator computed over ``n`` images, with its count and 95% interval."""
-    return share(round(value * n), n)
+    return wilson_share(round(value * n), n)
 
 
 def reference_photos(subject: Subject) -> list[Image.Image]:
@@ -121,17 +120,6 @@ def _toyworld_row(subject: Subject, by_prompt: Mapping[str, Sequence[Image.Image
     return row
 
 
-def toyworld_scores(subject: Subject, comparison: Comparison, class_prompt: str | None = None) -> dict | None:
-    """ToyWorld's measures of each arm, ``{label: {measure: Estimate}}``; None for other subjects.
-
-    Subject fidelity counts images recognised as the subject, prompt fidelity images that show
-    what their prompt asks for; with ``class_prompt``, the images of that prompt are scored for
-    language drift instead (the share that show the subject: 0 is no drift).
-    """
-    if not is_toyworld(subject):
-        return None
-    table = score_arms(subject, _arms_of(comparison), class_prompt)
-    return table.rows
 
 
 # ------------------------------------------------------------------------------------- one call
@@ -190,44 +178,6 @@ def score_comparison(subject: Subject, comparison: Comparison, class_prompt: str
     return table
 
 
-PEOPLE = ("person", "face", "man", "woman", "boy", "girl", "child")
-
-
-def role_prompts(subject: Subject) -> dict[str, list[str]]:
-    """The prompts a finished run is scored on, by role, as ToyWorld's findings use them.
-
-    ``instance`` (the training prompt), ``context`` (the subject somewhere new), ``attribute``
-    (something its photos never show: another colour, or glasses on a person) and ``class``
-    (the plain class prompt, for language drift).
-    """
-    if is_toyworld(subject):
-        return scoring_prompts(subject.name, subject.identifier)
-    token = f"{subject.identifier} {subject.class_noun}"
-    attribute = (f"a photo of {token} wearing glasses" if subject.class_noun in PEOPLE
-                 else f"a photo of a purple {token}")
-    context = [p for p in subject_prompts(subject, 6)[1:] if p != attribute]
-    return {"instance": [subject.instance_prompt], "context": context, "attribute": [attribute],
-            "class": [subject.class_prompt]}
-
-
-def score_finished_run(run: str | Path, subject: Subject, seeds: Sequence[int] = range(4), profile=None,
-                       label: str | None = None, name: str | None = None) -> ScoreTable:
-    """Sample a finished run (or a base model) on the :func:`role_prompts` and score it: one call, one row.
-
-    Args:
-        run: a run folder or a model id.
-        subject: the subject it was trained on.
-        seeds: sampling seeds, the same for every prompt (images per prompt).
-        profile: sampling steps and resolution, and the backbones (None: the current profile).
-        label: the row's label (default: the run folder's name).
-        name: save the table as ``scores/<name>.json`` too.
-    """
-    profile = profile or get_profile()
-    roles = role_prompts(subject)
-    prompts = [p for ps in roles.values() for p in ps]
-    label = label or Path(str(run)).name
-    comparison = sample_runs({label: run}, prompts, list(seeds), profile.num_inference_steps, profile.resolution)
-    return score_comparison(subject, comparison, class_prompt=roles["class"][0], name=name, profile=profile)
 
 
 def save_scores(table: ScoreTable, name: str, subject: Subject, profile=None) -> Path:

@@ -77,7 +77,7 @@ def pooled(rows: Sequence[dict], *measures: str) -> Estimate:
     """
     values = per_run(rows, measures)
     if len(rows) == 1 and all(m in SHARES for m in measures):
-        return stats.share(int(sum(values[0])), len(values[0]))
+        return stats.wilson_share(int(sum(values[0])), len(values[0]))
     return stats.clustered_mean(values)
 
 

@@ -33,6 +33,7 @@ from PIL import Image
 
 from helpers.errors import LearnerError
 from helpers.toyworld import world
+from helpers.toyworld.checkpoint import load_state, save_state
 from helpers.toyworld.subjects import SUBJECTS, instance_images
 from helpers.train.data import to_tensor
 
@@ -385,25 +386,14 @@ class AutoencoderTrainer:
 
     def save_checkpoint(self) -> None:
         """Write weights, moving average, optimiser and progress atomically."""
-        self.ckpt.parent.mkdir(parents=True, exist_ok=True)
-        blob = {
-            "config": asdict(self.cfg),
-            "state": self.state,
-            "vae": self.vae.state_dict(),
-            "ema": self.ema.state_dict(),
-            "opt": self.opt.state_dict(),
-        }
-        tmp = self.ckpt.with_suffix(".tmp")
-        torch.save(blob, tmp)
-        tmp.replace(self.ckpt)
+        save_state(self.ckpt, asdict(self.cfg), state=self.state, vae=self.vae.state_dict(),
+                   ema=self.ema.state_dict(), opt=self.opt.state_dict())
 
     def try_resume(self) -> bool:
         """Load the checkpoint if there is one; returns whether it did."""
-        if not self.ckpt.exists():
+        blob = load_state(self.ckpt, asdict(self.cfg))
+        if blob is None:
             return False
-        blob = torch.load(self.ckpt, map_location="cpu", weights_only=False)
-        if blob["config"] != asdict(self.cfg):
-            raise LearnerError(f"{self.ckpt} was written with another configuration; delete it to restart.")
         self.vae.load_state_dict(blob["vae"])
         self.ema.load_state_dict(blob["ema"])
         self.opt.load_state_dict(blob["opt"])

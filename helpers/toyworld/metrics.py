@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from helpers.base.paths import DATA_DIR
-from helpers.base.stats import share
+from helpers.base.stats import wilson_share
 from helpers.toyworld import evaluator as ev
 from helpers.toyworld import feature_check, world
 from helpers.toyworld.subjects import SUBJECTS
@@ -272,19 +272,9 @@ def agreement(images: list, subject: str, model: ev.Evaluator | None = None) -> 
         "subject": subject,
         "images": n,
         **counts,
-        "agreement": share(counts["both_yes"] + counts["both_no"], n),
+        "agreement": wilson_share(counts["both_yes"] + counts["both_no"], n),
         "kappa": cohen_kappa(counts["both_yes"], counts["evaluator_only"], counts["pixel_only"], counts["both_no"]),
-        "evaluator_yes": share(sum(said), n),
-        "pixel_yes": share(sum(seen), n),
+        "evaluator_yes": wilson_share(sum(said), n),
+        "pixel_yes": wilson_share(sum(seen), n),
         "per_image": list(zip(said, seen)),
     }
-
-
-def format_agreement(result: dict) -> str:
-    """One line for a learner: the four counts, the agreement with its interval and kappa."""
-    a = result["agreement"]
-    return (
-        f"{result['subject']}: {result['images']} images; both yes {result['both_yes']}, both no {result['both_no']}, "
-        f"evaluator only {result['evaluator_only']}, pixels only {result['pixel_only']}; "
-        f"agreement {a.value:.2f} [{a.low:.2f}, {a.high:.2f}] (n={result['images']}), kappa {result['kappa']:.2f}"
-    )

@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from helpers.errors import LearnerError
 from helpers.toyworld import world
 from helpers.toyworld.autoencoder import load_vae
+from helpers.toyworld.checkpoint import load_state, save_state
 from helpers.toyworld.metrics import training_scene_count
 from helpers.train.batches import tokenize
 from helpers.train.data import to_tensor
@@ -227,29 +228,21 @@ class Pretrainer:
 
     def save_checkpoint(self) -> None:
         """Write models, EMA, optimiser and progress atomically."""
-        self.ckpt_dir.mkdir(parents=True, exist_ok=True)
-        blob = {
-            "state": self.state,
-            "config": asdict(self.cfg),
-            "models": {k: self.parts[k].state_dict() for k in ("vae", "unet", "text_encoder")},
-            "ema": {k: m.state_dict() for k, m in self.ema.items()},
-            "opt": self.opt.state_dict() if self.opt is not None else None,
-            "scaling_factor": self.parts["vae"].config.scaling_factor,
-        }
-        tmp = self._ckpt_file().with_suffix(".tmp")
-        torch.save(blob, tmp)
-        tmp.replace(self._ckpt_file())
+        save_state(
+            self._ckpt_file(), asdict(self.cfg),
+            state=self.state,
+            models={k: self.parts[k].state_dict() for k in ("vae", "unet", "text_encoder")},
+            ema={k: m.state_dict() for k, m in self.ema.items()},
+            opt=self.opt.state_dict() if self.opt is not None else None,
+            scaling_factor=self.parts["vae"].config.scaling_factor,
+        )
         self._last_save = time.monotonic()
 
     def try_resume(self) -> bool:
         """Load the checkpoint if there is one; returns whether it did."""
-        if not self._ckpt_file().exists():
+        blob = load_state(self._ckpt_file(), asdict(self.cfg))
+        if blob is None:
             return False
-        blob = torch.load(self._ckpt_file(), map_location="cpu", weights_only=False)
-        if blob["config"] != asdict(self.cfg):
-            raise LearnerError(
-                f"{self._ckpt_file()} was written with another configuration; delete it to restart."
-            )
         for k, sd in blob["models"].items():
             self.parts[k].load_state_dict(sd)
         self.parts["vae"].register_to_config(scaling_factor=blob["scaling_factor"])

@@ -264,16 +264,25 @@ def _draw_face(scene: dict, rng: np.random.Generator, canvas: int) -> tuple[Imag
     rgb = Image.new("RGB", (canvas, canvas), skin)
     mask = Image.new("L", (canvas, canvas), 0)
     draw, mdraw = ImageDraw.Draw(rgb), ImageDraw.Draw(mask)
+    _draw_head_and_hair(draw, mdraw, scene["hair_style"], c, r, skin, hair)
+    _draw_eyes_and_mark(draw, scene, c, r)
+    _draw_mouth(draw, scene["mouth"], c, r)
+    _draw_glasses_and_hat(draw, mdraw, scene, c, r)
+    return rgb, mask
 
-    def both(shape: str, box, colour, **kw) -> None:
-        getattr(draw, shape)(box, fill=colour, **kw)
-        getattr(mdraw, shape)(box, fill=255, **kw)
 
-    style = scene["hair_style"]
+def _both(draw: ImageDraw.ImageDraw, mdraw: ImageDraw.ImageDraw, shape: str, box, colour, **kw) -> None:
+    """Draw a filled shape on the picture and on its mask."""
+    getattr(draw, shape)(box, fill=colour, **kw)
+    getattr(mdraw, shape)(box, fill=255, **kw)
+
+
+def _draw_head_and_hair(draw, mdraw, style: str, c: float, r: float, skin: tuple, hair: tuple) -> None:
+    """The head of a face centred at ``(c, c)`` with radius ``r``, and its hair in ``style``."""
     if style == "long":  # hair behind the head, falling to the shoulders
-        both("rectangle", (c - 1.15 * r, c - 0.5 * r, c + 1.15 * r, c + 1.2 * r), hair)
+        _both(draw, mdraw, "rectangle", (c - 1.15 * r, c - 0.5 * r, c + 1.15 * r, c + 1.2 * r), hair)
     head = (c - 0.9 * r, c - r, c + 0.9 * r, c + r)
-    both("ellipse", head, skin)
+    _both(draw, mdraw, "ellipse", head, skin)
     draw.ellipse(head, outline=_shade(skin, 0.6), width=2)
     if style == "spiky":
         spikes = [(c - 0.95 * r, c - 0.35 * r)]
@@ -281,10 +290,19 @@ def _draw_face(scene: dict, rng: np.random.Generator, canvas: int) -> tuple[Imag
             x = c - 0.95 * r + (k + 0.5) * 1.9 * r / 6
             spikes += [(x, c - 1.35 * r), (x + 0.95 * r / 6, c - 0.75 * r)]
         spikes[-1] = (c + 0.95 * r, c - 0.35 * r)
-        both("polygon", spikes, hair)
+        _both(draw, mdraw, "polygon", spikes, hair)
     else:  # a cap of hair over the forehead
-        both("chord", (c - 0.95 * r, c - 1.08 * r, c + 0.95 * r, c + 0.5 * r), hair, start=180, end=360)
-    ey, ex, er = c - 0.05 * r, 0.38 * r, 0.14 * r
+        _both(draw, mdraw, "chord", (c - 0.95 * r, c - 1.08 * r, c + 0.95 * r, c + 0.5 * r), hair, start=180, end=360)
+
+
+def _eyes(c: float, r: float) -> tuple[float, float, float]:
+    """The eyes' height, their distance from the middle, and their radius."""
+    return c - 0.05 * r, 0.38 * r, 0.14 * r
+
+
+def _draw_eyes_and_mark(draw, scene: dict, c: float, r: float) -> None:
+    """The eyes, and the face subject's unique mark: an eyepatch (a strap and a patch over the left eye)."""
+    ey, ex, er = _eyes(c, r)
     for sx in (-1, 1):
         x = c + sx * ex
         if scene["mark"] in PATCH_MARKS and sx == -1:
@@ -292,7 +310,6 @@ def _draw_face(scene: dict, rng: np.random.Generator, canvas: int) -> tuple[Imag
         if scene["eyes"] == "wide":
             draw.ellipse((x - 1.4 * er, ey - 1.4 * er, x + 1.4 * er, ey + 1.4 * er), fill=(255, 255, 255))
         draw.ellipse((x - er, ey - er, x + er, ey + er), fill=(20, 20, 20))
-    # the face subject's unique mark, the eyepatch: a strap and a patch over the left eye
     if scene["mark"] in STRAP_MARKS:
         draw.line(
             (c - 0.9 * r, c - 0.55 * r, c + 0.85 * r, c - 0.25 * r),
@@ -302,8 +319,12 @@ def _draw_face(scene: dict, rng: np.random.Generator, canvas: int) -> tuple[Imag
     if scene["mark"] in PATCH_MARKS:
         pr = 0.3 * r
         draw.ellipse((c - ex - pr, ey - pr, c - ex + pr, ey + pr), fill=(15, 15, 15))
+
+
+def _draw_mouth(draw, mouth: str, c: float, r: float) -> None:
+    """A smiling, open or flat mouth."""
     my, mw = c + 0.45 * r, 0.35 * r
-    if scene["mouth"] == "smile":
+    if mouth == "smile":
         draw.arc(
             (c - mw, my - 0.3 * r, c + mw, my + 0.15 * r),
             20,
@@ -311,22 +332,26 @@ def _draw_face(scene: dict, rng: np.random.Generator, canvas: int) -> tuple[Imag
             fill=(120, 30, 30),
             width=max(2, int(r / 10)),
         )
-    elif scene["mouth"] == "open":
+    elif mouth == "open":
         draw.ellipse((c - 0.18 * r, my - 0.12 * r, c + 0.18 * r, my + 0.18 * r), fill=(110, 20, 30))
     else:
         draw.line((c - mw * 0.8, my, c + mw * 0.8, my), fill=(120, 30, 30), width=max(2, int(r / 10)))
+
+
+def _draw_glasses_and_hat(draw, mdraw, scene: dict, c: float, r: float) -> None:
+    """Round glasses and a brown party hat, where the scene has them."""
+    ey, ex, _ = _eyes(c, r)
     if scene["glasses"]:
         gr = 0.24 * r
         for sx in (-1, 1):
             x = c + sx * ex
             draw.ellipse((x - gr, ey - gr, x + gr, ey + gr), outline=(25, 25, 25), width=max(2, int(r / 10)))
         draw.line((c - ex + gr, ey, c + ex - gr, ey), fill=(25, 25, 25), width=max(2, int(r / 12)))
-    if scene["hat"]:  # a brown party hat on top of the head
+    if scene["hat"]:  # on top of the head
         cone = [(c - 0.55 * r, c - 0.8 * r), (c + 0.55 * r, c - 0.8 * r), (c, c - 1.75 * r)]
-        both("polygon", cone, (125, 80, 45))
+        _both(draw, mdraw, "polygon", cone, (125, 80, 45))
         draw.ellipse((c - 0.12 * r, c - 1.87 * r, c + 0.12 * r, c - 1.63 * r), fill=(240, 240, 240))
         mdraw.ellipse((c - 0.12 * r, c - 1.87 * r, c + 0.12 * r, c - 1.63 * r), fill=255)
-    return rgb, mask
 
 
 def render(scene: dict, size: int = IMAGE_SIZE) -> Image.Image:

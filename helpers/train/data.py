@@ -126,10 +126,6 @@ def to_tensor(images: Image.Image | np.ndarray) -> torch.Tensor:
     return pixels.movedim(-1, -3).contiguous()
 
 
-def to_pil(tensor: torch.Tensor) -> Image.Image:
-    """Float tensor (3, H, W) in [-1, 1] -> PIL RGB image."""
-    array = ((tensor.detach().float().clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).cpu().numpy()
-    return Image.fromarray(array)
 
 
 def make_synthetic_subject(folder: str | Path, n: int = 5, size: int = 64, seed: int = 0) -> Path:

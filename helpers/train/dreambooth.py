@@ -15,7 +15,11 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
+import subprocess
+import sys
+import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +29,7 @@ import torch.nn.functional as F
 
 from helpers.base.home import check_free_space, hub_cache_dir, hub_cache_on_home
 from helpers.base.storage import checkpoints_folder, find_weights, local_weights_root, weights_dir
+from helpers.errors import LearnerError
 from helpers.figures import image_grid
 from helpers.train.batches import DreamBoothDataset, batch_indices, collate_fn
 from helpers.train.class_images import (
@@ -34,7 +39,7 @@ from helpers.train.class_images import (
     class_image_bytes,
     generate_class_images,
 )
-from helpers.train.config import ConfigError, TrainConfig, class_prompt_of, resolve_output_dir
+from helpers.train.config import ConfigError, TrainConfig, class_prompt_of, resolve_output_dir, save_config
 from helpers.train.data import check_image_folder, load_images
 from helpers.train.lora import (
     add_adapters,
@@ -57,6 +62,7 @@ from helpers.train.models import (
     model_bytes,
     model_fingerprint,
     resolve_model,
+    warn_if_base_changed,
     write_parts_note,
 )
 from helpers.train.optim import (
@@ -71,6 +77,7 @@ from helpers.train.runs import (
     Run,
     RunExistsError,
     RunResult,
+    finished_result,
     make_ema,
     make_lr_scheduler,
     scaled_learning_rate,
@@ -239,9 +246,6 @@ def run_bytes(config: TrainConfig) -> dict[str, int]:
             "download": download_bytes(config.pretrained_model_name_or_path)}
 
 
-def estimate_run_bytes(config: TrainConfig) -> int:
-    """About how many bytes a run writes in all (see :func:`run_bytes` for the parts)."""
-    return sum(run_bytes(config).values())
 
 
 # ------------------------------------------------------------------------------------------- set-up
@@ -311,7 +315,7 @@ def cached_hidden_states(cached: torch.Tensor | None, batch: dict) -> torch.Tens
 
 
 @dataclass
-class Trainee:
+class TrainingSetup:
     """What DreamBooth trains and with what: the (wrapped) models, optimizer, LR schedule, EMA, caches."""
 
     unet: torch.nn.Module
@@ -339,7 +343,7 @@ class Trainee:
                 "ema_unet": self.ema_unet, "ema_text_encoder": self.ema_text_encoder}
 
 
-def prepare_models(config: TrainConfig, accelerator, models: dict, dataset: DreamBoothDataset) -> Trainee:
+def prepare_models(config: TrainConfig, accelerator, models: dict, dataset: DreamBoothDataset) -> TrainingSetup:
     """Freeze what is not trained, cache what does not change, and build optimizer, LR schedule and EMA.
 
     Notebook 04 (the text encoder) prints the lines of this function that decide what is trained.
@@ -388,12 +392,12 @@ def prepare_models(config: TrainConfig, accelerator, models: dict, dataset: Drea
     unet, text_encoder = trained[0], trained[1] if config.train_text_encoder else text_encoder
     if config.use_lora:  # checkpoints hold the adapter, not the frozen base weights
         register_checkpoint_hooks(accelerator, config, unet, text_encoder if config.train_text_encoder else None)
-    trainee = Trainee(unet, text_encoder, trained, params, optimizer, lr_scheduler, cached_embeddings=cached)
+    setup = TrainingSetup(unet, text_encoder, trained, params, optimizer, lr_scheduler, cached_embeddings=cached)
     if config.use_ema:  # an average of every trained model, checkpointed with the run
-        trainee.ema_unet = make_ema(accelerator, unet, config.ema_decay)
+        setup.ema_unet = make_ema(accelerator, unet, config.ema_decay)
         if config.train_text_encoder:
-            trainee.ema_text_encoder = make_ema(accelerator, text_encoder, config.ema_decay, with_config=False)
-    return trainee
+            setup.ema_text_encoder = make_ema(accelerator, text_encoder, config.ema_decay, with_config=False)
+    return setup
 
 
 NON_FINITE_HELP = (
@@ -426,47 +430,47 @@ def train_dreambooth(
         return run.result()
     accelerator = run.accelerator
     models, dataset = load_models_and_data(config, accelerator)
-    t = prepare_models(config, accelerator, models, dataset)
+    setup = prepare_models(config, accelerator, models, dataset)
     run.resume(stop_after_steps)
 
     accum, processes, rank = config.gradient_accumulation_steps, run.num_processes, accelerator.process_index
     for step in run.steps("training", progress):  # one step = one optimizer update
         totals = torch.zeros(3, device=accelerator.device)  # loss, instance and prior loss, summed
         for micro in range(accum):
-            with accelerator.accumulate(*t.trained):  # no gradient sync across GPUs until the last micro-step
+            with accelerator.accumulate(*setup.trained):  # no gradient sync across GPUs until the last micro-step
                 g = step_generator(config.seed, step, micro, rank)  # all of this micro-step's randomness
                 batch = make_batch(dataset, config, (step * accum + micro) * processes + rank, g)
-                hidden = cached_hidden_states(t.cached_embeddings, batch)  # None: the text encoder runs
-                parts = training_step(t.unet, t.text_encoder, models["vae"], models["noise_scheduler"],
+                hidden = cached_hidden_states(setup.cached_embeddings, batch)  # None: the text encoder runs
+                parts = training_step(setup.unet, setup.text_encoder, models["vae"], models["noise_scheduler"],
                                       batch, g, config.prior_loss_weight, hidden)
                 accelerator.backward(parts.loss)  # scaled for fp16; gradients are averaged across GPUs
                 if accelerator.sync_gradients:  # last micro-step: clip the accumulated gradient
-                    accelerator.clip_grad_norm_(t.params, config.max_grad_norm)
-                t.optimizer.step()  # skipped by accelerate on all but the last micro-step
-                t.lr_scheduler.step()
-                t.optimizer.zero_grad(set_to_none=True)  # frees the gradient memory until the next backward
+                    accelerator.clip_grad_norm_(setup.params, config.max_grad_norm)
+                setup.optimizer.step()  # skipped by accelerate on all but the last micro-step
+                setup.lr_scheduler.step()
+                setup.optimizer.zero_grad(set_to_none=True)  # frees the gradient memory until the next backward
             totals += parts.stacked()
-        t.step_ema(accelerator)
+        setup.step_ema(accelerator)
         loss, instance_loss, prior_loss = totals / accum
         run.end_step(  # averaged over GPUs, NaN stop, log, checkpoint, samples
             step,
             {"loss": loss, "instance_loss": instance_loss,
              "prior_loss": prior_loss if dataset.with_prior_preservation else None},
-            t.lr_scheduler.get_last_lr()[0],
-            sample=lambda name: save_validation(config, run.output_dir, name, accelerator, t.unet,
-                                                t.text_encoder, models),
+            setup.lr_scheduler.get_last_lr()[0],
+            sample=lambda name: save_validation(config, run.output_dir, name, accelerator, setup.unet,
+                                                setup.text_encoder, models),
         )
     if run.stopped_early():
         return run.result()
 
-    record = run.finish(lambda: save_outputs(config, run.output_dir, accelerator, t, models),
-                        {"optimizer": type(t.optimizer.optimizer).__name__,
-                         "trained_parameters": sum(p.numel() for p in t.params)})
+    record = run.finish(lambda: save_outputs(config, run.output_dir, accelerator, setup, models),
+                        {"optimizer": type(setup.optimizer.optimizer).__name__,
+                         "trained_parameters": sum(p.numel() for p in setup.params)})
     if accelerator.is_main_process:
         write_model_card(run.output_dir)  # README.md: what to say when the model is shared
         if config.save_trained_parts:  # its weights are saved: a finished run needs no checkpoint (GBs on gpu)
             shutil.rmtree(checkpoints_folder(run.output_dir), ignore_errors=True)
-    return run.result(record, t.models(accelerator) if keep_models else None)
+    return run.result(record, setup.models(accelerator) if keep_models else None)
 
 
 # ---------------------------------------------------------------------------------------------- outputs
@@ -537,17 +541,17 @@ def save_validation(
     return path
 
 
-def save_outputs(config: TrainConfig, output_dir: Path, accelerator, trainee: Trainee, models: dict) -> None:
+def save_outputs(config: TrainConfig, output_dir: Path, accelerator, setup: TrainingSetup, models: dict) -> None:
     """The finished run's outputs: final samples, then the pipeline and EMA weights, or the LoRA adapter (main process)."""
     if config.validation_prompts:
-        save_validation(config, output_dir, "final", accelerator, trainee.unet, trainee.text_encoder, models)
+        save_validation(config, output_dir, "final", accelerator, setup.unet, setup.text_encoder, models)
     if config.use_lora:  # the adapter and the name of its base model, not a copy of the base model
-        text_encoder = accelerator.unwrap_model(trainee.text_encoder) if config.train_text_encoder else None
-        save_adapter(output_dir, config, accelerator.unwrap_model(trainee.unet), text_encoder)
+        text_encoder = accelerator.unwrap_model(setup.text_encoder) if config.train_text_encoder else None
+        save_adapter(output_dir, config, accelerator.unwrap_model(setup.unet), text_encoder)
         write_base_reference(output_dir, config)
         return
-    save_pipeline_outputs(config, output_dir, accelerator, trainee.unet, trainee.text_encoder, trainee.ema_unet,
-                          models, trainee.ema_text_encoder)
+    save_pipeline_outputs(config, output_dir, accelerator, setup.unet, setup.text_encoder, setup.ema_unet,
+                          models, setup.ema_text_encoder)
 
 
 def save_pipeline_outputs(
@@ -665,14 +669,10 @@ def save_model_as(model, folder: Path, dtype: torch.dtype) -> None:
 def load_trained_parts(folder: Path, ema: bool = False, torch_dtype: torch.dtype | None = None):
     """The base model named in ``folder``'s note with the run's trained parts (or their EMA averages) put in."""
     note = json.loads((folder / PARTS_NOTE).read_text())
-    base = note["base_model"]
-    fingerprint = model_fingerprint(base)
-    if note.get("base_model_fingerprint") and fingerprint and fingerprint != note["base_model_fingerprint"]:
-        print(f"Warning: the weights of {base} changed since this run was trained on them; its images will "
-              "differ from the run's samples.")
+    warn_if_base_changed(note)
     if ema and not (folder / "unet_ema").is_dir():
         raise FileNotFoundError(f"{folder} has no unet_ema/: train with use_ema: true to get EMA weights.")
-    pipe = load_pipeline(base, torch_dtype=torch_dtype)
+    pipe = load_pipeline(note["base_model"], torch_dtype=torch_dtype)
     for name, part in load_parts(folder, torch_dtype, "_ema" if ema else "").items():
         setattr(pipe, name, part)
     return pipe
@@ -717,11 +717,55 @@ def load_trained_pipeline(
     return pipe.to(device) if device else pipe
 
 
-def train_dreambooth_on_gpus(config: TrainConfig, num_processes: int = 2) -> None:
-    """Run :func:`train_dreambooth` on several GPUs from a notebook (Kaggle's 2x T4) with accelerate.
+def train_dreambooth_on_gpus(
+    config: TrainConfig, num_processes: int = 2, progress: bool = True, stop_after_steps: int | None = None,
+) -> RunResult:
+    """Run :func:`train_dreambooth` in ``num_processes`` processes, one per GPU (Kaggle's 2x T4), and wait for it.
 
-    Call it before anything in the notebook touches CUDA; load the result afterwards from the output folder.
+    The processes start fresh (torchrun running ``python -m helpers train``), so the notebook or shell
+    that calls this may already have loaded models and used the GPU. Without CUDA they share the CPU
+    (gloo), which is how the kit tests it. Their messages are printed here as they come.
+
+    With ``num_processes=1``, or inside a process torchrun or accelerate started, it is :func:`train_dreambooth`.
+
+    Returns:
+        the finished run, read back from its folder (load its weights from ``output_dir`` as usual).
     """
-    from accelerate import notebook_launcher
+    if num_processes < 2 or "WORLD_SIZE" in os.environ:  # one process, or already one of several
+        return train_dreambooth(config, stop_after_steps=stop_after_steps, progress=progress)
+    if torch.cuda.is_available() and torch.cuda.device_count() < num_processes:
+        raise LearnerError(
+            f"{num_processes} processes need {num_processes} GPUs and this machine has "
+            f"{torch.cuda.device_count()}: ask for fewer, or train with train_dreambooth on one GPU. On Kaggle, "
+            "pick the accelerator 'GPU T4 x2' under Settings."
+        )
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()  # the new processes need the GPU memory this one keeps cached
+    with tempfile.TemporaryDirectory() as folder:
+        config_path = save_config(config, Path(folder) / "config.yaml")
+        command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node",
+                   str(num_processes), "-m", "helpers", "train", "--config", str(config_path)]
+        command += ([] if progress else ["--no-progress"]) + (
+            ["--stop-after-steps", str(stop_after_steps)] if stop_after_steps else [])
+        stream_command(command)
+    return finished_result(config, "train")
 
-    notebook_launcher(train_dreambooth, (config,), num_processes=num_processes)
+
+def stream_command(command: list[str]) -> None:
+    """Run a command with the kit importable, printing its output as it comes.
+
+    Raises:
+        RuntimeError: the command failed (its messages were printed above).
+    """
+    kit_root = str(Path(__file__).resolve().parents[2])  # the folder holding ``helpers/``
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [kit_root, os.environ.get("PYTHONPATH")]))}
+    env.setdefault("OMP_NUM_THREADS", "1")
+    tail = b""
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env) as process:
+        while chunk := process.stdout.read1(4096):  # progress bars redraw with \r: pass them on unchanged
+            sys.stdout.write(chunk.decode(errors="replace"))
+            sys.stdout.flush()
+            tail = (tail + chunk)[-4000:]
+    text = tail.decode(errors="replace")
+    if process.returncode != 0:
+        raise RuntimeError(f"{' '.join(command[:6])} ... failed (exit status {process.returncode}):\n{text}")

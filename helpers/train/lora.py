@@ -19,7 +19,7 @@ import torch
 
 from helpers.errors import LearnerError
 from helpers.train.config import TrainConfig, effective_lora_alpha
-from helpers.train.models import load_pipeline, model_fingerprint
+from helpers.train.models import load_pipeline, model_fingerprint, warn_if_base_changed
 
 LORA_FILE = "pytorch_lora_weights.safetensors"  # diffusers' name, read by load_lora_weights(folder)
 BASE_FILE = "base_model.json"  # the base model a LoRA run's adapter belongs to
@@ -162,11 +162,7 @@ def load_lora_run(output_dir: str | Path, torch_dtype: torch.dtype | None = None
             "pipe = load_pipeline(BASE_MODEL); pipe.load_lora_weights(RUN_FOLDER)."
         )
     facts = json.loads(reference.read_text())
-    base = facts["base_model"]
-    fingerprint = model_fingerprint(base)
-    if facts.get("base_model_fingerprint") and fingerprint and fingerprint != facts["base_model_fingerprint"]:
-        print(f"Warning: the weights of {base} changed since this adapter was trained on them; "
-              "its images will differ from the run's samples.")
-    pipe = load_pipeline(base, torch_dtype=torch_dtype)
+    warn_if_base_changed(facts)
+    pipe = load_pipeline(facts["base_model"], torch_dtype=torch_dtype)
     pipe.load_lora_weights(str(output_dir))
     return pipe

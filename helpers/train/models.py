@@ -230,6 +230,19 @@ def write_parts_note(folder: Path, base_model: str, parts: list[str], dtype: str
     return path
 
 
+def warn_if_base_changed(note: dict) -> None:
+    """Print a warning when the base model a run's note names no longer has the weights the run was trained on.
+
+    Args:
+        note: a run's ``base_model.json`` (trained parts or a LoRA adapter), read as a dict.
+    """
+    base, trained_on = note["base_model"], note.get("base_model_fingerprint")
+    fingerprint = model_fingerprint(base)
+    if trained_on and fingerprint and fingerprint != trained_on:
+        print(f"Warning: the weights of {base} changed since this run was trained on them; its images will "
+              "differ from the run's samples.")
+
+
 def load_parts(folder: Path, torch_dtype: torch.dtype | None = None, suffix: str = "") -> dict:
     """The parts saved in ``folder`` (``unet``, ``text_encoder``, ``tokenizer``; ``suffix="_ema"`` for averages)."""
     from diffusers import UNet2DConditionModel

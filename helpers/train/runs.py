@@ -73,6 +73,14 @@ class RunResult:
     step_seconds: list[float] = field(default_factory=list)  # wall time of each step of this call
 
 
+def finished_result(config, kind: str) -> RunResult:
+    """The :class:`RunResult` of a run another process trained: its log and record, read from its folder."""
+    output_dir = resolve_output_dir(config, kind)
+    record_file = output_dir / RECORD_NAME
+    record = json.loads(record_file.read_text()) if record_file.is_file() else {}
+    return RunResult(output_dir, read_log(output_dir / LOG_FILE), False, config, record)
+
+
 # ---------------------------------------------------------------------------------------- the folder
 
 

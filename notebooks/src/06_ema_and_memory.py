@@ -26,7 +26,7 @@
 #
 # ![notebook 06 on cpu: what each memory trick saves](https://raw.githubusercontent.com/dreambooth-course/dreambooth-course-kit/main/docs/images/results/06_ema_and_memory.png)
 #
-# **The study:** its [TL;DR](https://huggingface.co/blog/dreambooth) says EMA made little difference and names 8-bit Adam, fp16 and gradient accumulation as the way to 16 GB GPUs; it showed no figure for either.
+# **The study:** its [TL;DR](https://huggingface.co/blog/dreambooth) says EMA made little difference and names 8-bit Adam, fp16 training or gradient accumulation as ways to fit 16 GB GPUs; it showed no figure for either.
 
 # %% install
 
@@ -36,7 +36,7 @@ import torch
 from diffusers.training_utils import EMAModel
 
 from helpers import (arms, claims, figures, memory, paths, release_weights, sample, sample_runs, score_comparison,
-    setup_notebook, study_config, widgets)
+    setup_notebook, study_config, train_dreambooth_on_gpus, widgets)
 
 SEED = 0  # training seed; sampling seeds start here too
 
@@ -238,6 +238,34 @@ def measure(use_8bit_adam=False, mixed_precision="no", gradient_checkpointing=Fa
 
 widgets.interactive_controls(measure, button="Measure", fallback=False, mixed_precision=["no", "fp16", "bf16"],
                              micro_batch=(1, batch))
+
+# %% [markdown]
+# ## 5. Two GPUs: Kaggle's T4 x2
+# Kaggle lends two T4s to one notebook. DreamBooth uses both by data parallelism: each GPU
+# holds a whole copy of the model and trains on half of the batch; after each backward pass
+# the two average their gradients, so both copies take the same step. Two cards do not add
+# room for the weights (each one still holds them all, so the 16 GB tricks above still
+# apply); they split the images of a step, so a step takes about half as long, minus the
+# time spent exchanging gradients.
+#
+# `train_dreambooth_on_gpus` starts one fresh process per GPU (they cannot share this
+# notebook's own GPU state), waits for them and reads the finished run back. From a shell,
+# `python -m helpers train --config run.yaml --gpus 2` does the same. Below, the EMA run's
+# recipe runs again without EMA, on two GPUs with half the batch each: the same four images
+# per step, so the same learning rate. On one GPU, or on the CPU, the cell says it skips.
+
+# %%
+if torch.cuda.device_count() >= 2:  # Kaggle: Settings > Accelerator > GPU T4 x2
+    split = config.replace(use_ema=False, train_batch_size=max(1, config.train_batch_size // 2))
+    duo = train_dreambooth_on_gpus(split, num_processes=2)
+    nb.keep(duo.output_dir)
+    one, two = run.record.get("median_step_s"), duo.record.get("median_step_s")
+    print(f"median step: {one} s on one GPU (batch {config.train_batch_size}, with EMA), "
+          f"{two} s on two (batch {split.train_batch_size} each)")
+    _ = release_weights({"two-GPU run": duo.output_dir})
+else:
+    print(f"Skipped: this section needs two CUDA GPUs and this machine has {torch.cuda.device_count()} "
+          "(on Kaggle, pick the accelerator 'GPU T4 x2').")
 
 # %% [markdown]
 # ## Keeping your disk small
