@@ -283,8 +283,8 @@ def markdown(rows: list[dict], title: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run the matrix (and the bare-loop comparison on the CPU), print and save the results."""
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """The command line: GPU or CPU matrix, steps, resolution, overhead rounds (and the worker's job)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--full-sd", action="store_true", help="SD 1.5 architecture at 512 px (needs a GPU)")
     parser.add_argument("--steps", type=int, default=14, help="steps per job (the first 4 are not timed)")
@@ -293,7 +293,64 @@ def main(argv: list[str] | None = None) -> int:
         "--rounds", type=int, default=3, help="bare / kit alternations for the overhead check"
     )
     parser.add_argument("--worker", help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
+
+
+def run_matrix(base: dict, matrix: dict[str, dict], steps: int, tmp: str) -> list[dict]:
+    """One row per configuration of ``matrix``, each run in its own process; prints each row as it comes."""
+    rows = []
+    for runs, (name, changes) in enumerate(matrix.items(), start=1):
+        job = {**base, **changes, "kind": "kit", "steps": steps, "output_dir": f"{tmp}/out{runs}"}
+        rows.append({"name": name, **changes, **run_job(job)})
+        print(markdown(rows[-1:], name).splitlines()[-1], flush=True)
+    return rows
+
+
+def overhead_check(base: dict, steps: int, rounds: int, tmp: str, runs: int) -> dict:
+    """The kit's step against the bare loop (and with cached latents), alternating to share the machine's noise.
+
+    ``runs`` is the number of jobs run so far, so that every job writes its own output folder.
+    """
+    ref = {**base, "train_text_encoder": True, "steps": steps}
+    bare, kit, cached = [], [], []
+    for _ in range(rounds):
+        runs += 1
+        bare.append(run_job({**ref, "kind": "bare"})["median_s"])
+        kit.append(run_job({**ref, "kind": "kit", "output_dir": f"{tmp}/out{runs}"})["median_s"])
+        cached.append(
+            run_job({**ref, "kind": "kit", "cache_latents": True, "output_dir": f"{tmp}/out{runs}c"})["median_s"]
+        )
+        print(f"bare {bare[-1]:.3f}  kit {kit[-1]:.3f}  kit+cached latents {cached[-1]:.3f}", flush=True)
+    overhead = {
+        "bare_s": statistics.median(bare),
+        "kit_s": statistics.median(kit),
+        "kit_cached_latents_s": statistics.median(cached),
+        "rounds": rounds,
+        "bare_runs": bare,
+        "kit_runs": kit,
+        "kit_cached_runs": cached,
+    }
+    overhead["kit_over_bare"] = overhead["kit_s"] / overhead["bare_s"]
+    overhead["cached_over_bare"] = overhead["kit_cached_latents_s"] / overhead["bare_s"]
+    return overhead
+
+
+def overhead_text(overhead: dict, rounds: int) -> str:
+    """The overhead check as one sentence under the table (empty when it did not run)."""
+    if not overhead:
+        return ""
+    return (
+        f"\nKit step vs bare loop (unet+te, prior, fp32 AdamW, median of {rounds} "
+        "alternating runs): "
+        f"bare {overhead['bare_s']:.3f} s, kit {overhead['kit_s']:.3f} s "
+        f"({overhead['kit_over_bare']:.3f}x), kit with cached latents "
+        f"{overhead['kit_cached_latents_s']:.3f} s ({overhead['cached_over_bare']:.3f}x).\n"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the matrix (and the bare-loop comparison on the CPU), print and save the results."""
+    args = parse_args(argv)
     if args.worker:
         print(json.dumps(worker(json.loads(args.worker))))
         return 0
@@ -304,39 +361,9 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("COURSE_RUNS_DIR", tempfile.mkdtemp(prefix="bench-runs-"))
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
         base = prepare(Path(tmp), args.full_sd, resolution)
-        rows, runs = [], 0
-        for name, changes in (GPU_MATRIX if args.full_sd else CPU_MATRIX).items():
-            runs += 1
-            job = {**base, **changes, "kind": "kit", "steps": args.steps, "output_dir": f"{tmp}/out{runs}"}
-            rows.append({"name": name, **changes, **run_job(job)})
-            print(markdown(rows[-1:], name).splitlines()[-1], flush=True)
-        overhead = {}
-        if not args.full_sd:  # the kit's step against the bare loop, alternating to share the machine's noise
-            ref = {**base, "train_text_encoder": True, "steps": args.steps}
-            bare, kit, cached = [], [], []
-            for _ in range(args.rounds):
-                runs += 1
-                bare.append(run_job({**ref, "kind": "bare"})["median_s"])
-                kit.append(run_job({**ref, "kind": "kit", "output_dir": f"{tmp}/out{runs}"})["median_s"])
-                cached.append(
-                    run_job({**ref, "kind": "kit", "cache_latents": True, "output_dir": f"{tmp}/out{runs}c"})[
-                        "median_s"
-                    ]
-                )
-                print(
-                    f"bare {bare[-1]:.3f}  kit {kit[-1]:.3f}  kit+cached latents {cached[-1]:.3f}", flush=True
-                )
-            overhead = {
-                "bare_s": statistics.median(bare),
-                "kit_s": statistics.median(kit),
-                "kit_cached_latents_s": statistics.median(cached),
-                "rounds": args.rounds,
-                "bare_runs": bare,
-                "kit_runs": kit,
-                "kit_cached_runs": cached,
-            }
-            overhead["kit_over_bare"] = overhead["kit_s"] / overhead["bare_s"]
-            overhead["cached_over_bare"] = overhead["kit_cached_latents_s"] / overhead["bare_s"]
+        matrix = GPU_MATRIX if args.full_sd else CPU_MATRIX
+        rows = run_matrix(base, matrix, args.steps, tmp)
+        overhead = {} if args.full_sd else overhead_check(base, args.steps, args.rounds, tmp, len(matrix))
     label = "gpu" if args.full_sd else "cpu"
     title = (
         f"{'SD 1.5 architecture, random weights' if args.full_sd else 'tiny model'}, {resolution} px, "
@@ -355,15 +382,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / f"train_step_{label}.json").write_text(json.dumps(result, indent=2) + "\n")
-    text = markdown(rows, title)
-    if overhead:
-        text += (
-            f"\nKit step vs bare loop (unet+te, prior, fp32 AdamW, median of {args.rounds} "
-            "alternating runs): "
-            f"bare {overhead['bare_s']:.3f} s, kit {overhead['kit_s']:.3f} s "
-            f"({overhead['kit_over_bare']:.3f}x), kit with cached latents "
-            f"{overhead['kit_cached_latents_s']:.3f} s ({overhead['cached_over_bare']:.3f}x).\n"
-        )
+    text = markdown(rows, title) + overhead_text(overhead, args.rounds)
     (RESULTS / f"train_step_{label}.md").write_text(text)
     print(text)
     return 0

@@ -396,3 +396,16 @@ def test_every_kind_of_face_draws_the_same_pixels_as_before():
                                  hair_style=hair, eyes=eyes, mouth=mouth, mark=mark, glasses=i % 2 == 0, hat=i % 3 == 0)
         digest.update(world.render(scene, 64).tobytes())
     assert digest.hexdigest() == "71d22529c35f2aa96a338785c8edb58bb6595fd1b0bc3d80595254c79e40fb1d"
+
+
+def test_evaluator_training_is_repeatable_for_a_seed():
+    import torch
+
+    def run(seed):
+        model, facts = ev.train(ev.EvaluatorTraining(steps=3, batch=8, pool=16, seed=seed, wash=0.2))
+        return model.state_dict(), {k: v for k, v in facts.items() if not k.endswith("seconds")}
+
+    (a, facts_a), (b, facts_b), (c, _) = run(1), run(1), run(2)
+    assert all(torch.equal(a[k], b[k]) for k in a) and facts_a == facts_b
+    assert facts_a["first_seed"] == ev.STAGE_SEEDS[0] + 16 and facts_a["steps"] == 3
+    assert not all(torch.equal(a[k], c[k]) for k in a)

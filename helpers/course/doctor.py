@@ -173,10 +173,8 @@ def adam8bit_works(device: str) -> tuple[bool, str]:
         return False, f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
 
 
-def diagnose() -> Report:
-    """Collect versions, device, precision support and the profile this machine would use."""
-    r = Report()
-    r.facts["python"] = platform.python_version()
+def _check_libraries(r: Report) -> dict[str, str]:
+    """Add each course library's version (or why it is missing or broken) to ``r``; returns the import problems."""
     problems = import_problems()
     for name in PACKAGES:
         version = package_version(name)
@@ -189,14 +187,13 @@ def diagnose() -> Report:
         r.advice.append(f"{', '.join(problems)} installed but not importing (the error is above): their versions do not "
                         "fit together. Install the tested ones: `pip install -e . -c constraints.txt` in the kit's "
                         "folder; on Colab or Kaggle run the notebook's first cell again.")
-    if "torch" in problems or package_version("torch") is None:
-        return r  # everything below needs torch
+    return problems
+
+
+def _check_device(r: Report) -> str:
+    """Add the device, the GPU and its precisions to ``r``; returns ``cuda``, ``mps`` or ``cpu``."""
     import torch
 
-    drift = version_drift()
-    if drift:
-        r.advice.append("Versions differ from the tested ones (constraints.txt): " + "; ".join(drift) + ". If something "
-                        "breaks, install the tested ones: `pip install -e . -c constraints.txt`.")
     device = "cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu"
     r.facts["device"] = device
     if device == "cuda":
@@ -212,10 +209,11 @@ def diagnose() -> Report:
             "No CUDA GPU: the `cpu` profile runs the whole course on the miniature model. For the study's "
             "full-size runs use a GPU runtime (Colab: Runtime > Change runtime type > T4 GPU)."
         )
-    works, why = adam8bit_works(device if device != "mps" else "cpu")
-    r.facts["8-bit AdamW"] = "works" if works else f"does not run here ({why})"
-    if not works:
-        r.advice.append("8-bit AdamW is unavailable: training falls back to torch AdamW (more optimizer memory).")
+    return device
+
+
+def _check_profile(r: Report, problems: dict[str, str]) -> None:
+    """Add the profile, its base model and the course home to ``r``; advise where the base model cannot be had."""
     try:
         profile = get_profile()
         r.facts["profile"] = f"{profile.name} ({PROFILE_ENV}={__import__('os').environ.get(PROFILE_ENV, 'unset')}, "
@@ -223,7 +221,7 @@ def diagnose() -> Report:
         r.facts["base model"] = profile.pretrained_model_name_or_path
         r.facts["course home"] = f"{course_home().name}/ ({free_bytes() / 2**30:.0f} GiB free)"
         if problems:
-            return r
+            return
         # helpers.train.models loads diffusers: only now that it is known to import
         from helpers.train.models import ModelUnavailableError, resolve_model
 
@@ -235,4 +233,23 @@ def diagnose() -> Report:
     except ValueError as err:
         r.facts["profile"] = "invalid"
         r.advice.append(str(err))
+
+
+def diagnose() -> Report:
+    """Collect versions, device, precision support and the profile this machine would use."""
+    r = Report()
+    r.facts["python"] = platform.python_version()
+    problems = _check_libraries(r)
+    if "torch" in problems or package_version("torch") is None:
+        return r  # everything below needs torch
+    drift = version_drift()
+    if drift:
+        r.advice.append("Versions differ from the tested ones (constraints.txt): " + "; ".join(drift) + ". If something "
+                        "breaks, install the tested ones: `pip install -e . -c constraints.txt`.")
+    device = _check_device(r)
+    works, why = adam8bit_works(device if device != "mps" else "cpu")
+    r.facts["8-bit AdamW"] = "works" if works else f"does not run here ({why})"
+    if not works:
+        r.advice.append("8-bit AdamW is unavailable: training falls back to torch AdamW (more optimizer memory).")
+    _check_profile(r, problems)
     return r

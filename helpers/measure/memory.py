@@ -23,8 +23,9 @@ from __future__ import annotations
 import math
 import tempfile
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 from typing import Self
 
@@ -162,6 +163,53 @@ def _prepare_models(config, accelerator) -> dict:
     return m
 
 
+def _prepare_optimizing(config, accelerator, m: dict) -> tuple[list, torch.optim.Optimizer, list]:
+    """The trained models and their optimizer passed through ``accelerator``; returns (models, optimizer, parameters)."""
+    params = [p for model in m["trained"] for p in model.parameters()]
+    optimizer = make_optimizer(params, config.learning_rate, config.use_8bit_adam, device=accelerator.device)
+    prepared = accelerator.prepare(*m["trained"], optimizer)
+    return list(prepared[:-1]), prepared[-1], params
+
+
+def _cached_hidden(config, text_encoder, batch: dict, device: torch.device) -> torch.Tensor | None:
+    """The prompt's text embeddings when the config caches them (frozen text encoder), else None."""
+    if not (config.cache_text_embeddings and not config.train_text_encoder):
+        return None
+    with torch.no_grad():
+        return text_encoder(batch["input_ids"].to(device))[0]
+
+
+def _sync(device: torch.device) -> None:
+    """Wait for the GPU's queued work (nothing to wait for on other devices)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def _timed_steps(
+    config, accelerator, trained: list, optimizer: torch.optim.Optimizer, params: list,
+    forward: Callable[[torch.Generator], object], warmup: int, steps: int,
+) -> tuple[float, int, int]:
+    """Run ``warmup + steps`` optimizer steps; returns seconds per measured step, activation and gradient bytes."""
+    activations = grads = 0
+    for step in range(warmup + steps):
+        if step == warmup:
+            _sync(accelerator.device)
+            start = time.perf_counter()
+        for micro in range(config.gradient_accumulation_steps):
+            with accelerator.accumulate(*trained):
+                with SavedTensorMeter(params) as meter:
+                    parts = forward(step_generator(config.seed, step, micro))
+                activations = max(activations, meter.bytes)
+                accelerator.backward(parts.loss)
+                if accelerator.sync_gradients:  # the accumulated gradient of the whole step
+                    grads = max(grads, gradient_bytes(params))
+                    accelerator.clip_grad_norm_(params, config.max_grad_norm)
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+    _sync(accelerator.device)
+    return (time.perf_counter() - start) / steps, activations, grads
+
+
 def measure_training_step(config, steps: int = 2, warmup: int = 1, label: str = "") -> StepCost:
     """Run ``warmup + steps`` optimizer steps of ``config`` on random data and measure the last ``steps``.
 
@@ -179,50 +227,26 @@ def measure_training_step(config, steps: int = 2, warmup: int = 1, label: str = 
 
     with tempfile.TemporaryDirectory() as tmp:
         accelerator = make_accelerator(config, Path(tmp))
+    device = accelerator.device
     m = _prepare_models(config, accelerator)
-    unet, text_encoder, vae = m["unet"], m["text_encoder"], m["vae"]
-    params = [p for model in m["trained"] for p in model.parameters()]
-    optimizer = make_optimizer(params, config.learning_rate, config.use_8bit_adam, device=accelerator.device)
-    prepared = accelerator.prepare(*m["trained"], optimizer)
-    trained, optimizer = list(prepared[:-1]), prepared[-1]
-    unet = trained[0]
-    text_encoder = trained[1] if config.train_text_encoder else text_encoder
+    trained, optimizer, params = _prepare_optimizing(config, accelerator, m)
+    unet, vae = trained[0], m["vae"]
+    text_encoder = trained[1] if config.train_text_encoder else m["text_encoder"]
     rows = config.train_batch_size * (2 if config.with_prior_preservation else 1)
     batch = synthetic_batch(config, m["tokenizer"], vae, rows, config.cache_latents)
-    hidden = None
-    if config.cache_text_embeddings and not config.train_text_encoder:
-        with torch.no_grad():
-            hidden = text_encoder(batch["input_ids"].to(accelerator.device))[0]
+    hidden = _cached_hidden(config, text_encoder, batch, device)
     needed = [unet] + ([] if hidden is not None else [text_encoder]) + ([] if config.cache_latents else [vae])
-    if accelerator.device.type == "cuda":
+    if device.type == "cuda":
         torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats(accelerator.device)
-    activations = grads = 0
-    for step in range(warmup + steps):
-        if step == warmup:
-            if accelerator.device.type == "cuda":
-                torch.cuda.synchronize()
-            start = time.perf_counter()
-        for micro in range(config.gradient_accumulation_steps):
-            with accelerator.accumulate(*trained):
-                with SavedTensorMeter(params) as meter:
-                    parts = training_step(unet, text_encoder, vae, m["noise_scheduler"], batch,
-                                          step_generator(config.seed, step, micro), config.prior_loss_weight, hidden)
-                activations = max(activations, meter.bytes)
-                accelerator.backward(parts.loss)
-                if accelerator.sync_gradients:  # the accumulated gradient of the whole step
-                    grads = max(grads, gradient_bytes(params))
-                    accelerator.clip_grad_norm_(params, config.max_grad_norm)
-                optimizer.step()
-                optimizer.zero_grad(set_to_none=True)
-    if accelerator.device.type == "cuda":
-        torch.cuda.synchronize()
-    seconds = (time.perf_counter() - start) / steps
+        torch.cuda.reset_peak_memory_stats(device)
+    forward = partial(training_step, unet, text_encoder, vae, m["noise_scheduler"], batch,
+                      prior_loss_weight=config.prior_loss_weight, encoder_hidden_states=hidden)
+    seconds, activations, grads = _timed_steps(config, accelerator, trained, optimizer, params, forward, warmup, steps)
     cost = StepCost(label or describe(config), seconds, module_bytes(*needed), grads,
                     optimizer_state_bytes(optimizer), activations,
-                    peak_memory_bytes(accelerator.device) if accelerator.device.type == "cuda" else None)
+                    peak_memory_bytes(device) if device.type == "cuda" else None)
     accelerator.free_memory()  # drops the accelerator's references to the models and the optimizer
-    del m, trained, optimizer, unet, text_encoder, vae, params, prepared
+    del m, trained, optimizer, unet, text_encoder, vae, params, forward, needed, batch, hidden
     free_memory()
     return cost
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -296,26 +297,12 @@ def label_by_pixels(
     return recon[keep], labels_out, counts
 
 
-def train(
-    steps: int = 3000,
-    batch: int = 64,
-    pool: int = 20000,
-    lr: float = 2e-3,
-    seed: int = 0,
-    init: Evaluator | None = None,
-    vae=None,
-    log_every: int = 200,
-    redraw_model: str | Path | None = None,
-    pixel_labels: bool = False,
-    wash: float = 0.0,
-) -> tuple[Evaluator, dict]:
-    """Train (or fine-tune) an evaluator on a pool of fresh renders; returns the model and facts.
+@dataclass
+class EvaluatorTraining:
+    """How one evaluator training run goes: its size, learning rate, seed and what joins the render pool.
 
     Args:
         steps, batch, pool, lr, seed: the usual; ``pool`` renders are made once and augmented.
-        init: an evaluator to fine-tune; None starts from scratch.
-        vae: if given, the pool also holds every render passed through this VAE, so the evaluator
-            reads that model's generations as well as clean renders.
         redraw_model: if given, the pool also holds every render redrawn by this pipeline
             (:func:`redraw`), so the evaluator learns the model's own style.
         pixel_labels: label the VAE's reconstructions by what they show (:func:`label_by_pixels`)
@@ -323,59 +310,99 @@ def train(
             the subject's feature teaches "no subject", never "this distortion is the subject".
         wash: how far :func:`wash_out` may pull images towards a flat colour (0: not at all).
     """
-    from tqdm.auto import tqdm
 
-    torch.manual_seed(seed)
-    t0 = time.time()
-    stage = 2 if redraw_model is not None else 1 if vae is not None else 0
-    first = STAGE_SEEDS[stage] + seed * pool  # fresh renders for each stage, never the evaluation's
-    renders, ys = render_pool(first, pool)
-    scenes = pool_scenes(first, pool) if pixel_labels or redraw_model is not None else None
+    steps: int = 3000
+    batch: int = 64
+    pool: int = 20000
+    lr: float = 2e-3
+    seed: int = 0
+    log_every: int = 200
+    redraw_model: str | Path | None = None
+    pixel_labels: bool = False
+    wash: float = 0.0
+
+
+def _first_pool_seed(cfg: EvaluatorTraining, vae) -> int:
+    """The first render seed of the run's pool: fresh renders for each stage, never the evaluation's."""
+    stage = 2 if cfg.redraw_model is not None else 1 if vae is not None else 0
+    return STAGE_SEEDS[stage] + cfg.seed * cfg.pool
+
+
+def _training_pool(
+    cfg: EvaluatorTraining, vae, first: int
+) -> tuple[np.ndarray, dict[str, np.ndarray], dict | None]:
+    """The renders plus their copies through ``vae`` and ``cfg.redraw_model``, their labels and relabelling counts."""
+    renders, ys = render_pool(first, cfg.pool)
+    scenes = pool_scenes(first, cfg.pool) if cfg.pixel_labels or cfg.redraw_model is not None else None
     copies, labels_of = [renders], [ys]
     relabelled = None
     if vae is not None:
         recon = reconstruct(renders, vae.eval())
-        if pixel_labels:
+        recon_ys = ys
+        if cfg.pixel_labels:
             recon, recon_ys, relabelled = label_by_pixels(recon, ys, scenes)
-        else:
-            recon_ys = ys
         copies.append(recon)
         labels_of.append(recon_ys)
-    if redraw_model is not None:
-        copies.append(redraw(renders, scenes, redraw_model, seed))
+    if cfg.redraw_model is not None:
+        copies.append(redraw(renders, scenes, cfg.redraw_model, cfg.seed))
         labels_of.append(ys)
-    images = np.concatenate(copies)
-    ys = {k: np.concatenate([y[k] for y in labels_of]) for k in ys}
-    render_s = time.time() - t0
+    merged = {k: np.concatenate([y[k] for y in labels_of]) for k in ys}
+    return np.concatenate(copies), merged, relabelled
+
+
+def _fit(model: Evaluator, images: np.ndarray, ys: dict[str, np.ndarray], cfg: EvaluatorTraining) -> None:
+    """AdamW with a one-cycle LR on random augmented batches of the pool, in place."""
+    from tqdm.auto import tqdm
+
     x_all = torch.from_numpy(images).permute(0, 3, 1, 2)
     y_all = {k: torch.from_numpy(v) for k, v in ys.items()}
-    model = init if init is not None else Evaluator()
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.1)
-    gen = torch.Generator().manual_seed(seed)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=1e-4)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.steps, pct_start=0.1)
+    gen = torch.Generator().manual_seed(cfg.seed)
     model.train()
-    bar = tqdm(range(steps), desc="evaluator", mininterval=20)
+    bar = tqdm(range(cfg.steps), desc="evaluator", mininterval=20)
     for step in bar:
-        idx = torch.randint(0, len(x_all), (batch,), generator=gen)
-        x = augment(x_all[idx].float() / 127.5 - 1, gen, wash)
+        idx = torch.randint(0, len(x_all), (cfg.batch,), generator=gen)
+        x = augment(x_all[idx].float() / 127.5 - 1, gen, cfg.wash)
         loss = loss_fn(model(x), {k: v[idx] for k, v in y_all.items()})
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         sched.step()
-        if step % log_every == 0:
+        if step % cfg.log_every == 0:
             bar.set_postfix(loss=f"{loss.item():.3f}")
+
+
+def train(
+    cfg: EvaluatorTraining | None = None, init: Evaluator | None = None, vae=None
+) -> tuple[Evaluator, dict]:
+    """Train (or fine-tune) an evaluator on a pool of fresh renders; returns the model and facts.
+
+    Args:
+        cfg: the run's settings (:class:`EvaluatorTraining`); None: the defaults.
+        init: an evaluator to fine-tune; None starts from scratch.
+        vae: if given, the pool also holds every render passed through this VAE, so the evaluator
+            reads that model's generations as well as clean renders.
+    """
+    cfg = cfg or EvaluatorTraining()
+    torch.manual_seed(cfg.seed)
+    t0 = time.time()
+    first = _first_pool_seed(cfg, vae)
+    images, ys, relabelled = _training_pool(cfg, vae, first)
+    render_s = time.time() - t0
+    model = init if init is not None else Evaluator()
+    _fit(model, images, ys, cfg)
     facts = {
-        "steps": steps,
-        "batch": batch,
-        "pool": pool,
+        "steps": cfg.steps,
+        "batch": cfg.batch,
+        "pool": cfg.pool,
         "first_seed": first,
-        "lr": lr,
-        "seed": seed,
+        "lr": cfg.lr,
+        "seed": cfg.seed,
         "through_vae": vae is not None,
-        "redrawn_by": str(redraw_model) if redraw_model is not None else None,
+        "redrawn_by": str(cfg.redraw_model) if cfg.redraw_model is not None else None,
         "pixel_labels": relabelled,
-        "wash": wash,
+        "wash": cfg.wash,
         "fine_tuned": init is not None,
         "render_seconds": round(render_s, 1),
         "train_seconds": round(time.time() - t0 - render_s, 1),
@@ -404,6 +431,40 @@ def load(folder: str | Path) -> Evaluator:
     return model.eval()
 
 
+def _load_pipeline_vae(vae_dir: str | Path | None):
+    """The VAE of the pipeline folder ``vae_dir``, or None when there is none."""
+    if vae_dir is None:
+        return None
+    from diffusers import AutoencoderKL
+
+    return AutoencoderKL.from_pretrained(str(vae_dir), subfolder="vae", use_safetensors=True)
+
+
+def _earlier_stages(init_dir: str | Path | None) -> list[dict]:
+    """The training facts of every stage behind the evaluator saved in ``init_dir`` (empty: none)."""
+    if init_dir is None or not (Path(init_dir) / "report.json").exists():
+        return []
+    previous = json.loads((Path(init_dir) / "report.json").read_text())
+    return previous.get("stages", []) + [previous["training"]]
+
+
+def _accuracy_through(
+    model: Evaluator, images: np.ndarray, ys: dict[str, np.ndarray], vae=None, vae_dir: str | Path | None = None,
+    redraw_dir: str | Path | None = None, n_redrawn_eval: int = 1000, seed: int = 0,
+) -> dict:
+    """The report's accuracies on the evaluation renders passed through ``vae`` and redrawn by ``redraw_dir``."""
+    report = {}
+    if vae is not None:
+        report["accuracy_through_vae"] = accuracy(model, reconstruct(images, vae), ys)
+        report["vae"] = str(vae_dir)
+    if redraw_dir is not None:
+        n = min(n_redrawn_eval, len(images))
+        redrawn = redraw(images[:n], pool_scenes(EVAL_SEEDS, n), redraw_dir, seed=seed + 1)
+        report["accuracy_redrawn"] = accuracy(model, redrawn, {k: v[:n] for k, v in ys.items()})
+        report["redrawn_by"] = str(redraw_dir)
+    return report
+
+
 def train_and_save(
     out_dir: str | Path,
     steps: int | None = None,
@@ -428,31 +489,23 @@ def train_and_save(
         lr, pool: learning rate and pool size (defaults: 2e-3 and 20,000 from scratch; 5e-4 and 6,000 fine-tuning).
         redraw_dir: a pipeline folder whose img2img redraws of the renders join the training pool;
             accuracy is then also measured on ``n_redrawn_eval`` evaluation renders redrawn by it.
-        pixel_labels: label the reconstructions through ``vae_dir`` by the pixel check (see :func:`train`).
-        wash: washed-out augmentation strength (see :func:`train`).
+        pixel_labels: label the reconstructions through ``vae_dir`` by the pixel check (see :class:`EvaluatorTraining`).
+        wash: washed-out augmentation strength (see :class:`EvaluatorTraining`).
     """
-    vae = None
-    if vae_dir is not None:
-        from diffusers import AutoencoderKL
-
-        vae = AutoencoderKL.from_pretrained(str(vae_dir), subfolder="vae", use_safetensors=True)
+    vae = _load_pipeline_vae(vae_dir)
     init = load(init_dir) if init_dir is not None else None
     tuning = init is not None
-    stages = []
-    if tuning and (Path(init_dir) / "report.json").exists():
-        previous = json.loads((Path(init_dir) / "report.json").read_text())
-        stages = previous.get("stages", []) + [previous["training"]]
-    model, facts = train(
+    cfg = EvaluatorTraining(
         steps=steps or (1000 if tuning else 3000),
         lr=lr or (5e-4 if tuning else 2e-3),
         pool=pool or (6000 if tuning else 20000),
         seed=seed,
-        init=init,
-        vae=vae,
         redraw_model=redraw_dir,
         pixel_labels=pixel_labels,
         wash=wash,
     )
+    stages = _earlier_stages(init_dir)
+    model, facts = train(cfg, init=init, vae=vae)
     images, ys = render_pool(EVAL_SEEDS, n_eval)
     report = {
         "what": "ToyWorld evaluator: multi-head CNN, generated by the kit (python -m helpers toyworld train-evaluator)",
@@ -464,13 +517,6 @@ def train_and_save(
         "training": facts,
         "stages": stages,
     }
-    if vae is not None:
-        report["accuracy_through_vae"] = accuracy(model, reconstruct(images, vae), ys)
-        report["vae"] = str(vae_dir)
-    if redraw_dir is not None:
-        n = min(n_redrawn_eval, n_eval)
-        redrawn = redraw(images[:n], pool_scenes(EVAL_SEEDS, n), redraw_dir, seed=seed + 1)
-        report["accuracy_redrawn"] = accuracy(model, redrawn, {k: v[:n] for k, v in ys.items()})
-        report["redrawn_by"] = str(redraw_dir)
+    report.update(_accuracy_through(model, images, ys, vae, vae_dir, redraw_dir, n_redrawn_eval, seed))
     save(model, out_dir, report)
     return report

@@ -331,66 +331,88 @@ class Pretrainer:
             if blob is not None and k in blob["ema"]:
                 self.ema[k].load_state_dict(blob["ema"][k])
 
-    def train_unet(self, latents: torch.Tensor, ids: torch.Tensor, deadline: float) -> bool:
-        """Phase 3: joint UNet + text encoder denoising training; returns False if stopped by the deadline."""
-        from diffusers import DDPMScheduler
-        from tqdm.auto import tqdm
-
-        cfg, unet, te = self.cfg, self.parts["unet"], self.parts["text_encoder"]
-        sched = DDPMScheduler(
-            beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", num_train_timesteps=1000
-        )
+    def _start_unet_phase(self) -> list[torch.nn.Parameter]:
+        """UNet and text encoder in training mode, their optimiser (restored on resume) and EMA; returns the parameters."""
+        unet, te = self.parts["unet"], self.parts["text_encoder"]
         unet.train()
         te.train()
         params = list(unet.parameters()) + list(te.parameters())
-        self.opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=1e-2)
+        self.opt = torch.optim.AdamW(params, lr=self.cfg.lr, weight_decay=1e-2)
         blob = getattr(self, "_resume_blob", None)
         if blob is not None and blob["opt"] is not None and self.state["phase"] in UNET_PHASES:
             self.opt.load_state_dict(blob["opt"])
             blob["opt"] = None
         self._init_ema()
+        return params
+
+    def _start_polish(self, params: list[torch.nn.Parameter]) -> None:
+        """Phase 4: go on from the averaged weights with a fresh optimiser (the LR then falls to zero)."""
+        for k in ("unet", "text_encoder"):
+            self.parts[k].load_state_dict(self.ema[k].state_dict())
+        self.opt = torch.optim.AdamW(params, lr=self.cfg.lr, weight_decay=1e-2)
+        self.state["phase"] = "polish"
+
+    def _denoising_loss(
+        self, latents: torch.Tensor, ids: torch.Tensor, step: int, sched, weight: torch.Tensor, empty: torch.Tensor
+    ) -> torch.Tensor:
+        """The Min-SNR-weighted epsilon-prediction loss on the batch of ``step`` (captions dropped at random)."""
+        cfg = self.cfg
+        idx = _batch_index(len(latents), cfg.batch, cfg.seed + 1, step)
+        gen = torch.Generator().manual_seed(cfg.seed * 7919 + step)
+        x0 = latents[idx].float() * self.parts["vae"].config.scaling_factor
+        noise = torch.randn(x0.shape, generator=gen)
+        if self.state["phase"] == "polish":  # so that the model stops reading an image's mean off the noise
+            noise += cfg.polish_noise_offset * torch.randn(x0.shape[:2] + (1, 1), generator=gen)
+        t = torch.randint(0, 1000, (len(idx),), generator=gen)
+        tok = ids[idx].clone()
+        tok[torch.rand(len(idx), generator=gen) < cfg.caption_dropout] = empty  # unconditional examples
+        pred = self.parts["unet"](sched.add_noise(x0, noise, t), t, self.parts["text_encoder"](tok)[0]).sample
+        per_sample = F.mse_loss(pred, noise, reduction="none").mean(dim=(1, 2, 3))
+        return (per_sample * weight[t]).mean()
+
+    def _unet_update(self, loss: torch.Tensor, params: list[torch.nn.Parameter], step: int) -> None:
+        """One optimiser step at the step's LR (gradients clipped to norm 1), then the EMA update."""
+        for group in self.opt.param_groups:
+            group["lr"] = _lr_at(step, self.cfg)
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        self.opt.step()
+        decay = min(self.cfg.ema_decay, (1 + step) / (10 + step))  # short memory at the start
+        _ema_update(self.ema["unet"], self.parts["unet"], decay)
+        _ema_update(self.ema["text_encoder"], self.parts["text_encoder"], decay)
+
+    def _record_unet_step(self, loss: torch.Tensor, seconds: float) -> None:
+        """Count the step, its time and a smoothed loss (for the log and the facts file)."""
+        self.state["step"] += 1
+        self.state["seconds"] += seconds
+        prev = self.state["losses"].get("unet_mse", float(loss))
+        self.state["losses"]["unet_mse"] = 0.98 * prev + 0.02 * float(loss)
+
+    def train_unet(self, latents: torch.Tensor, ids: torch.Tensor, deadline: float) -> bool:
+        """Phase 3: joint UNet + text encoder denoising training; returns False if stopped by the deadline."""
+        from diffusers import DDPMScheduler
+        from tqdm.auto import tqdm
+
+        cfg = self.cfg
+        sched = DDPMScheduler(
+            beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", num_train_timesteps=1000
+        )
+        params = self._start_unet_phase()
         empty = tokenize(self.parts["tokenizer"], [""])[0]
         snr = sched.alphas_cumprod / (1 - sched.alphas_cumprod)
         weight = snr.clamp(max=cfg.min_snr_gamma) / snr  # Min-SNR-gamma for epsilon prediction
-        scale = self.parts["vae"].config.scaling_factor
         total = cfg.unet_steps + cfg.polish_steps
         bar = tqdm(total=total, initial=self.state["step"], desc="UNet", mininterval=20)
         while self.state["step"] < total:
             if time.time() > deadline:
                 return False
             if self.state["step"] >= cfg.unet_steps and self.state["phase"] == "unet":
-                # phase 4, polish: go on from the averaged weights with a fresh optimiser and a falling LR
-                for k, model in (("unet", unet), ("text_encoder", te)):
-                    model.load_state_dict(self.ema[k].state_dict())
-                self.opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=1e-2)
-                self.state["phase"] = "polish"
+                self._start_polish(params)
             step, t0 = self.state["step"], time.time()
-            idx = _batch_index(len(latents), cfg.batch, cfg.seed + 1, step)
-            gen = torch.Generator().manual_seed(cfg.seed * 7919 + step)
-            x0 = latents[idx].float() * scale
-            noise = torch.randn(x0.shape, generator=gen)
-            if self.state["phase"] == "polish":  # so that the model stops reading an image's mean off the noise
-                noise += cfg.polish_noise_offset * torch.randn(x0.shape[:2] + (1, 1), generator=gen)
-            t = torch.randint(0, 1000, (len(idx),), generator=gen)
-            tok = ids[idx].clone()
-            tok[torch.rand(len(idx), generator=gen) < cfg.caption_dropout] = empty  # unconditional examples
-            pred = unet(sched.add_noise(x0, noise, t), t, te(tok)[0]).sample
-            per_sample = F.mse_loss(pred, noise, reduction="none").mean(dim=(1, 2, 3))
-            loss = (per_sample * weight[t]).mean()
-            for group in self.opt.param_groups:
-                group["lr"] = _lr_at(step, cfg)
-            self.opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, 1.0)
-            self.opt.step()
-            decay = min(cfg.ema_decay, (1 + step) / (10 + step))  # short memory at the start
-            _ema_update(self.ema["unet"], unet, decay)
-            _ema_update(self.ema["text_encoder"], te, decay)
-            self.state["step"] += 1
-            self.state["seconds"] += time.time() - t0
-            # a smoothed loss for the log and the facts file
-            prev = self.state["losses"].get("unet_mse", float(loss))
-            self.state["losses"]["unet_mse"] = 0.98 * prev + 0.02 * float(loss)
+            loss = self._denoising_loss(latents, ids, step, sched, weight, empty)
+            self._unet_update(loss, params, step)
+            self._record_unet_step(loss, time.time() - t0)
             bar.update(1)
             bar.set_postfix(mse=f"{self.state['losses']['unet_mse']:.4f}")
             if self._due():
