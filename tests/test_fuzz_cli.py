@@ -21,7 +21,7 @@ from helpers.toyworld import cli as toy_cli
 FUZZ = settings(derandomize=True, deadline=None, database=None, print_blob=False, max_examples=1500,
                 suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 WORK = {cli: ["build_tiny_model", "export_kohya_lora", "export_pipeline", "export_single_file",
-              "write_findings_column", "train_dreambooth", "train_textual_inversion"],
+              "write_findings_column", "train_dreambooth_on_gpus", "train_textual_inversion"],
         toy_cli: ["train_and_save", "train_autoencoder", "autoencoder_error", "load_vae", "pretrain",
                   "evaluate_base_model", "add_latent_mean", "write_subjects", "write_facts"]}
 

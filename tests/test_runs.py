@@ -137,11 +137,11 @@ def test_cli_prints_a_mistake_as_one_message_with_status_2(tiny_model_dir, tmp_p
 def test_cli_takes_the_training_scripts_spelling(monkeypatch):
     seen = {}
 
-    def stand_in(config, **kwargs):
+    def stand_in(config, gpus=1, **kwargs):
         seen["c"] = config
         return SimpleNamespace(reused=False, output_dir="out")
 
-    monkeypatch.setattr(helpers.cli, "train_dreambooth", stand_in)
+    monkeypatch.setattr(helpers.cli, "train_dreambooth_on_gpus", stand_in)
     assert 0 == main(["train", "--learning_rate", "2e-6", "--set", "max_train_steps=7", "--with_prior_preservation",
               "--validation_prompts", "a photo of sks dog", "a dog"])
     config = seen["c"]

@@ -355,13 +355,13 @@ def test_continuing_a_model_without_steps_or_with_another_vae_stops_with_one_mes
     from helpers.cli import main
 
     model = str(tmp_path / "model")
+    (tmp_path / "model").mkdir()  # the command line checks first that the folder exists
     assert main(["toyworld", "pretrain", str(tmp_path / "out"), "--init", model]) == 2
     assert "--unet-steps" in capsys.readouterr().err
     assert main(["toyworld", "pretrain", str(tmp_path / "out"), "--init", model, "--unet-steps", "5",
                  "--vae", model]) == 2
     assert "leave out --vae" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()  # stopped before any work
-    (tmp_path / "model").mkdir()
     assert main(["toyworld", "pretrain", str(tmp_path / "out"), "--init", model, "--unet-steps", "5"]) == 2
     assert "kit_model.json" in capsys.readouterr().err  # a folder that is not a pretrained model: one message
 
