@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from helpers.base import home as home_module
+from helpers.course.quiet import quiet_libraries
 from helpers.train.runs import CHECKPOINTS, CONFIG_NAME, DONE_NAME, PARTIAL_SUFFIX
 
 MAX_DEPTH = 4  # /kaggle/input/<slug>/dreambooth-course is depth 2; newer layouts nest deeper
@@ -288,7 +289,8 @@ def open_home(mount: Callable[[], None] | None = None) -> Path:
     """Make the course home ready and say where it is; on Colab, offer to mount Google Drive first.
 
     On Kaggle it also brings in the course homes that earlier notebooks saved, where their outputs
-    are attached as inputs (:func:`continue_from_inputs`).
+    are attached as inputs (:func:`continue_from_inputs`). Every notebook opens here, so this is
+    where the libraries' noise is filtered (:func:`~helpers.course.quiet.quiet_libraries`).
 
     Args:
         mount: what mounts Drive on Colab (tests pass a fake); None uses ``google.colab.drive``.
@@ -296,6 +298,7 @@ def open_home(mount: Callable[[], None] | None = None) -> Path:
     Returns:
         The course home, created if needed.
     """
+    quiet_libraries()
     overridden = any(os.environ.get(name) for name in (home_module.HOME_ENV, home_module.RUNS_DIR_ENV))
     platform = home_module.detect_platform()
     if platform == "colab" and not overridden and not home_module.drive_folder().is_dir():
