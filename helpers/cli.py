@@ -18,6 +18,7 @@ from collections.abc import Sequence
 
 from helpers.course.budget import course_budget, format_budget
 from helpers.course.doctor import diagnose
+from helpers.course.workshop import add_commands as add_workshop_commands
 from helpers.errors import LearnerError
 from helpers.share.export import export_kohya_lora, export_pipeline, export_single_file
 from helpers.share.hub import push_run
@@ -151,6 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_tool_commands(sub, common)
     _add_training_commands(sub, common)
+    add_workshop_commands(sub, common)
     return parser
 
 

@@ -31,6 +31,7 @@ from pathlib import Path
 
 from helpers.base import home as home_module
 from helpers.course.quiet import quiet_libraries
+from helpers.course.workshop import open_pack
 from helpers.train.runs import CHECKPOINTS, CONFIG_NAME, DONE_NAME, PARTIAL_SUFFIX
 
 MAX_DEPTH = 4  # /kaggle/input/<slug>/dreambooth-course is depth 2; newer layouts nest deeper
@@ -290,7 +291,8 @@ def open_home(mount: Callable[[], None] | None = None) -> Path:
 
     On Kaggle it also brings in the course homes that earlier notebooks saved, where their outputs
     are attached as inputs (:func:`continue_from_inputs`). Every notebook opens here, so this is
-    where the libraries' noise is filtered (:func:`~helpers.course.quiet.quiet_libraries`).
+    where the libraries' noise is filtered (:func:`~helpers.course.quiet.quiet_libraries`), and where a
+    workshop pack is unpacked into a home that has no settings yet (:func:`~helpers.course.workshop.open_pack`).
 
     Args:
         mount: what mounts Drive on Colab (tests pass a fake); None uses ``google.colab.drive``.
@@ -319,6 +321,7 @@ def open_home(mount: Callable[[], None] | None = None) -> Path:
                   "the earlier notebooks as its inputs (Add Input > Your Work), and this cell brings them in.")
         continue_from_inputs(home)
         record_opened(home)
+    open_pack(home)  # a workshop pack beside the home (My Drive) or attached on Kaggle: the instructor's runs
     return home
 
 
