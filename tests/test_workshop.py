@@ -116,3 +116,12 @@ def test_an_empty_home_is_not_a_pack(tmp_path):
         pack_course(tmp_path / "pack.zip", tmp_path / "home")
     with pytest.raises(PackError, match="not a workshop pack"):
         unpack_course(tmp_path / "home", tmp_path / "other")
+
+
+def test_a_room_without_face_photos_runs_the_face_notebooks_on_the_object(tmp_path, monkeypatch):
+    from helpers.course.setup import setup_notebook
+
+    monkeypatch.setenv("COURSE_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("COURSE_FACE_SUBJECT", "dotted_star")  # on gpu: cat_toy, the study's object
+    nb = setup_notebook("02", ("face",), "smoke")
+    assert nb.subject.name == "dotted_star" and nb.subject.class_noun == "star"
