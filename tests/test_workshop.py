@@ -3,6 +3,7 @@
 import json
 import shutil
 import zipfile
+from pathlib import Path
 
 import pytest
 
@@ -125,3 +126,12 @@ def test_a_room_without_face_photos_runs_the_face_notebooks_on_the_object(tmp_pa
     monkeypatch.setenv("COURSE_FACE_SUBJECT", "dotted_star")  # on gpu: cat_toy, the study's object
     nb = setup_notebook("02", ("face",), "smoke")
     assert nb.subject.name == "dotted_star" and nb.subject.class_noun == "star"
+
+
+def test_paths_into_another_copy_of_the_kit_travel_as_the_kit(tmp_path):
+    from helpers.course.workshop import kits_of
+
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "course-cpu.yaml").write_text("object_subject:\n  folder: /srv/other-kit/data/toyworld/subjects/star\n")
+    assert Path("/srv/other-kit") in kits_of(home)

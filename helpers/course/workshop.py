@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -81,9 +82,17 @@ def _packed_files(home: Path, runs: dict[Path, bool]) -> list[Path]:
     return chosen
 
 
-def _relocate(text: str, home: Path, kit: Path, to_marks: bool) -> str:
+def kits_of(home: Path) -> list[Path]:
+    """The kit folders whose data the home's settings name (its subjects' photos): this kit, and any other copy."""
+    found = {home_module.KIT_ROOT.resolve()}
+    for settings in home.glob("course-*.yaml"):
+        found |= {Path(m) for m in re.findall(r"(/\S+?)/data/(?:toyworld|subjects)/", settings.read_text())}
+    return sorted(found)
+
+
+def _relocate(text: str, home: Path, kits: list[Path], to_marks: bool) -> str:
     """Write the home's and the kit's absolute paths as marks (packing), or the marks as this machine's paths."""
-    pairs = [(str(home.resolve()), HOME_MARK), (str(kit.resolve()), KIT_MARK)]
+    pairs = [(str(home.resolve()), HOME_MARK), *[(str(kit), KIT_MARK) for kit in kits]]
     pairs.sort(key=lambda p: -len(p[0]))  # the longer path first: a home inside the kit (runs/) stays a home
     for path, mark in pairs:
         text = text.replace(path, mark) if to_marks else text.replace(mark, path)
@@ -96,7 +105,7 @@ def pack_course(out: str | Path, home: str | Path | None = None) -> PackReport:
     runs = _run_folders(home)
     if not any(runs.values()):
         raise PackError(f"No finished run in {home}: run the course first (make course, or the notebooks), then pack.")
-    out = Path(out).resolve()
+    out, kits = Path(out).resolve(), kits_of(home)
     report = PackReport(out)
     samples_only = [run for run, done in runs.items() if done and not has_weights(weights_dir(run))
                     and not has_weights(run)]
@@ -107,7 +116,7 @@ def pack_course(out: str | Path, home: str | Path | None = None) -> PackReport:
                 continue
             name = path.relative_to(home).as_posix()
             if path.suffix in TEXT_SUFFIXES:
-                pack.writestr(name, _relocate(path.read_text(errors="replace"), home, home_module.KIT_ROOT, True))
+                pack.writestr(name, _relocate(path.read_text(errors="replace"), home, kits, True))
             else:
                 pack.write(path, name)
             report.files += 1
@@ -156,7 +165,7 @@ def unpack_course(pack: str | Path, home: str | Path | None = None) -> PackRepor
         target.parent.mkdir(parents=True, exist_ok=True)
         raw = data()
         if target.suffix in TEXT_SUFFIXES:
-            raw = _relocate(raw.decode(errors="replace"), home, home_module.KIT_ROOT, False).encode()
+            raw = _relocate(raw.decode(errors="replace"), home, [home_module.KIT_ROOT.resolve()], False).encode()
         target.write_bytes(raw)
         report.files += 1
         report.bytes += len(raw)
