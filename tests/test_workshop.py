@@ -9,7 +9,7 @@ import pytest
 
 from helpers.base.storage import WeightsNotHereError, find_weights
 from helpers.cli import main
-from helpers.course.continuation import open_home
+from helpers.course.continuation import find_homes, open_home
 from helpers.course.workshop import MANIFEST, PACK_NAME, PackError, find_pack, pack_course, unpack_course
 from helpers.sample import sample_runs
 from helpers.train import dreambooth
@@ -109,6 +109,7 @@ def test_the_opening_finds_a_pack_beside_the_home_or_among_kaggle_inputs(finishe
     with zipfile.ZipFile(drive / PACK_NAME) as pack:
         pack.extractall(inputs / "instructor-pack")  # Kaggle unzips an uploaded dataset
     assert find_pack(tmp_path / "empty-home", inputs) == inputs / "instructor-pack"
+    assert find_homes(inputs) == []  # not a saved home to copy as it is: its paths are written as marks
 
 
 def test_an_empty_home_is_not_a_pack(tmp_path):

@@ -31,6 +31,7 @@ from pathlib import Path
 
 from helpers.base import home as home_module
 from helpers.course.quiet import quiet_libraries
+from helpers.course.workshop import MANIFEST as PACK_MANIFEST
 from helpers.course.workshop import open_pack
 from helpers.train.runs import CHECKPOINTS, CONFIG_NAME, DONE_NAME, PARTIAL_SUFFIX
 
@@ -125,6 +126,8 @@ def find_homes(inputs: str | Path | None = None) -> list[Path]:
                 continue
             seen += len(children)
             for child in children:
+                if (child / PACK_MANIFEST).is_file():  # a workshop pack: open_pack unpacks it, paths and all
+                    continue
                 (found if is_course_home(child) else deeper).append(child)
         if seen > MAX_FOLDERS:
             break
@@ -314,14 +317,14 @@ def open_home(mount: Callable[[], None] | None = None) -> Path:
                           "is deleted when this runtime ends or disconnects.", stacklevel=2)
     home = home_module.course_home()
     home.mkdir(parents=True, exist_ok=True)
+    if platform == "kaggle" and not overridden:
+        print(f"Your work goes to {home} (Kaggle saves up to 20 GB of /kaggle/working). It is kept only when "
+              "you 'Save Version' (Save & Run All); to continue in another notebook, add the saved outputs of "
+              "the earlier notebooks as its inputs (Add Input > Your Work), and this cell brings them in.")
+    open_pack(home)  # a workshop pack beside the home (My Drive) or attached on Kaggle: the instructor's runs
     if platform == "kaggle":
-        if not overridden:
-            print(f"Your work goes to {home} (Kaggle saves up to 20 GB of /kaggle/working). It is kept only when "
-                  "you 'Save Version' (Save & Run All); to continue in another notebook, add the saved outputs of "
-                  "the earlier notebooks as its inputs (Add Input > Your Work), and this cell brings them in.")
         continue_from_inputs(home)
         record_opened(home)
-    open_pack(home)  # a workshop pack beside the home (My Drive) or attached on Kaggle: the instructor's runs
     return home
 
 
