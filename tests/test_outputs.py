@@ -47,6 +47,8 @@ def test_the_scan_names_each_offending_cell(tmp_path):
 
 def test_the_course_home_is_named_by_its_folder_only():
     assert output_problems("course home: runs/, 65 GiB free") == []
+    assert output_problems("Your work goes to /kaggle/working/dreambooth-course") == []  # said on purpose
+    assert output_problems("cache in /root/.cache") == ["machine path: '/root'"]
     assert output_problems("saved in /srv/course/runs/x.yaml", home="/srv/course/runs") == [
         "machine path: '/srv/course/runs'"]
 

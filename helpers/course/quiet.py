@@ -99,7 +99,7 @@ def output_problems(text: str, home: str | None = None) -> list[str]:
     problems = [f"library noise: {m.group(0)!r}" for m in NOISE_RE.finditer(text)]
     problems += [f"frozen progress bar: {m.group(0).strip()!r}" for m in FROZEN_BAR_RE.finditer(text)]
     paths = [*MACHINE_PATHS, *([home] if home else [])]
-    problems += [f"machine path: {p!r}" for p in paths if p in text]
+    problems += [f"machine path: {p!r}" for p in paths if re.search(r"(?<![\w.~-])" + re.escape(p), text)]
     return problems
 
 
