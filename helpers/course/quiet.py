@@ -23,7 +23,6 @@ NOISE = (
     r"Failed to load CPU gemm_4bit_forward",  # bitsandbytes on a CPU without its optional kernels package
     r"requires torchvision \(not installed\)",  # transformers' image processors; the kit has no torchvision
     r"should be kept in float32: \[\]",  # diffusers, when a model with no such module is cast
-    r"Kernel is running over TCP without encryption",  # a headless Jupyter kernel
 )
 NOISE_RE = re.compile("|".join(NOISE))
 # Loggers whose records are checked, at their source (a logger's filter sees only its own records).
