@@ -110,6 +110,11 @@ def test_the_opening_finds_a_pack_beside_the_home_or_among_kaggle_inputs(finishe
         pack.extractall(inputs / "instructor-pack")  # Kaggle unzips an uploaded dataset
     assert find_pack(tmp_path / "empty-home", inputs) == inputs / "instructor-pack"
     assert find_homes(inputs) == []  # not a saved home to copy as it is: its paths are written as marks
+    monkeypatch.setattr("helpers.course.workshop.LINK_MIN_BYTES", 1)  # every weight file counts as large
+    kaggle_home = tmp_path / "working" / "dreambooth-course"
+    unpack_course(inputs / "instructor-pack", kaggle_home)
+    weights = [p for p in (kaggle_home / run.relative_to(home)).rglob("*.safetensors")]
+    assert weights and all(p.is_symlink() for p in weights)  # read where the input lies, not copied
 
 
 def test_an_empty_home_is_not_a_pack(tmp_path):

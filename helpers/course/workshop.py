@@ -23,12 +23,16 @@ Kaggle as an input (zipped or unzipped).
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
+import shutil
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 from helpers.base import home as home_module
 from helpers.base.storage import PACKED_NOTE, WEIGHTS_NOTE, has_weights, weights_dir
@@ -41,6 +45,7 @@ HOME_MARK, KIT_MARK = "{COURSE_HOME}", "{KIT_ROOT}"
 TEXT_SUFFIXES = {".yaml", ".yml", ".json", ".md", ".txt", ".csv"}
 SKIP_TOP = {"hub-cache", "notebooks", home_module.HOME_RECORD, "runs_in_use.json", MANIFEST}
 RUN_KINDS = ("train", "textual_inversion")
+LINK_MIN_BYTES = 1 << 20  # from an unzipped pack, files this large are linked, not copied
 
 
 class PackError(LearnerError):
@@ -139,41 +144,59 @@ def _read(path: Path) -> str:
     return path.read_text().strip() if path.is_file() else ""
 
 
+def _entries(pack: Path) -> dict[str, Callable[[], IO[bytes]] | Path]:
+    """The files of a pack by name: an opener for each zip entry, or the file of an unzipped pack."""
+    if pack.is_dir():
+        return {p.relative_to(pack).as_posix(): p for p in sorted(pack.rglob("*")) if p.is_file()}
+    if zipfile.is_zipfile(pack):
+        archive = zipfile.ZipFile(pack)
+        return {i.filename: functools.partial(archive.open, i) for i in archive.infolist() if not i.is_dir()}
+    raise PackError(f"{pack} is not a workshop pack: give the .zip made by `python -m helpers workshop pack`, "
+                    "or the folder it was unzipped to.")
+
+
 def unpack_course(pack: str | Path, home: str | Path | None = None) -> PackReport:
-    """Unpack a workshop pack (a zip, or the folder it was unzipped to) into ``home``; files already there stay."""
+    """Unpack a workshop pack (a zip, or the folder it was unzipped to) into ``home``; files already there stay.
+
+    From an unzipped pack (a Kaggle input) large weight files are linked where they lie, not copied.
+    """
     pack = Path(pack)
     home = Path(home or home_module.course_home()).expanduser().resolve()
-    report = PackReport(pack)
-    if pack.is_dir():
-        entries = {p.relative_to(pack).as_posix(): p for p in pack.rglob("*") if p.is_file()}
-        read = {name: p.read_bytes for name, p in entries.items()}
-    elif zipfile.is_zipfile(pack):
-        archive = zipfile.ZipFile(pack)
-        read = {i.filename: (lambda i=i: archive.read(i)) for i in archive.infolist() if not i.is_dir()}
-    else:
-        raise PackError(f"{pack} is not a workshop pack: give the .zip made by `python -m helpers workshop pack`, "
-                        "or the folder it was unzipped to.")
-    if MANIFEST not in read:
+    entries = _entries(pack)
+    if MANIFEST not in entries:
         raise PackError(f"{pack} holds no {MANIFEST}: it is not a workshop pack (make one with "
                         "`python -m helpers workshop pack OUT.zip`).")
-    manifest = json.loads(read[MANIFEST]())
-    for name, data in read.items():
+    manifest = json.loads(_read_bytes(entries[MANIFEST]))
+    report = PackReport(pack, runs_samples_only=len(manifest.get("samples_only", [])))
+    report.runs_with_weights = manifest.get("runs", 0) - report.runs_samples_only
+    kit = [home_module.KIT_ROOT.resolve()]
+    for name, source in entries.items():
         target = home / name
-        if name == MANIFEST or target.exists():
-            report.skipped += name != MANIFEST
+        if name == MANIFEST:
+            continue
+        if target.exists() or target.is_symlink():
+            report.skipped += 1
             continue
         target.parent.mkdir(parents=True, exist_ok=True)
-        raw = data()
         if target.suffix in TEXT_SUFFIXES:
-            raw = _relocate(raw.decode(errors="replace"), home, [home_module.KIT_ROOT.resolve()], False).encode()
-        target.write_bytes(raw)
+            target.write_text(_relocate(_read_bytes(source).decode(errors="replace"), home, kit, False))
+        elif isinstance(source, Path) and source.stat().st_size >= LINK_MIN_BYTES:
+            target.symlink_to(source.resolve())
+        elif isinstance(source, Path):
+            shutil.copyfile(source, target)
+        else:
+            with source() as src, open(target, "wb") as dst:
+                shutil.copyfileobj(src, dst)
         report.files += 1
-        report.bytes += len(raw)
-        if name.endswith(f"/{DONE_NAME}"):
-            report.runs_with_weights += 1
-    report.runs_samples_only = len(manifest.get("samples_only", []))
-    report.runs_with_weights -= report.runs_samples_only
+        report.bytes += target.stat().st_size
     return report
+
+
+def _read_bytes(source: Callable[[], IO[bytes]] | Path) -> bytes:
+    if isinstance(source, Path):
+        return source.read_bytes()
+    with source() as f:
+        return f.read()
 
 
 def find_pack(home: Path, inputs: str | Path | None = None) -> Path | None:
