@@ -59,11 +59,13 @@ def quiet_libraries() -> bool:
         return False
     import diffusers.utils.logging as diffusers_logging
     import transformers.utils.logging as transformers_logging
-    from huggingface_hub.utils import enable_progress_bars
+    from huggingface_hub.utils import are_progress_bars_disabled, enable_progress_bars
 
+    downloads_shown = not are_progress_bars_disabled()
     transformers_logging.disable_progress_bar()  # "Loading weights" per model, frozen at 0% in a saved notebook
     diffusers_logging.disable_progress_bar()  # "Loading pipeline components"
-    enable_progress_bars()  # transformers' switch turns off the Hub's too: a download of minutes keeps its bar
+    if downloads_shown:  # transformers' switch turns off the Hub's too: a download of minutes keeps its bar
+        enable_progress_bars()
     transformers_logging.get_logger()  # makes sure the library's handler exists before it is filtered
     diffusers_logging.get_logger()
     for target in [*map(logging.getLogger, NOISY_LOGGERS), *_handlers()]:
