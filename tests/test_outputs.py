@@ -78,6 +78,8 @@ path = build_tiny_model({out!r})
 load_pipeline(str(path))
 load_components(str(path))
 import bitsandbytes
+from huggingface_hub.utils import are_progress_bars_disabled
+print("download bars off:", are_progress_bars_disabled())
 """
 
 
@@ -92,5 +94,6 @@ def load_tiny_model(tmp_path, debug: bool) -> str:
 def test_loading_models_after_the_opening_prints_no_library_noise(tmp_path):
     quiet = load_tiny_model(tmp_path, debug=False)
     assert output_problems(quiet) == [] and "Loading weights" not in quiet and "Loading pipeline" not in quiet
+    assert "download bars off: False" in quiet  # a model download of minutes keeps its bar
     loud = load_tiny_model(tmp_path, debug=True)  # COURSE_DEBUG=1: the libraries speak as they would
     assert "requires torchvision" in loud and "Loading pipeline components" in loud
