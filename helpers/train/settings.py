@@ -119,8 +119,9 @@ OBJECT_SUBJECT_ENV, FACE_SUBJECT_ENV = "COURSE_OBJECT_SUBJECT", "COURSE_FACE_SUB
 def default_settings(profile_name: str | None = None) -> CourseSettings:
     """The choices a learner gets without changing anything, for the given profile.
 
-    ``COURSE_FACE_SUBJECT`` (and ``COURSE_OBJECT_SUBJECT``) name another subject for every notebook
-    that 00_setup has not set one for: ``COURSE_FACE_SUBJECT=cat_toy`` runs the face notebooks
+    ``COURSE_FACE_SUBJECT`` (and ``COURSE_OBJECT_SUBJECT``) change these defaults, so they hold in a
+    notebook opened without 00_setup's saved choices, and in what 00_setup saves when its own
+    ``FACE_SUBJECT`` is left at None: ``COURSE_FACE_SUBJECT=cat_toy`` runs the face notebooks
     (02, 04, 05) on the object, in a room without face photos.
     """
     profile = get_profile(profile_name)
