@@ -19,6 +19,7 @@ from pathlib import Path
 from helpers.base.fields import FILE_IN, FILE_OUT, FOLDER_IN, FOLDER_OUT, SEED, Field
 from helpers.course.budget import course_budget, format_budget
 from helpers.course.doctor import diagnose
+from helpers.course.workshop import add_commands as add_workshop_commands
 from helpers.errors import LearnerError
 from helpers.share.export import export_kohya_lora, export_pipeline, export_single_file
 from helpers.share.hub import push_run
@@ -194,6 +195,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_tool_commands(sub, common)
     _add_training_commands(sub, common)
+    add_workshop_commands(sub, common)
     return parser
 
 

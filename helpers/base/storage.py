@@ -44,6 +44,8 @@ from helpers.errors import LearnerError
 LOCAL_WEIGHTS_ENV = "COURSE_LOCAL_WEIGHTS"  # a folder: put gpu weights there (tests; also honoured off Colab)
 LOCAL_WEIGHTS_ROOT = Path("/content/dreambooth-course-weights")  # Colab's own disk, outside Drive
 WEIGHTS_NOTE = "weights_location.json"  # in a run folder whose weights live elsewhere
+PACKED_NOTE = "packed_without_weights.json"  # in a finished run a workshop pack brought without its weights
+TRAIN_PACKED_ENV = "COURSE_TRAIN_PACKED"  # "1": train such runs again when a notebook asks for their weights
 CHECKPOINTS = "checkpoints"
 # What a finished full run keeps: the trained parts, their EMA averages, and the base-model note.
 WEIGHT_ENTRIES = ("unet", "text_encoder", "unet_ema", "text_encoder_ema", "base_model.json")
@@ -111,12 +113,22 @@ def has_weights(folder: Path) -> bool:
     return (folder / "model_index.json").is_file() or (parts and (folder / "base_model.json").is_file())
 
 
+def packed_without_weights(output_dir: str | Path) -> bool:
+    """True for a run a workshop pack brought without weights (its figures redraw from saved samples), unless ``COURSE_TRAIN_PACKED=1``."""
+    return (Path(output_dir) / PACKED_NOTE).is_file() and os.environ.get(TRAIN_PACKED_ENV) != "1"
+
+
 def find_weights(output_dir: str | Path) -> Path:
     """The folder to load a finished run from; raises :class:`WeightsNotHereError` with what to do when gone."""
     output_dir = Path(output_dir)
     for folder in (weights_dir(output_dir), output_dir):
         if has_weights(folder):
             return folder
+    if packed_without_weights(output_dir):
+        raise WeightsNotHereError(
+            f"{display_path(output_dir)} came from the workshop pack without its weights: its figures redraw from "
+            f"the saved samples. To sample it anew, set os.environ['{TRAIN_PACKED_ENV}'] = '1' and run the "
+            "notebook's training cell again (it trains this run: minutes on a GPU).")
     raise WeightsNotHereError(
         f"The weights of {display_path(output_dir)} are not on this machine: they were kept on the disk of an "
         "earlier runtime (the course keeps on Drive only the runs a later notebook samples again). Its figures "

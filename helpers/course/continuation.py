@@ -30,6 +30,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from helpers.base import home as home_module
+from helpers.course.quiet import quiet_libraries
+from helpers.course.workshop import MANIFEST as PACK_MANIFEST
+from helpers.course.workshop import open_pack
 from helpers.train.runs import CHECKPOINTS, CONFIG_NAME, DONE_NAME, PARTIAL_SUFFIX
 
 MAX_DEPTH = 4  # /kaggle/input/<slug>/dreambooth-course is depth 2; newer layouts nest deeper
@@ -123,6 +126,8 @@ def find_homes(inputs: str | Path | None = None) -> list[Path]:
                 continue
             seen += len(children)
             for child in children:
+                if (child / PACK_MANIFEST).is_file():  # a workshop pack: open_pack unpacks it, paths and all
+                    continue
                 (found if is_course_home(child) else deeper).append(child)
         if seen > MAX_FOLDERS:
             break
@@ -288,7 +293,9 @@ def open_home(mount: Callable[[], None] | None = None) -> Path:
     """Make the course home ready and say where it is; on Colab, offer to mount Google Drive first.
 
     On Kaggle it also brings in the course homes that earlier notebooks saved, where their outputs
-    are attached as inputs (:func:`continue_from_inputs`).
+    are attached as inputs (:func:`continue_from_inputs`). Every notebook opens here, so this is
+    where the libraries' noise is filtered (:func:`~helpers.course.quiet.quiet_libraries`), and where a
+    workshop pack is unpacked into a home that has no settings yet (:func:`~helpers.course.workshop.open_pack`).
 
     Args:
         mount: what mounts Drive on Colab (tests pass a fake); None uses ``google.colab.drive``.
@@ -296,6 +303,7 @@ def open_home(mount: Callable[[], None] | None = None) -> Path:
     Returns:
         The course home, created if needed.
     """
+    quiet_libraries()
     overridden = any(os.environ.get(name) for name in (home_module.HOME_ENV, home_module.RUNS_DIR_ENV))
     platform = home_module.detect_platform()
     if platform == "colab" and not overridden and not home_module.drive_folder().is_dir():
@@ -309,11 +317,12 @@ def open_home(mount: Callable[[], None] | None = None) -> Path:
                           "is deleted when this runtime ends or disconnects.", stacklevel=2)
     home = home_module.course_home()
     home.mkdir(parents=True, exist_ok=True)
+    if platform == "kaggle" and not overridden:
+        print(f"Your work goes to {home} (Kaggle saves up to 20 GB of /kaggle/working). It is kept only when "
+              "you 'Save Version' (Save & Run All); to continue in another notebook, add the saved outputs of "
+              "the earlier notebooks as its inputs (Add Input > Your Work), and this cell brings them in.")
+    open_pack(home)  # a workshop pack beside the home (My Drive) or attached on Kaggle: the instructor's runs
     if platform == "kaggle":
-        if not overridden:
-            print(f"Your work goes to {home} (Kaggle saves up to 20 GB of /kaggle/working). It is kept only when "
-                  "you 'Save Version' (Save & Run All); to continue in another notebook, add the saved outputs of "
-                  "the earlier notebooks as its inputs (Add Input > Your Work), and this cell brings them in.")
         continue_from_inputs(home)
         record_opened(home)
     return home

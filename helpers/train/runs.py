@@ -33,7 +33,13 @@ from pathlib import Path
 import torch
 
 from helpers.base.paths import display_path
-from helpers.base.storage import WEIGHTS_NOTE, checkpoints_folder, find_weights, place_weights
+from helpers.base.storage import (
+    WEIGHTS_NOTE,
+    checkpoints_folder,
+    find_weights,
+    packed_without_weights,
+    place_weights,
+)
 from helpers.errors import LearnerError
 from helpers.train.config import ConfigError, config_hash, load_config, resolve_output_dir, save_config
 from helpers.train.optim import check_mixed_precision, peak_memory_bytes
@@ -403,7 +409,8 @@ class Run:
         output_dir, run_hash = resolve_output_dir(config, kind), config_hash(config)
         run = cls(config, output_dir, run_hash, nan_help)
         status = run_status(output_dir, run_hash, type(config))
-        if status == "done" and retrain_missing_weights and not weights_present(output_dir):
+        if (status == "done" and retrain_missing_weights and not weights_present(output_dir)
+                and not packed_without_weights(output_dir)):  # a workshop pack's run redraws from its samples
             print(f"The weights of {display_path(output_dir)} are not on this machine; training it again "
                   "(same configuration and seeds, so the same weights).")
             (output_dir / DONE_NAME).unlink()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -128,8 +129,17 @@ def prepare_subject(name: str, identifier: str = "sks") -> Subject:
     return Subject(name, str(folder), entry["class_noun"], identifier)
 
 
+OBJECT_SUBJECT_ENV, FACE_SUBJECT_ENV = "COURSE_OBJECT_SUBJECT", "COURSE_FACE_SUBJECT"
+
+
 def default_settings(profile_name: str | None = None) -> CourseSettings:
-    """The choices a learner gets without changing anything, for the given profile."""
+    """The choices a learner gets without changing anything, for the given profile.
+
+    ``COURSE_FACE_SUBJECT`` (and ``COURSE_OBJECT_SUBJECT``) change these defaults, so they hold in a
+    notebook opened without 00_setup's saved choices, and in what 00_setup saves when its own
+    ``FACE_SUBJECT`` is left at None: ``COURSE_FACE_SUBJECT=cat_toy`` runs the face notebooks
+    (02, 04, 05) on the object, in a room without face photos.
+    """
     profile = get_profile(profile_name)
     toy = toy_subjects()
     if profile.name == "gpu":
@@ -142,6 +152,7 @@ def default_settings(profile_name: str | None = None) -> CourseSettings:
     model = profile.pretrained_model_name_or_path
     if profile.name == "cpu" and not (toy and toy_model_ready()):
         model = TINY_MODEL  # the ToyWorld model and subjects are not built yet
+    obj, face = os.environ.get(OBJECT_SUBJECT_ENV) or obj, os.environ.get(FACE_SUBJECT_ENV) or face
     describe = {"upload": Subject("upload", str(runs_dir() / "subjects" / "upload"), "person")}
     return CourseSettings(
         profile=profile.name,
