@@ -69,6 +69,7 @@ _API = {
     "widgets": "helpers.course.widgets",
     "sample": "helpers.sample",
     "sampling": "helpers.train.sampling",
+    "dreambooth": "helpers.train.dreambooth",
     "curves": "helpers.measure.curves",
     "memory": "helpers.measure.memory",
     "textual_inversion": "helpers.train.textual_inversion",
