@@ -78,6 +78,7 @@ from helpers.train.runs import (
     RunExistsError,
     RunResult,
     finished_result,
+    make_accelerator,
     make_ema,
     make_lr_scheduler,
     scaled_learning_rate,
@@ -166,6 +167,9 @@ def training_step(
     encoder_hidden_states: torch.Tensor | None = None,
 ) -> LossParts:
     """One forward pass of DreamBooth: noise the latents at random timesteps, predict, compare.
+
+    ``generator`` is drawn in this order, after :func:`make_batch`'s flips: the latent sample,
+    the noise, the timesteps (notebook 01 writes the step out and relies on it).
 
     Args:
         batch: from :func:`helpers.train.batches.collate_fn` (pixels or cached latent parameters).
@@ -398,6 +402,17 @@ def prepare_models(config: TrainConfig, accelerator, models: dict, dataset: Drea
         if config.train_text_encoder:
             setup.ema_text_encoder = make_ema(accelerator, text_encoder, config.ema_decay, with_config=False)
     return setup
+
+
+def training_parts(config: TrainConfig) -> tuple[dict, DreamBoothDataset, TrainingSetup]:
+    """What :func:`train_dreambooth` trains with, outside a run: the base model's parts, the dataset, the set-up.
+
+    Nothing is checked or written but missing class images. Notebook 01 writes the training loop
+    out with these and compares its weights with :func:`train_dreambooth`'s.
+    """
+    accelerator = make_accelerator(config, resolve_output_dir(config))
+    models, dataset = load_models_and_data(config, accelerator)
+    return models, dataset, prepare_models(config, accelerator, models, dataset)
 
 
 NON_FINITE_HELP = (

@@ -31,10 +31,14 @@
 # %% install
 
 # %%
-import matplotlib.pyplot as plt
+import tempfile
 
-from helpers import (arms, claims, curves, figures, paths, release_weights, sample, sample_runs, score_comparison,
-    setup_notebook, study_config, train_dreambooth, widgets)
+import matplotlib.pyplot as plt
+import torch
+import torch.nn.functional as F
+
+from helpers import (arms, claims, curves, default_settings, dreambooth, figures, paths, release_weights, sample,
+    sample_runs, score_comparison, setup_notebook, study_config, train_dreambooth, widgets)
 
 SEED = 0  # training seed (data order, noise, timesteps) of every run; sampling seeds start here too
 
@@ -274,6 +278,85 @@ start_lr, start_steps = EXTRA_ARM or (1e-6, 800)  # where the sliders start; wit
 widgets.interactive_controls(train_extra, button="Train", fallback=bool(EXTRA_ARM),
                              hint="Or set EXTRA_ARM in the configuration cell.",
                              study_lr=widgets.log_slider(start_lr, 1e-7, 1e-5), study_steps=widgets.slider(start_steps, 100, 2000, 100))
+
+# %% [markdown]
+# ## 8. Inside `train_dreambooth`: one training step written out
+# Every run above went through `train_dreambooth`. Take away its bookkeeping (the run folder,
+# resuming, checkpoints, the log, several GPUs, mixed precision) and what is left is the loop
+# below. It uses the kit only to load the base model, the photos and the class images, and to
+# build the optimizer (`dreambooth.training_parts`, the set-up `train_dreambooth` itself uses);
+# each step is then written out:
+# - **Randomness.** One generator per step, seeded from the run's seed and the step number,
+#   draws everything random in a fixed order: the flips of the batch's images, the sample of
+#   their latents, the noise, the timesteps. That is why an interrupted run that resumes draws
+#   what the uninterrupted one drew, and why this loop can match the kit bit for bit.
+# - **The batch.** The subject's photos first, then (prior preservation) as many class images
+#   made by the base model from the class prompt, each with its prompt. Photos and prompts
+#   were encoded once before training (latents and text embeddings), since those parts are frozen.
+# - **Forward diffusion.** Each image gets its own timestep `t`; the scheduler mixes latents and
+#   noise as `sqrt(a_t) x + sqrt(1 - a_t) noise`, where `a_t` shrinks as `t` grows.
+# - **The target.** Stable Diffusion 1.x predicts the noise (*epsilon*); the 768 px SD 2.x
+#   models predict a velocity (*v*), a mix of noise and latents the scheduler computes.
+# - **The loss.** The mean squared error on the subject's rows, plus `prior_loss_weight` times
+#   the error on the class rows: notebook 02's prior preservation.
+# - **The update.** Backpropagate, clip the gradient's norm at `max_grad_norm`, take one AdamW
+#   step at the learning rate of the schedule, forget the gradient.
+#
+# The loop assumes a single device, full precision, a frozen text encoder and no gradient
+# accumulation; `train_dreambooth` handles the rest. It trains the miniature model on every
+# profile (on `gpu` too, so that it takes seconds), three steps with prior preservation.
+
+# %%
+def dreambooth_by_hand(config, steps):
+    """``steps`` updates of DreamBooth, written out; the trained UNet and each step's loss."""
+    models, dataset, training = dreambooth.training_parts(config)  # base model, photos and class images, AdamW
+    unet, vae, scheduler = training.unet, models["vae"], models["noise_scheduler"]
+    device = next(unet.parameters()).device
+    losses = []
+    for step in range(steps):
+        g = dreambooth.step_generator(config.seed, step)  # all of this step's randomness, drawn in order:
+        batch = dreambooth.make_batch(dataset, config, step, g)  # 1. which images (photos first), their flips
+        latents = dreambooth.batch_latents(vae, batch, g, device)  # 2. a sample of each image's latents
+        noise = torch.randn(latents.shape, generator=g).to(device)  # 3. the noise
+        timesteps = torch.randint(0, scheduler.config.num_train_timesteps, (len(latents),), generator=g)  # 4.
+        timesteps = timesteps.to(device)
+        noisy = scheduler.add_noise(latents, noise, timesteps)  # forward diffusion to step t
+        prompts = dreambooth.cached_hidden_states(training.cached_embeddings, batch)  # encoded once, frozen
+        prediction = unet(noisy, timesteps, prompts).sample
+        if scheduler.config.prediction_type == "epsilon":
+            target = noise  # Stable Diffusion 1.x: predict the noise
+        else:
+            target = scheduler.get_velocity(latents, noise, timesteps)  # v-prediction (SD 2.x, 768 px)
+        n = batch["num_instance"]  # rows [:n] show the subject, rows [n:] the class
+        instance_loss = F.mse_loss(prediction[:n].float(), target[:n].float())
+        prior_loss = F.mse_loss(prediction[n:].float(), target[n:].float())
+        loss = instance_loss + config.prior_loss_weight * prior_loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(training.params, config.max_grad_norm)
+        training.optimizer.step()  # AdamW
+        training.lr_scheduler.step()
+        training.optimizer.zero_grad(set_to_none=True)
+        losses.append(loss.item())
+    return unet, losses
+
+# %% [markdown]
+# Three steps of it, and then `train_dreambooth` on the same configuration (into a temporary
+# folder, so the course home keeps nothing of it). Same seed, same order of draws, same
+# arithmetic: the weights should come out equal, not merely close. (On a GPU some kernels add
+# up in a varying order, so there the last digits may differ; the largest difference is printed.)
+
+# %%
+small = default_settings("cpu") if profile.name == "gpu" else settings  # the miniature model, on every profile
+loop_config = study_config(small.object_subject, LOW_LR, STUDY_STEPS, with_prior_preservation=True, settings=small,
+                           seed=SEED, num_class_images=4, validation_prompts=[]).replace(max_train_steps=3)
+by_hand, losses = dreambooth_by_hand(loop_config, loop_config.max_train_steps)
+with tempfile.TemporaryDirectory() as folder:
+    kit = train_dreambooth(loop_config.replace(output_dir=folder), progress=False, keep_models=True)
+for step, (mine, theirs) in enumerate(zip(losses, kit.losses["loss"])):
+    print(f"step {step}: loss {mine:.4f} here, {theirs:.4f} in train_dreambooth")
+pairs = list(zip(by_hand.state_dict().values(), kit.models["unet"].state_dict().values()))
+print(f"same UNet weights as train_dreambooth: {all(torch.equal(a, b.to(a.device)) for a, b in pairs)} "
+      f"(largest difference {max((a - b.to(a.device)).abs().max().item() for a, b in pairs):.1e})")
 
 # %% [markdown]
 # ## Keeping your disk small

@@ -42,8 +42,8 @@ import inspect
 
 import matplotlib.pyplot as plt
 
-from helpers import (arms, claims, class_image_spec, dreambooth_loss, figures, generate_class_images, open_rgb, paths,
-    release_weights, sample, sample_runs, score_comparison, setup_notebook, study_config, train_dreambooth, widgets)
+from helpers import (arms, claims, dreambooth, figures, generate_class_images, open_rgb, paths, release_weights,
+    sample, sample_runs, score_comparison, setup_notebook, study_config, train_dreambooth, widgets)
 
 SEED = 0  # training seed of both runs; class image i is made from seed SEED + i; sampling seeds start here
 
@@ -91,7 +91,7 @@ fig = figures.show_grid(photos, 1, len(photos), title=f"the {len(photos)} traini
 # This is the function the training loop calls (from `helpers/train/dreambooth.py`):
 
 # %%
-print(inspect.getsource(dreambooth_loss))
+print(inspect.getsource(dreambooth.dreambooth_loss))
 
 # %% [markdown]
 # ## 3. Class images, made by the model itself
@@ -110,7 +110,7 @@ print(f"{with_prior.num_class_images} class images of '{with_prior.class_prompt}
       f"{with_prior.max_train_steps} steps, batch {with_prior.train_batch_size}, LR {with_prior.learning_rate:.1e}")
 
 # %%
-class_paths = generate_class_images(None, class_image_spec(with_prior), with_prior.num_class_images,
+class_paths = generate_class_images(None, dreambooth.class_image_spec(with_prior), with_prior.num_class_images,
                                     with_prior.sample_batch_size)
 shown = [open_rgb(p) for p in class_paths[:8]]
 first_seeds = f"seeds {SEED} to {SEED + len(shown) - 1}"

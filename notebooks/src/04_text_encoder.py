@@ -34,7 +34,7 @@ import inspect
 
 import matplotlib.pyplot as plt
 
-from helpers import (arms, claims, figures, load_components, memory, paths, prepare_models, release_weights,
+from helpers import (arms, claims, dreambooth, figures, load_components, memory, paths, release_weights,
     sample_runs, score_comparison, setup_notebook, study_config, subject_prompts, widgets)
 
 SEED = 0  # training seed of both runs; sampling seeds start here too
@@ -83,7 +83,7 @@ fig = figures.show_grid(photos, 1, len(photos), title=f"the {len(photos)} traini
 # the UNet's:
 
 # %%
-source = inspect.getsource(prepare_models).splitlines()
+source = inspect.getsource(dreambooth.prepare_models).splitlines()
 wanted = ("text_encoder.requires_grad_(", "trained = [unet] + (", "params = [p for m in trained")
 print(*[line.strip() for line in source if line.strip().startswith(wanted)][:3], sep="\n")
 
