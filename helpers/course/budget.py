@@ -57,7 +57,7 @@ PLAN: dict[str, list[Arm]] = {
     "04": [Arm("frozen text encoder", arms.FACE_LR, arms.FACE_STEPS, face=True, prior=True, same_as="02/with prior"),
            Arm("text encoder trained", arms.FACE_LR, arms.FACE_STEPS, face=True, prior=True,
                changes={"train_text_encoder": True}, keep_for="05")],
-    "05": [Arm("textual inversion", arms.TI_LR, 3000, text_inversion=True),  # 3000, not arms.TI_STEPS: as it was
+    "05": [Arm("textual inversion", arms.TI_LR, arms.TI_STEPS, text_inversion=True),
            Arm("TI + DreamBooth", arms.DB_AFTER_TI_LR, arms.DB_AFTER_TI_STEPS, face=True, prior=True),
            Arm("DreamBooth", arms.FACE_LR, arms.FACE_STEPS, face=True, prior=True, same_as="02/with prior"),
            Arm("DreamBooth + text encoder", arms.FACE_LR, arms.FACE_STEPS, face=True, prior=True,
@@ -65,7 +65,7 @@ PLAN: dict[str, list[Arm]] = {
     "06": [Arm("EMA", arms.LOW_LR, arms.OBJECT_STEPS, changes={"use_ema": True})],
     "07": [Arm("full", arms.LOW_LR, arms.OBJECT_STEPS, same_as="01/low LR"),
            Arm(f"LoRA rank {arms.LORA_RANK}", arms.LORA_LR, arms.OBJECT_STEPS,
-               changes={"use_lora": True, "rank": arms.LORA_RANK})],
+               changes={"use_lora": True, "rank": arms.LORA_RANK}, keep_for="07's prompt box")],
 }
 
 

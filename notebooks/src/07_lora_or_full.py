@@ -150,13 +150,14 @@ widgets.interactive_controls(draw, button="Draw", seed=(0, 99), lora_scale=(0.0,
 # ## Keeping your disk small
 # On `gpu` each run's weights are gigabytes. Now that this notebook has sampled and scored its
 # runs (the samples and score tables stay in the course home, so every figure redraws without the
-# weights), this is the last notebook: the kit frees the weights of its runs. On Colab kept
+# weights), this is the last notebook: the kit frees the full run's weights and keeps the LoRA
+# adapter (a few MB), which the prompt box above draws from when you come back. On Colab kept
 # weights are copied to your Drive once; nothing is deleted there, since Drive's Trash would still
 # count. `python -m helpers budget` shows what the whole course keeps. On `cpu` and `smoke` the
 # runs are small and all stay.
 
 # %%
-_ = release_weights(runs)
+_ = release_weights(runs, keep={f"LoRA rank {RANK}": "the prompt box draws from it (a few MB)"})
 
 # %% [markdown]
 # ## Takeaways
