@@ -37,7 +37,8 @@ def pins() -> dict[str, Version]:
 
 
 def declared() -> dict[str, Requirement]:
-    reqs = PYPROJECT["project"]["dependencies"] + PYPROJECT["project"]["optional-dependencies"]["dev"]
+    extras = PYPROJECT["project"]["optional-dependencies"]
+    reqs = PYPROJECT["project"]["dependencies"] + extras["dev"] + extras["site"]
     return {canonical(Requirement(r).name): Requirement(r) for r in reqs}
 
 
