@@ -106,6 +106,17 @@ def test_gpu_style_run_keeps_its_weights_apart_and_a_notebook_keeps_or_frees_the
     assert same_tensors(tensors_of(load_trained_pipeline(runs["freed"]).unet), before)  # same seed, same weights
 
 
+def test_a_lora_run_is_left_as_saved_not_called_missing(tmp_path):
+    from helpers.base.storage import LORA_FILE, release_weights
+
+    run = tmp_path / "lora-run"
+    run.mkdir()
+    (run / "base_model.json").write_text("{}")  # a LoRA run names its base model beside the adapter
+    (run / LORA_FILE).write_bytes(b"adapter")
+    assert release_weights({"LoRA rank 4": run}) == {}
+    assert (run / LORA_FILE).is_file()
+
+
 def test_sampled_comparisons_are_kept_so_a_figure_redraws_without_the_weights(make_config, monkeypatch):
     from helpers import sample as comparisons
     from helpers.train.dreambooth import train_dreambooth

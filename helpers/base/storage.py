@@ -104,6 +104,9 @@ def checkpoints_folder(output_dir: str | Path) -> Path:
     return weights_dir(output_dir) / CHECKPOINTS
 
 
+LORA_FILE = "pytorch_lora_weights.safetensors"  # diffusers' name for a LoRA adapter in a run folder
+
+
 def has_weights(folder: Path) -> bool:
     """True when ``folder`` holds a loadable model: a full pipeline, or trained parts with their base note.
 
@@ -186,7 +189,7 @@ def release_weights(runs: dict[str, str | Path], keep: dict[str, str] | None = N
         folder = weights_dir(run)
         if not (run / WEIGHTS_NOTE).is_file() and not (folder / "base_model.json").is_file():
             continue  # a full pipeline (cpu, smoke) or a LoRA adapter: small, kept as saved
-        if (folder / "model_index.json").exists() or (folder / "adapter_config.json").exists():
+        if any((folder / name).exists() for name in ("model_index.json", "adapter_config.json", LORA_FILE)):
             continue
         if not has_weights(folder):
             done[label] = "weights not on this machine (a notebook that needs them trains the run again)"

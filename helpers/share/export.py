@@ -21,6 +21,7 @@ from pathlib import Path
 
 import torch
 
+from helpers.base.storage import LORA_FILE
 from helpers.errors import LearnerError
 from helpers.train.dreambooth import load_trained_pipeline
 from helpers.train.models import dtype_kwargs
@@ -255,7 +256,7 @@ def check_full_run(run_dir: Path) -> None:
             f"{run_dir} holds only the parts its run trained (the gpu profile saves them so). Write the whole "
             "model first with `python -m helpers export RUN --pipeline OUT`, then export OUT as one file."
         )
-    if (run_dir / "pytorch_lora_weights.safetensors").exists():
+    if (run_dir / LORA_FILE).exists():
         raise ExportError(
             f"{run_dir} is a LoRA run (an adapter, not a whole model): export it with --kohya OUT.safetensors "
             "(export_kohya_lora), which AUTOMATIC1111 and ComfyUI load on top of the base model."
@@ -391,7 +392,6 @@ def text_encoder_from_single_file(path: str | Path, config_dir: str | Path):
 
 # ------------------------------------------------------------------------------------------ kohya LoRA
 
-LORA_FILE = "pytorch_lora_weights.safetensors"  # diffusers' name for an adapter in a run folder
 KOHYA_PREFIXES = {"unet": "lora_unet_", "text_encoder": "lora_te_"}
 PEFT_PARTS = {"lora_A": "lora_down", "lora_B": "lora_up"}  # peft's names -> kohya's
 
