@@ -33,7 +33,6 @@
 # %%
 import numpy as np
 import torch
-from diffusers.training_utils import EMAModel
 
 from helpers import (arms, claims, figures, memory, paths, release_weights, sample, sample_runs, score_comparison,
     setup_notebook, study_config, train_dreambooth_on_gpus, widgets)
@@ -73,6 +72,8 @@ print(f"profile {profile.name}, model {settings.pretrained_model_name_or_path}, 
 # at step t, so over a short fine-tune the average only spans the last few dozen steps:
 
 # %%
+from diffusers.training_utils import EMAModel  # diffusers' own EMA, the one training uses (imported after the opening, which quiets library noise)
+
 ema = EMAModel(torch.nn.Linear(1, 1).parameters(), decay=0.9999)
 for t in sorted({10, 100, profile.steps(STUDY_STEPS), 10_000}):
     d = ema.get_decay(t)
