@@ -28,7 +28,7 @@ HEADLINES = {
     "02_prior_preservation": "02_language_drift",
     "03_schedulers": "03_study_schedulers",
     "04_text_encoder": "04_text_encoder",
-    "05_textual_inversion_dreambooth": "05_textual_inversion",
+    "05_textual_inversion_dreambooth": "05_ti_dreambooth",
     "06_ema_and_memory": "06_memory",
     "07_lora_or_full": "07_lora_or_full",
 }

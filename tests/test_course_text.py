@@ -16,7 +16,7 @@ EXERCISE_PARTS = ("**Change:**", "**Cost:**", "**Expect on `cpu`", "**On `gpu`",
 def exercises(text: str) -> list[str]:
     """The exercise blocks of a notebook source: each from its ``### Exercise`` heading to the next heading."""
     parts = re.split(r"^# ### Exercise \d+", text, flags=re.MULTILINE)[1:]
-    return [re.split(r"^# #{1,3} (?!Exercise)|^# %%", p, flags=re.MULTILINE)[0] for p in parts]
+    return [re.split(r"^# #{2,3} (?!Exercise)|^# %%", p, flags=re.MULTILINE)[0] for p in parts]
 
 
 def test_there_are_eight_notebooks():

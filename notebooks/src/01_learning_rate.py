@@ -166,13 +166,15 @@ print(score_comparison(subject, comparison, name="01_learning_rate"))
 # - *What the study saw* on its three objects: the high-LR runs repeated the training photos
 #   whatever the prompt asked, with noise and colour artifacts (overfitting); the low-LR runs
 #   kept following the prompt.
-# - *On `cpu`*, the default star: both runs draw the red star with white dots, and both put it
-#   on the asked-for beach or grass. The difference is in the last row, the purple star: the
-#   high-LR run mostly keeps its own red. Over five training seeds the findings measured the
-#   purple star in 0.30 [0.03, 0.60] of the high-LR images against 0.95 [0.82, 1.00] of the
-#   low-LR ones (40 images each); your one run is one of those seeds, so expect a few red stars
-#   among the high-LR column's purple row. No grain or colour noise: the miniature model does
-#   not degrade that way. On the cube and the ball both rates follow every prompt.
+# - *On `cpu`*, the default star: both runs draw the red star with white dots, put it on the
+#   beach, and turn it purple when asked, the high-LR stars a little redder. In this notebook's
+#   run (training seed 0) the rates hardly differ: the table finds what the prompt asked in 10
+#   of 12 high-LR images and 11 of 12 low-LR ones. Seed 0 is the seed where the high rate
+#   overfit least. Over five training seeds the findings measured the purple star in 0.30
+#   [0.03, 0.60] of the high-LR images against 0.95 [0.82, 1.00] (40 images each); with seed 2
+#   the high-LR star stayed red in 8 of 8 (exercise 4 trains it). No grain or colour noise:
+#   the miniature model does not degrade that way. On the cube and the ball both rates follow
+#   every prompt.
 # - *On `gpu`*, look for the study's signs in the high-LR column: the cat toy in the photos'
 #   pose and background whatever the prompt, and blotchy colours.
 # - In `smoke` the tiny random model draws noise; the code path is what is being tested.
@@ -204,8 +206,8 @@ print(score_comparison(subject, comparison, name="01_learning_rate"))
 # (the subject has taken over the prompt). The figure puts the three candidates side by side:
 # the low-LR run's first saved grid, its last, and the high-LR run's last. Judge for yourself
 # which state each one is in: on `cpu` the star's first low-LR grid (100 steps) may already
-# show the dots, and the high-LR grid overfits only on the purple prompt, which these grids
-# (the first two prompts) do not include.
+# show the dots, and whatever overfitting the high rate did shows on the purple prompt, which
+# these grids (the first two prompts) do not include.
 
 # %%
 high, low = (figures.validation_grids(f) for f in folders.values())  # the order of `configs`
@@ -377,7 +379,8 @@ _ = release_weights(folders, keep={list(folders)[0]: "notebook 03 samples it wit
 #   appears. The loss curve cannot tell these apart: look at samples from fixed prompts and seeds.
 # - The study's advice: start with a low learning rate and add steps until the subject appears.
 # - On ToyWorld the overfitting shows on the prompt that changes the subject itself (the purple
-#   star), not on new places, and only on the star; the cube and the ball take either rate.
+#   star), not on new places, only on the star (the cube and the ball take either rate), and
+#   not in every training seed: seed 0, this notebook's, shows it least.
 #   What the measurements say of the study's claim, on your profile:
 
 # %%
@@ -440,4 +443,22 @@ claims.show_takeaway("learning_rate", profile.name)
 # ```
 # The score table's prompt column pools the places and the colour; compare its value with
 # the purple row's images to see which of them the high rate misses.
+# </details>
+#
+# ### Exercise 4: another training seed
+# **Change:** `SEED = 2` in the imports cell, then run the notebook again.
+# **Cost:** two new runs: `cpu` about 2.5 min; `gpu` an estimated 40 min on a T4.
+# **Expect on `cpu`:** the overfitting the study describes, in the purple row: the findings'
+# seed-2 runs drew the purple star in 0 of 8 high-LR images against 6 of 8 low-LR ones, while
+# both still put it where asked (0.93 and 0.97 of 40). One training run is one draw: the
+# findings pool five.
+# **On `gpu`, look for** how much a second seed changes the samples of the same settings.
+#
+# <details><summary>Solution</summary>
+#
+# ```python
+# SEED = 2  # training seed of both runs (the imports cell); notebook 03 samples seed 0's high-LR run
+# ```
+# Training seed changes the data order, the noise and the timesteps; it can move a result as
+# much as the learning rate does, which is why the findings train every arm with several seeds.
 # </details>
