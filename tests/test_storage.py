@@ -107,7 +107,7 @@ def test_gpu_style_run_keeps_its_weights_apart_and_a_notebook_keeps_or_frees_the
 
 
 def test_a_lora_run_is_left_as_saved_not_called_missing(tmp_path):
-    from helpers.base.storage import LORA_FILE, release_weights
+    from helpers.base.storage import LORA_FILE, has_weights, release_weights
 
     run = tmp_path / "lora-run"
     run.mkdir()
@@ -115,6 +115,7 @@ def test_a_lora_run_is_left_as_saved_not_called_missing(tmp_path):
     (run / LORA_FILE).write_bytes(b"adapter")
     assert release_weights({"LoRA rank 4": run}) == {}
     assert (run / LORA_FILE).is_file()
+    assert has_weights(run)  # an adapter beside its base note is a loadable run (a workshop pack keeps it)
 
 
 def test_sampled_comparisons_are_kept_so_a_figure_redraws_without_the_weights(make_config, monkeypatch):

@@ -48,7 +48,8 @@ PACKED_NOTE = "packed_without_weights.json"  # in a finished run a workshop pack
 TRAIN_PACKED_ENV = "COURSE_TRAIN_PACKED"  # "1": train such runs again when a notebook asks for their weights
 CHECKPOINTS = "checkpoints"
 # What a finished full run keeps: the trained parts, their EMA averages, and the base-model note.
-WEIGHT_ENTRIES = ("unet", "text_encoder", "unet_ema", "text_encoder_ema", "base_model.json")
+LORA_FILE = "pytorch_lora_weights.safetensors"  # diffusers' name for a LoRA adapter in a run folder
+WEIGHT_ENTRIES = ("unet", "text_encoder", "unet_ema", "text_encoder_ema", LORA_FILE, "base_model.json")
 
 
 class WeightsNotHereError(LearnerError, FileNotFoundError):
@@ -104,15 +105,12 @@ def checkpoints_folder(output_dir: str | Path) -> Path:
     return weights_dir(output_dir) / CHECKPOINTS
 
 
-LORA_FILE = "pytorch_lora_weights.safetensors"  # diffusers' name for a LoRA adapter in a run folder
-
-
 def has_weights(folder: Path) -> bool:
     """True when ``folder`` holds a loadable model: a full pipeline, or trained parts with their base note.
 
-    Trained parts are a UNet (DreamBooth) or a text encoder alone (textual inversion).
+    Trained parts are a UNet (DreamBooth), a text encoder alone (textual inversion) or a LoRA adapter.
     """
-    parts = any((folder / name).is_dir() for name in ("unet", "text_encoder"))
+    parts = any((folder / name).is_dir() for name in ("unet", "text_encoder")) or (folder / LORA_FILE).is_file()
     return (folder / "model_index.json").is_file() or (parts and (folder / "base_model.json").is_file())
 
 
@@ -189,8 +187,10 @@ def release_weights(runs: dict[str, str | Path], keep: dict[str, str] | None = N
         folder = weights_dir(run)
         if not (run / WEIGHTS_NOTE).is_file() and not (folder / "base_model.json").is_file():
             continue  # a full pipeline (cpu, smoke) or a LoRA adapter: small, kept as saved
-        if any((folder / name).exists() for name in ("model_index.json", "adapter_config.json", LORA_FILE)):
+        if (folder / "model_index.json").exists() or (folder / "adapter_config.json").exists():
             continue
+        if folder == run and (run / LORA_FILE).is_file():
+            continue  # an adapter saved in the run folder: a few MB, kept as saved
         if not has_weights(folder):
             done[label] = "weights not on this machine (a notebook that needs them trains the run again)"
             continue
