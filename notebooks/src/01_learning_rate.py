@@ -15,7 +15,7 @@
 # | profile | hardware | time |
 # |---|---|---|
 # | `gpu` | a CUDA GPU with 16 GB (Colab or Kaggle T4) | estimated: roughly 40 min on a T4, 15 min on an A100: two runs of 400 steps at batch 4 |
-# | `cpu` | a laptop CPU | about 1.5 min on a 2-core machine: two runs of 400 steps on the miniature model |
+# | `cpu` | a laptop CPU | under 2 min on a 2-core machine: two runs of 400 steps on the miniature model |
 # | `smoke` | anything (used by the tests) | about a minute |
 #
 # Runs are saved in your course home (`train/`; on Colab, on your Drive); running the notebook again

@@ -16,7 +16,7 @@
 # | profile | hardware | time |
 # |---|---|---|
 # | `gpu` | a CUDA GPU with 16 GB (Colab or Kaggle T4) | estimated: roughly 1.5 h on a T4, 30 min on an A100: 200 class images and two runs of 1200 steps; the two extra runs of step 7 (off by default) add as much again |
-# | `cpu` | a laptop CPU | about 3 min on a 2-core machine: 32 class images and two runs of 1200 steps on the miniature model |
+# | `cpu` | a laptop CPU | about 3.5 min on a 2-core machine: 32 class images and two runs of 1200 steps on the miniature model |
 # | `smoke` | anything (used by the tests) | about a minute |
 #
 # Class images and runs are saved in your course home (on Colab, on your Drive); running the notebook

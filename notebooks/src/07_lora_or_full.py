@@ -15,7 +15,7 @@
 # | profile | hardware | time |
 # |---|---|---|
 # | `gpu` | a CUDA GPU with 16 GB (Colab or Kaggle T4) | estimated: about 35 min on a T4: one full run and one LoRA run of 400 steps at batch 4, then sampling |
-# | `cpu` | a laptop CPU | 34 s when notebook 01 has run (its low-LR run is the full arm here), 63 s without; measured on a 2-core machine: two runs of 400 steps, 0.07 s per step full and 0.05 s LoRA |
+# | `cpu` | a laptop CPU | 44 s when notebook 01 has run (its low-LR run is the full arm here), 63 s without; measured on a 2-core machine: two runs of 400 steps, 0.07 s per step full and 0.05 s LoRA |
 # | `smoke` | anything (used by the tests) | about a minute |
 #
 # Runs are saved in your course home (on Colab, on your Drive); running the notebook again reuses them.
