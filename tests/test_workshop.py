@@ -117,6 +117,16 @@ def test_the_opening_finds_a_pack_beside_the_home_or_among_kaggle_inputs(finishe
     assert weights and all(p.is_symlink() for p in weights)  # read where the input lies, not copied
 
 
+def test_course_homes_nested_in_the_home_stay_out_of_the_pack(finished_home, tmp_path):
+    home, _, _ = finished_home
+    nested = home / "test" / "01_learning_rate"  # make test's own course homes live in runs/test/
+    (nested / "train").mkdir(parents=True)
+    (nested / "home.json").write_text("{}")
+    (nested / "train" / "big.bin").write_bytes(b"x" * 1000)
+    pack_course(tmp_path / "pack.zip", home)
+    assert not [n for n in zipfile.ZipFile(tmp_path / "pack.zip").namelist() if n.startswith("test/")]
+
+
 def test_an_empty_home_is_not_a_pack(tmp_path):
     (tmp_path / "home").mkdir()
     with pytest.raises(PackError, match="run the course first"):

@@ -75,6 +75,12 @@ def _run_folders(home: Path) -> dict[Path, bool]:
     return {p.parent: (p.parent / DONE_NAME).is_file() for kind in RUN_KINDS for p in home.glob(f"{kind}/*/{CONFIG_NAME}")}
 
 
+def _nested_homes(folder: Path) -> bool:
+    """True for a folder that holds other course homes only (``runs/test/NN_topic/``, the tests' own homes)."""
+    inside = [p for p in folder.iterdir() if p.is_dir()] if folder.is_dir() else []
+    return bool(inside) and all((p / home_module.HOME_RECORD).is_file() for p in inside)
+
+
 def _packed_files(home: Path, runs: dict[Path, bool]) -> list[Path]:
     """The files a pack takes from the home (see the module docstring for what stays out)."""
     unfinished = [run for run, done in runs.items() if not done]
@@ -82,7 +88,8 @@ def _packed_files(home: Path, runs: dict[Path, bool]) -> list[Path]:
     for dirpath, dirnames, filenames in os.walk(home):
         here = Path(dirpath)
         dirnames[:] = sorted(d for d in dirnames if not (here == home and d in SKIP_TOP) and d != CHECKPOINTS
-                             and not d.endswith(PARTIAL_SUFFIX) and here / d not in unfinished)
+                             and not d.endswith(PARTIAL_SUFFIX) and here / d not in unfinished
+                             and not _nested_homes(here / d))
         chosen += [here / n for n in sorted(filenames) if not (here == home and n in SKIP_TOP)]
     return chosen
 
