@@ -123,3 +123,16 @@ def test_hash_follows_the_model_weights_not_only_its_name(tiny_model_dir, tmp_pa
     build_tiny_model(copy, seed=1)  # same folder, other weights: a run made before must not be reused
     assert config_hash(TrainConfig(pretrained_model_name_or_path=str(copy))) != before
     assert model_fingerprint("some-org/some-model") == ""  # a Hub id is named by its id
+
+
+def test_a_run_from_a_local_model_folder_keeps_its_hash_when_the_folder_moves(tiny_model_dir, tmp_path):
+    """A workshop pack unpacked elsewhere finds its DreamBooth-after-textual-inversion run: its base is a folder."""
+    import shutil
+
+    from helpers.train.config import config_hash, smoke_config
+
+    moved = shutil.copytree(tiny_model_dir, tmp_path / "elsewhere" / "tiny-sd")
+    here, there = (smoke_config(pretrained_model_name_or_path=str(p)) for p in (tiny_model_dir, moved))
+    assert config_hash(here) == config_hash(there)
+    (moved / "unet" / "config.json").write_text((moved / "unet" / "config.json").read_text() + " ")
+    assert config_hash(smoke_config(pretrained_model_name_or_path=str(moved))) != config_hash(here)  # other weights

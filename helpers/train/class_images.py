@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 
 from helpers.base.paths import runs_dir
 from helpers.errors import LearnerError
-from helpers.train.config import slugify
+from helpers.train.config import is_local_path, slugify
 from helpers.train.models import load_pipeline
 from helpers.train.sampling import generate
 
@@ -50,10 +50,13 @@ class ClassImageSpec:
     model_fingerprint: str = ""  # helpers.train.models.model_fingerprint of a local model: other weights, other images
 
     def key(self) -> str:
-        """Short stable hash of the spec, used in default folder names."""
+        """Short stable hash of the spec, used in default folder names (a local model counts by its weights)."""
         import hashlib
 
-        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:8]
+        values = asdict(self)
+        if self.model_fingerprint and is_local_path(self.model):
+            values["model"] = ""  # a folder that moved (a workshop pack unpacked elsewhere) made the same images
+        return hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()[:8]
 
 
 def default_class_dir(spec: ClassImageSpec) -> Path:

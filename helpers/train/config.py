@@ -432,6 +432,8 @@ def config_hash(config, exclude: set[str] = NOT_IN_HASH) -> str:
     values = {k: v for k, v in config.to_dict().items() if k not in exclude}
     if values.get("pretrained_model_name_or_path"):  # the weights, not only the name, define the start
         values["model_fingerprint"] = model_fingerprint(values["pretrained_model_name_or_path"])
+        if values["model_fingerprint"] and is_local_path(values["pretrained_model_name_or_path"]):
+            values["pretrained_model_name_or_path"] = ""  # a folder (a textual-inversion run): its weights, not where it lies
     for name in [
         k for k in values if k.endswith("_data_dir")
     ]:  # the photos, not the path, define the subject
@@ -451,6 +453,11 @@ def config_hash(config, exclude: set[str] = NOT_IN_HASH) -> str:
     elif "lora_alpha" in values:  # None and the rank train the same adapter
         values["lora_alpha"] = effective_lora_alpha(config)
     return hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def is_local_path(name: str) -> bool:
+    """True for a folder named by its path (absolute, or starting with ./ ~ ../), not a Hub id or a ``kit:`` model."""
+    return name.startswith(("/", "./", "../", "~")) or bool(re.match(r"^[A-Za-z]:[\\/]", name))
 
 
 def slugify(text: str, max_len: int = 40) -> str:
