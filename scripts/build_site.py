@@ -263,10 +263,9 @@ def rewrite_links(text: str, source_dir: str, out_dir: str, repo: str, copies: d
 def cpu_findings(results: Path = RESULTS) -> dict:
     """The kit's cpu verdicts, pooled over every training seed saved: ``{key: SeededFinding}``."""
     sys.path.insert(0, str(ROOT))
-    from helpers.study import verdicts
+    from helpers.study import claims, verdicts
 
-    records = [json.loads(p.read_text()) for p in sorted(results.glob("toyworld_findings*.json"))]
-    return {f.key: f for f in verdicts.from_records(records)}
+    return {f.key: f for f in verdicts.from_records(claims.load_findings(results))}
 
 
 def memory_table(path: Path) -> str:

@@ -17,11 +17,11 @@ from pathlib import Path
 
 import torch
 
+from helpers.base.storage import LORA_FILE
 from helpers.errors import LearnerError
 from helpers.train.config import TrainConfig, effective_lora_alpha
 from helpers.train.models import load_pipeline, model_fingerprint, warn_if_base_changed
 
-LORA_FILE = "pytorch_lora_weights.safetensors"  # diffusers' name, read by load_lora_weights(folder)
 BASE_FILE = "base_model.json"  # the base model a LoRA run's adapter belongs to
 UNET_TARGETS = ["to_k", "to_q", "to_v", "to_out.0"]  # the UNet's attention projections
 TEXT_TARGETS = ["q_proj", "k_proj", "v_proj", "out_proj"]  # CLIP's attention projections

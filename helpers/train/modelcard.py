@@ -12,6 +12,7 @@ from pathlib import Path
 
 import yaml
 
+from helpers.base.storage import LORA_FILE
 from helpers.profiles import TINY_MODEL, TOY_MODEL
 from helpers.train.data import IMAGE_SUFFIXES
 
@@ -91,7 +92,7 @@ def kit_made(base_model: str) -> bool:
 
 def is_lora(run_dir: Path, config: dict) -> bool:
     """True for a LoRA run (an adapter on the base model rather than a whole model)."""
-    return bool(config.get("use_lora")) or (run_dir / "pytorch_lora_weights.safetensors").exists()
+    return bool(config.get("use_lora")) or (run_dir / LORA_FILE).exists()
 
 
 def card_metadata(config: dict, lora: bool) -> str:
