@@ -89,7 +89,7 @@ def _packed_files(home: Path, runs: dict[Path, bool]) -> list[Path]:
         here = Path(dirpath)
         dirnames[:] = sorted(d for d in dirnames if not (here == home and d in SKIP_TOP) and d != CHECKPOINTS
                              and not d.endswith(PARTIAL_SUFFIX) and here / d not in unfinished
-                             and not _nested_homes(here / d))
+                             and not (here == home and _nested_homes(here / d)))
         chosen += [here / n for n in sorted(filenames) if not (here == home and n in SKIP_TOP)]
     return chosen
 
