@@ -84,10 +84,11 @@ def render_rows(names: list[str], evaluators: list, n: int) -> list[str]:
 
 
 def fidelity_images(run: Path, name: str, seeds: int) -> list:
-    """The images ``findings.score_images`` reads subject fidelity from."""
+    """The images ``metrics.score_row`` reads subject fidelity from."""
     from helpers.study import findings
+    from helpers.toyworld import metrics
 
-    return findings.role_images(*run_samples(run, name, seeds), findings.SUBJECT_FIDELITY_ROLES)
+    return findings.role_images(*run_samples(run, name, seeds), metrics.SUBJECT_ROLES)
 
 
 def run_rows(names: list[str], evaluators: list, home: Path, train_seeds: list[int], seeds: int):

@@ -173,27 +173,35 @@ def test_sample_runs_gives_every_arm_the_same_starting_noise(tiny_model_dir):
     assert one[0].tobytes() != one[1].tobytes()  # different seeds differ
 
 
-def test_toyworld_scores_route_class_prompt_images_to_language_drift(monkeypatch):
+def test_toyworld_scores_read_each_prompt_for_its_role(monkeypatch):
     import torch
 
     import helpers.measure.scores as ex
     from helpers.toyworld import metrics
 
-    seen = {}
+    seen = []
     monkeypatch.setattr(ex, "is_toyworld", lambda subject: True)
     monkeypatch.setattr(ex, "reference_photos", lambda subject: [solid(9)])
-    # each stand-in records what it was given and scores nothing (0.0)
-    monkeypatch.setattr(metrics, "subject_fidelity", lambda images, name: seen.setdefault("subject", len(images)) and 0.0)
-    monkeypatch.setattr(metrics, "prompt_fidelity", lambda images, prompts: seen.setdefault("prompts", prompts) and 0.0)
-    monkeypatch.setattr(metrics, "language_drift", lambda images, name: seen.setdefault("drift", len(images)) and 0.0)
-    monkeypatch.setattr(metrics, "embed", lambda images: torch.nn.functional.normalize(torch.ones(len(images), 4), dim=1))
-    comp = fake_comparison(labels=("only",), prompts=("a photo of sks ball", "a photo of ball"), seeds=(0, 1, 2))
-    scores = toyworld_scores(Subject("striped_ball", "x", "ball"), comp, class_prompt="a photo of ball")
-    assert list(scores["only"]) == ["subject_fidelity", "subject_similarity", "prompt_fidelity", "language_drift",
-                                    "diversity"]
-    assert seen == {"subject": 3, "prompts": ["a photo of sks ball"] * 3, "drift": 3}
-    assert scores["only"]["language_drift"].n == 3  # every share says how many images it rests on
-    assert scores["only"]["subject_similarity"].value == pytest.approx(1.0)  # identical embeddings
+
+    def predict(images, model=None):  # a stand-in evaluator: every image is the subject on the beach
+        seen.append(len(images))
+        return [{"subject": "striped_ball", "cls": "ball", "colour": "red", "background": "sand"} for _ in images]
+
+    monkeypatch.setattr(metrics, "predict", predict)
+    monkeypatch.setattr(metrics, "embed", lambda images, model=None: torch.nn.functional.normalize(
+        torch.ones(len(images), 4), dim=1))
+    prompts = ("a photo of sks ball", "a photo of sks ball on the beach", "a photo of sks ball on the grass",
+               "a photo of ball")
+    comp = fake_comparison(labels=("only",), prompts=prompts, seeds=(0, 1, 2))
+    scores = toyworld_scores(Subject("striped_ball", "x", "ball"), comp, class_prompt="a photo of ball")["only"]
+    assert list(scores) == ["subject_fidelity", "subject_similarity", "context_fidelity", "language_drift",
+                            "diversity", "copying"]  # no prompt asks for a new look: no column for it
+    assert {c: e.n for c, e in scores.items()} == {"subject_fidelity": 9, "subject_similarity": 9,
+                                                   "context_fidelity": 6, "language_drift": 3, "diversity": 3,
+                                                   "copying": 9}  # every share says how many images it rests on
+    assert scores["context_fidelity"].value == pytest.approx(0.5)  # the beach, not the grass
+    assert scores["language_drift"].value == 1.0 and scores["subject_fidelity"].value == 1.0
+    assert scores["subject_similarity"].value == pytest.approx(1.0)  # identical embeddings
 
 
 def test_scores_print_with_their_count_and_interval():
@@ -223,9 +231,8 @@ def test_the_subjects_photos_sit_above_the_grid_at_the_cell_size():
 def toyworld_scores(subject: Subject, comparison: Comparison, class_prompt: str | None = None) -> dict | None:
     """ToyWorld's measures of each arm, ``{label: {measure: Estimate}}``; None for other subjects.
 
-    Subject fidelity counts images recognised as the subject, prompt fidelity images that show
-    what their prompt asks for; with ``class_prompt``, the images of that prompt are scored for
-    language drift instead (the share that show the subject: 0 is no drift).
+    The columns and the images each reads are :func:`helpers.toyworld.metrics.score_row`'s; with
+    ``class_prompt``, the images of that prompt are scored for language drift only.
     """
     from helpers.measure import scores  # looked up at each call: the tests stand in for its functions
 

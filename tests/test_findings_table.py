@@ -32,8 +32,8 @@ def home(tmp_path, monkeypatch):
     from helpers.train.settings import Subject
 
     cat = Subject("cat_toy", str(tmp_path), "toy")
-    save_scores(table({"high LR": {"subject_fidelity": [0.7, 0.8], "prompt_fidelity": [0.25, 0.27]},
-                       "low LR": {"subject_fidelity": [0.6, 0.6], "prompt_fidelity": [0.31, 0.29]}}),
+    save_scores(table({"high LR": {"subject_fidelity": [0.7, 0.8], "context_fidelity": [0.25, 0.27]},
+                       "low LR": {"subject_fidelity": [0.6, 0.6], "context_fidelity": [0.31, 0.29]}}),
                 "01_learning_rate", cat, get_profile("gpu"))
     save_scores(table({"base model": {"language_drift": [0.3, 0.32]},
                        "without prior": {"language_drift": [0.7, 0.66]}}), "02_language_drift", cat, get_profile("gpu"))

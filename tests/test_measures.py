@@ -7,11 +7,11 @@ import pytest
 import torch
 from PIL import Image
 
-from helpers.base.stats import Estimate, format_table, mean_of
+from helpers.base.stats import Estimate, format_table, mean_of, within_prompt_distance
 from helpers.measure import backbones as measures
+from helpers.measure.scores import COLUMNS
 from helpers.train.models import ModelUnavailableError
 
-TOYWORLD_COLUMNS = {"subject_fidelity", "prompt_fidelity", "language_drift"}  # helpers.experiments.toyworld_scores
 INSTANCE, BEACH, BLUE, CLASS = ("a photo of sks ball", "a photo of sks ball on the beach", "a photo of a blue sks ball",
                                 "a photo of ball")
 
@@ -87,9 +87,9 @@ def test_legacy_feature_extractor_configs_preprocess_at_224_without_torchvision(
 def test_identical_images_have_similarity_one_and_distinct_ones_less(backbones, kind):
     backbone = getattr(backbones, kind)
     copy = noise(7).copy()
-    same = measures.subject_similarity(backbone, [noise(7)], [copy])
+    same = subject_similarity(backbone, [noise(7)], [copy])
     assert same.value == pytest.approx(1.0, abs=1e-5) and same.n == 1
-    other = measures.subject_similarity(backbone, [noise(7)], [noise(8)])
+    other = subject_similarity(backbone, [noise(7)], [noise(8)])
     assert other.value < 1 - 1e-4
 
 
@@ -97,9 +97,9 @@ def test_identical_images_have_similarity_one_and_distinct_ones_less(backbones, 
 def test_subject_similarity_is_symmetric_and_independent_of_order(backbones, images, kind):
     backbone = getattr(backbones, kind)
     generated, real = images[:4], images[4:]
-    forward = measures.subject_similarity(backbone, generated, real)
-    assert measures.subject_similarity(backbone, real, generated).value == pytest.approx(forward.value, abs=1e-6)
-    shuffled = measures.subject_similarity(backbone, generated[::-1], real[::-1])
+    forward = subject_similarity(backbone, generated, real)
+    assert subject_similarity(backbone, real, generated).value == pytest.approx(forward.value, abs=1e-6)
+    shuffled = subject_similarity(backbone, generated[::-1], real[::-1])
     assert (shuffled.value, shuffled.low, shuffled.high) == pytest.approx((forward.value, forward.low, forward.high),
                                                                           abs=1e-6)
     assert forward.n == 4 and forward.low <= forward.value <= forward.high
@@ -140,85 +140,88 @@ def test_only_clip_embeds_text(backbones):
 
 def test_diversity_is_zero_for_copies_and_compares_within_a_prompt(backbones, images):
     dino = backbones.dino
-    copies = measures.diversity(dino, [noise(3), noise(3), noise(3)], [INSTANCE] * 3)
+    copies = diversity(dino, [noise(3), noise(3), noise(3)], [INSTANCE] * 3)
     assert copies.value == pytest.approx(0.0, abs=1e-5) and copies.n == 3
     prompts = [INSTANCE] * 3 + [BEACH] * 3
-    mixed = measures.diversity(dino, images, prompts)
+    mixed = diversity(dino, images, prompts)
     assert mixed.value > 1e-4 and mixed.n == 6
     # the copies across prompts are not compared: one image per prompt is nothing to compare
-    assert measures.diversity(dino, images[:2], [INSTANCE, BEACH]).n == 0
+    assert diversity(dino, images[:2], [INSTANCE, BEACH]).n == 0
     order = [5, 3, 1, 0, 2, 4]
-    shuffled = measures.diversity(dino, [images[i] for i in order], [prompts[i] for i in order])
+    shuffled = diversity(dino, [images[i] for i in order], [prompts[i] for i in order])
     assert shuffled.value == pytest.approx(mixed.value, abs=1e-6)
+
+
+ROLES = {"instance": [INSTANCE], "context": [BEACH], "attribute": [BLUE], "class": [CLASS]}
 
 
 def run_images(images):
     return {INSTANCE: images[:2], BEACH: images[2:4], BLUE: images[4:6], CLASS: [noise(20), noise(21), noise(22)]}
 
 
-def test_score_run_fills_toyworlds_columns_with_counts_and_intervals(backbones, images):
-    row = measures.backbone_scores(run_images(images), [noise(30), noise(31)], class_prompt=CLASS, backbones=backbones)
-    assert list(row) == list(measures.COLUMNS) and TOYWORLD_COLUMNS <= set(row)
+def test_score_run_fills_the_score_tables_columns_with_counts_and_intervals(backbones, images):
+    row = measures.backbone_scores(run_images(images), [noise(30), noise(31)], ROLES, backbones=backbones)
+    assert list(row) == list(COLUMNS)
     assert all(isinstance(cell, Estimate) for cell in row.values())
-    assert {k: cell.n for k, cell in row.items()} == {"subject_fidelity": 6, "subject_similarity": 6,
-                                                       "prompt_fidelity": 6, "language_drift": 3, "diversity": 6}
+    assert {k: cell.n for k, cell in row.items()} == {
+        "subject_fidelity": 4, "subject_similarity": 4, "context_fidelity": 2, "attribute_fidelity": 2,
+        "language_drift": 3, "diversity": 2, "copying": 4}
     assert all(not math.isnan(cell.low) for cell in row.values())
-    # the class prompt's images are drift only: without a class prompt they count as the run's own
-    no_class = measures.backbone_scores(run_images(images), [noise(30)], backbones=backbones)
-    assert "language_drift" not in no_class and no_class["subject_fidelity"].n == 9
+    # a role without prompts leaves its column out
+    no_class = measures.backbone_scores(run_images(images), [noise(30)], ROLES | {"class": [], "attribute": []},
+                                        backbones=backbones)
+    assert "language_drift" not in no_class and "attribute_fidelity" not in no_class
+    assert no_class["subject_fidelity"].n == 4
 
 
 def test_score_run_agrees_with_the_measures_one_by_one(backbones, images):
     by_prompt, refs = run_images(images), [noise(30), noise(31)]
-    row = measures.backbone_scores(by_prompt, refs, class_prompt=CLASS, backbones=backbones)
-    own = [im for p in (INSTANCE, BEACH, BLUE) for im in by_prompt[p]]
-    prompts = [p for p in (INSTANCE, BEACH, BLUE) for _ in by_prompt[p]]
+    row = measures.backbone_scores(by_prompt, refs, ROLES, backbones=backbones)
+    shown = by_prompt[INSTANCE] + by_prompt[BEACH]
+    dino = measures.embed_images(backbones.dino, shown) @ measures.embed_images(backbones.dino, refs).T
     alone = {
-        "subject_fidelity": measures.subject_similarity(backbones.dino, own, refs),
-        "subject_similarity": measures.subject_similarity(backbones.clip, own, refs),
-        "prompt_fidelity": prompt_similarity(backbones.clip, own, prompts, identifier="sks"),
-        "language_drift": measures.subject_similarity(backbones.dino, by_prompt[CLASS], refs),
-        "diversity": measures.diversity(backbones.dino, own, prompts),
+        "subject_fidelity": subject_similarity(backbones.dino, shown, refs),
+        "subject_similarity": subject_similarity(backbones.clip, shown, refs),
+        "context_fidelity": prompt_similarity(backbones.clip, by_prompt[BEACH], BEACH, identifier="sks"),
+        "attribute_fidelity": prompt_similarity(backbones.clip, by_prompt[BLUE], BLUE, identifier="sks"),
+        "language_drift": subject_similarity(backbones.dino, by_prompt[CLASS], refs),
+        "diversity": diversity(backbones.dino, by_prompt[INSTANCE], INSTANCE),
+        "copying": mean_of(dino.max(dim=1).values.tolist()),
     }
     for column, est in alone.items():
         assert (row[column].value, row[column].low, row[column].n) == pytest.approx((est.value, est.low, est.n),
                                                                                    abs=1e-6), column
 
 
+def test_copying_is_higher_for_photos_given_back(backbones, images):
+    refs = [noise(30), noise(31)]
+    copied = measures.backbone_scores(run_images(images) | {INSTANCE: [r.copy() for r in refs]}, refs, ROLES,
+                                      backbones=backbones)
+    fresh = measures.backbone_scores(run_images(images), refs, ROLES, backbones=backbones)
+    assert copied["copying"].value > fresh["copying"].value
+
+
 def test_score_run_needs_references(backbones, images):
     with pytest.raises(ValueError, match="real subject photos"):
-        measures.backbone_scores(run_images(images), [], backbones=backbones)
+        measures.backbone_scores(run_images(images), [], ROLES, backbones=backbones)
 
 
 def test_language_drift_is_high_when_class_images_are_the_subject(backbones, images):
     subject = [noise(40), noise(41)]
     drifted = run_images(images) | {CLASS: [s.copy() for s in subject]}
-    clean = measures.backbone_scores(run_images(images), subject, class_prompt=CLASS, backbones=backbones)
-    drift = measures.backbone_scores(drifted, subject, class_prompt=CLASS, backbones=backbones)
+    clean = measures.backbone_scores(run_images(images), subject, ROLES, backbones=backbones)
+    drift = measures.backbone_scores(drifted, subject, ROLES, backbones=backbones)
     assert drift["language_drift"].value > clean["language_drift"].value
 
 
-class FakeComparison:
-    """What score_comparison reads of a comparison: labels, prompts and images(label, prompt)."""
-
-    def __init__(self, arms):
-        self.arms = arms
-        self.labels = list(arms)
-        self.prompts = list(next(iter(arms.values())))
-
-    def images(self, label, prompt=None):
-        return self.arms[label][prompt]
-
-
-def test_score_comparison_makes_one_row_per_arm_and_a_table_with_intervals(backbones, images):
+def test_a_table_has_one_row_per_arm_and_intervals(backbones, images):
     arms = {"high lr": run_images(images), "low lr": run_images(images[::-1])}
-    table = measures.backbone_comparison_table(FakeComparison(arms), [noise(30)], class_prompt=CLASS, backbones=backbones)
+    table = measures.backbone_table(arms, [noise(30)], ROLES, backbones=backbones)
     assert list(table) == ["high lr", "low lr"]
-    assert table == measures.backbone_table(arms, [noise(30)], class_prompt=CLASS, backbones=backbones)
-    text = format_measures(table)
-    lines = text.splitlines()
+    assert table["low lr"] == measures.backbone_scores(arms["low lr"], [noise(30)], ROLES, backbones=backbones)
+    lines = format_measures(table).splitlines()
     assert len(lines) == 3 and "subject_fidelity (DINO)" in lines[0] and "diversity (DIV, DINO-based)" in lines[0]
-    assert lines[1].count("n=6") == 4 and "n=3" in lines[1]
+    assert lines[1].count("n=4") == 3 and lines[1].count("n=2") == 3 and "n=3" in lines[1]
 
 
 def test_backbones_go_back_to_the_cpu_after_scoring(backbones):
@@ -289,6 +292,30 @@ def test_full_size_random_backbones_have_the_papers_shapes(tmp_path):
 # ----------------------------------------------------------------- helpers these tests use
 
 
+def _one_prompt_per_image(prompts: list[str] | str, n: int) -> list[str]:
+    prompts = [prompts] * n if isinstance(prompts, str) else list(prompts)
+    if len(prompts) != n:
+        raise ValueError(f"Give one prompt per image (or one for all): {n} images, {len(prompts)} prompts.")
+    return prompts
+
+
+def subject_similarity(backbone: measures.Backbone, images: list[Image.Image], references: list[Image.Image],
+                       seed: int = 0) -> Estimate:
+    """DINO or CLIP-I by hand: the mean cosine similarity of images to references."""
+    if not images or not references:
+        return mean_of([], seed)
+    found = measures.embed_images(backbone, images), measures.embed_images(backbone, references)
+    return mean_of(measures.cosine_to_references(*found), seed)
+
+
+def diversity(dino: measures.Backbone, images: list[Image.Image], prompts: list[str] | str, seed: int = 0) -> Estimate:
+    """DIV, DINO-based, by hand: within-prompt DINO distance of the images."""
+    prompts = _one_prompt_per_image(prompts, len(images))
+    if not images:
+        return mean_of([], seed)
+    return mean_of(within_prompt_distance(measures.embed_images(dino, images), prompts), seed)
+
+
 def prompt_similarity(clip: measures.Backbone, images: list[Image.Image], prompts: list[str] | str,
                       identifier: str | None = None, seed: int = 0) -> Estimate:
     """CLIP-T: mean cosine similarity of each image's CLIP embedding and its prompt's.
@@ -299,7 +326,7 @@ def prompt_similarity(clip: measures.Backbone, images: list[Image.Image], prompt
         prompts: one prompt per image, or one for all.
         identifier: the rare token (``"sks"``) to leave out of the prompts, see :func:`clip_text`.
     """
-    prompts = measures._one_prompt_per_image(prompts, len(images))
+    prompts = _one_prompt_per_image(prompts, len(images))
     if not images:
         return mean_of([], seed)
     texts = measures.embed_texts(clip, [measures.clip_text(p, identifier) for p in prompts])

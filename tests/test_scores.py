@@ -43,20 +43,37 @@ def photo_subject(tmp_path):
     return Subject("my_ball", str(folder), "ball")
 
 
+ROLES = {"instance": ["a photo of sks ball"], "context": ["a photo of sks ball on the beach"],
+         "attribute": ["a photo of a purple sks ball"], "class": ["a photo of ball"]}
+
+
 def test_a_table_on_smoke_uses_the_tiny_backbones_and_has_every_column(runs_dir, photo_subject):
     photos = scores.reference_photos(photo_subject)
     comp = comparison_of({
-        "copies": {"a photo of sks ball": photos[:2], "a photo of ball": [noise(7), noise(8)]},
-        "noise": {"a photo of sks ball": [noise(1), noise(2)], "a photo of ball": [noise(3), noise(4)]},
+        "copies": {"a photo of sks ball": photos[:2], "a photo of sks ball on the beach": photos[1:3],
+                   "a photo of a purple sks ball": [noise(5), noise(6)], "a photo of ball": [noise(7), noise(8)]},
+        "noise": {"a photo of sks ball": [noise(1), noise(2)], "a photo of sks ball on the beach": [noise(9), noise(10)],
+                  "a photo of a purple sks ball": [noise(11), noise(12)], "a photo of ball": [noise(3), noise(4)]},
     })
-    table = scores.score_comparison(photo_subject, comp, class_prompt="a photo of ball", profile=get_profile("smoke"))
+    table = scores.score_comparison(photo_subject, comp, class_prompt="a photo of ball", profile=get_profile("smoke"),
+                                    roles=ROLES)
     assert table.judge == "kit:tiny-dino + kit:tiny-clip"
     assert table.columns == list(scores.COLUMNS)
     copies, other = table.rows["copies"], table.rows["noise"]
     assert copies["subject_fidelity"].value > other["subject_fidelity"].value  # the photos themselves score higher
-    assert copies["subject_fidelity"].n == 2 and copies["language_drift"].n == 2
+    assert copies["copying"].value > 0.999 > other["copying"].value
+    assert copies["subject_fidelity"].n == 4 and copies["language_drift"].n == 2 and copies["diversity"].n == 2
     text = str(table)
-    assert "subject (DINO)" in text and "prompt (CLIP-T)" in text and "n=2" in text
+    assert "subject (DINO)" in text and "new place (CLIP-T)" in text and "n=2" in text
+
+
+def test_without_roles_the_prompts_are_sorted_by_what_they_ask(runs_dir, photo_subject):
+    comp = comparison_of({"a": {p: [noise(20 + i)] for i, p in enumerate(
+        ["a photo of sks ball", "a photo of sks ball on the beach", "a photo of a purple sks ball"])}})
+    row = scores.score_comparison(photo_subject, comp, profile=get_profile("smoke")).rows["a"]
+    assert row["context_fidelity"].n == 2 and "attribute_fidelity" not in row  # a purple ball is just somewhere new
+    given = scores.score_comparison(photo_subject, comp, profile=get_profile("smoke"), roles=ROLES).rows["a"]
+    assert given["context_fidelity"].n == 1 and given["attribute_fidelity"].n == 1
 
 
 def test_toyworld_and_backbones_fill_the_same_columns(runs_dir, photo_subject):
@@ -64,10 +81,10 @@ def test_toyworld_and_backbones_fill_the_same_columns(runs_dir, photo_subject):
     if not scores.is_toyworld(toy):
         pytest.skip("the ToyWorld evaluator is not built")
     render = [world.render(world.sample_scene(i)) for i in range(2)]
-    arms = {"one": {f"a photo of sks {toy.class_noun}": render, toy.class_prompt: render}}
+    arms = {"one": {p: render for p in [*subject_prompts(toy, 3, unseen=True), toy.class_prompt]}}
     on_toyworld = scores.score_arms(toy, arms, class_prompt=toy.class_prompt)
-    arms = {"one": {"a photo of sks ball": render, photo_subject.class_prompt: render}}
-    on_smoke = scores.score_arms(photo_subject, arms, photo_subject.class_prompt, get_profile("smoke"))
+    arms = {"one": {p: render for ps in ROLES.values() for p in ps}}
+    on_smoke = scores.score_arms(photo_subject, arms, photo_subject.class_prompt, get_profile("smoke"), roles=ROLES)
     assert on_toyworld.judge == "ToyWorld evaluator"
     assert on_toyworld.columns == on_smoke.columns == list(scores.COLUMNS)
     assert set(on_toyworld.headers) == set(on_smoke.headers) == set(scores.COLUMNS)
@@ -115,8 +132,10 @@ def test_one_call_scores_a_finished_run_on_every_role(runs_dir, tiny_model_dir, 
     table = score_finished_run(tiny_model_dir, photo_subject, seeds=[0, 1], profile=profile, label="base")
     row = table.rows["base"]
     assert list(row) == list(scores.COLUMNS)
-    prompts = [p for role, ps in role_prompts(photo_subject).items() if role != "class" for p in ps]
-    assert row["subject_fidelity"].n == 2 * len(prompts) and row["language_drift"].n == 2
+    roles = role_prompts(photo_subject)
+    shown = roles["instance"] + roles["context"]
+    assert row["subject_fidelity"].n == 2 * len(shown) and row["language_drift"].n == 2
+    assert row["attribute_fidelity"].n == 2 and row["diversity"].n == 2
 
 
 # ----------------------------------------------------------------- helpers these tests use
@@ -159,4 +178,5 @@ def score_finished_run(run: str | Path, subject: Subject, seeds: Sequence[int] =
     prompts = [p for ps in roles.values() for p in ps]
     label = label or Path(str(run)).name
     comparison = sample_runs({label: run}, prompts, list(seeds), profile.num_inference_steps, profile.resolution)
-    return scores.score_comparison(subject, comparison, class_prompt=roles["class"][0], name=name, profile=profile)
+    return scores.score_comparison(subject, comparison, class_prompt=roles["class"][0], name=name, profile=profile,
+                                   roles=roles)

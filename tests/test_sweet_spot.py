@@ -128,9 +128,9 @@ def test_every_saved_step_of_every_run_gets_a_point_on_its_own_images(tmp_path, 
     curve = score_steps(subject, {"high": high, "low": low}, profile=get_profile("smoke"))
     assert curve.runs == ["high", "low"] and curve.judge == "kit:tiny-dino + kit:tiny-clip"
     for run, steps in (("high", [5, 10, 15]), ("low", [5])):
-        for column in ("subject_fidelity", "prompt_fidelity"):
+        for column, prompts in (("subject_fidelity", PROMPTS), ("context_fidelity", PROMPTS[1:])):
             got_steps, estimates = curve.series(run, column)
-            assert got_steps == steps and all(e.n == len(PROMPTS) * len(SEEDS) for e in estimates)
+            assert got_steps == steps and all(e.n == len(prompts) * len(SEEDS) for e in estimates)
     _, fidelity = curve.series("high", "subject_fidelity")
     assert fidelity[2].value > max(fidelity[0].value, fidelity[1].value)  # the step that shows the photos
     assert "high, step 15" in str(curve) and "n=6" in str(curve)
@@ -153,8 +153,8 @@ def test_a_judge_that_cannot_load_leaves_a_note_and_an_empty_plot(tmp_path, phot
 def made_up_curve() -> StepScores:
     points = [CurvePoint(run, step, column, wilson_share(k, 4))
               for run, steps in (("high", (50, 100, 150, 200)), ("low", (50, 100, 200)))
-              for k, step in enumerate(steps) for column in ("subject_fidelity", "prompt_fidelity")]
-    return StepScores(points, {"subject_fidelity": "subject (share)", "prompt_fidelity": "prompt (share)"}, "a judge")
+              for k, step in enumerate(steps) for column in ("subject_fidelity", "context_fidelity")]
+    return StepScores(points, {"subject_fidelity": "subject (share)", "context_fidelity": "new place (share)"}, "a judge")
 
 
 def test_the_plot_has_one_line_per_run_and_one_point_per_saved_step():

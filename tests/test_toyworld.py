@@ -133,8 +133,9 @@ def test_subject_fidelity_separates_subjects_from_random_renders(model):
         assert metrics.subject_fidelity(instances, name, model) >= 0.8
         assert metrics.subject_fidelity(randoms, name, model) <= 0.1
         assert metrics.language_drift(randoms, name, model) <= 0.1
-        same = metrics.subject_similarity(instances, instances, model)
-        assert same > metrics.subject_similarity(randoms, instances, model) + 0.1
+        roles = {"instance": ["a"]}
+        same = metrics.score_row({"a": instances}, roles, instances, name, model)["subject_similarity"]
+        assert same > metrics.score_row({"a": randoms}, roles, instances, name, model)["subject_similarity"] + 0.1
 
 
 @pytest.mark.parametrize("name", sorted(subjects.SUBJECTS))
@@ -212,8 +213,33 @@ def test_prompt_fidelity_and_diversity(model):
     ]
     assert metrics.prompt_fidelity(images, right, model) >= 0.85
     assert metrics.prompt_fidelity(images, wrong, model) <= 0.2
-    assert metrics.diversity([images[0]] * 4, model) < 1e-4
-    assert metrics.diversity(images, model) > 0.05
+    roles, refs = {"instance": ["a"]}, images[:2]
+    copies = metrics.score_row({"a": [images[0]] * 4}, roles, refs, "dotted_star", model)
+    assert copies["diversity"] < 1e-4 and copies["n"]["diversity"] == 4
+    assert metrics.score_row({"a": images}, roles, refs, "dotted_star", model)["diversity"] > 0.05
+
+
+def test_score_row_reads_each_role_for_its_own_measures(model):
+    """Context images are checked for their place, attribute images for the change, class images for drift."""
+    name = "dotted_star"
+    prompts = subjects.scoring_prompts(name)
+    instances = subjects.instance_images(name)
+    beach = [world.render(subjects.subject_scene(name, FRESH + 500 + i, "sand")) for i in range(4)]
+    plain = [world.render(world.sample_scene(FRESH + 600 + i)) for i in range(4)]
+    images = {prompts["instance"][0]: instances[:4], prompts["context"][0]: beach,
+              prompts["attribute"][0]: instances[:4], prompts["class"][0]: instances[:4]}
+    roles = {"instance": prompts["instance"], "context": prompts["context"][:1],
+             "attribute": prompts["attribute"], "class": prompts["class"]}
+    row = metrics.score_row(images, roles, instances, name, model)
+    assert row["n"] == {"subject_fidelity": 8, "context_fidelity": 4, "attribute_fidelity": 4, "language_drift": 4,
+                        "class_fidelity": 4, "subject_similarity": 8, "copying": 8, "diversity": 4}
+    assert row["subject_fidelity"] >= 0.8 and row["context_fidelity"] >= 0.75
+    assert row["attribute_fidelity"] <= 0.25  # the photos are not purple
+    assert row["language_drift"] >= 0.75  # the class prompt gave the subject back
+    copying = row["per_image"]["copying"]  # the first four are the photos themselves, the others fresh renders
+    assert min(copying[:4]) > 0.999 > max(copying[4:]) and row["copying"] > row["subject_similarity"]
+    other = metrics.score_row({**images, prompts["class"][0]: plain}, roles, instances, name, model)
+    assert other["language_drift"] <= 0.25
 
 
 @pytest.mark.slow

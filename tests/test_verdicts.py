@@ -10,7 +10,7 @@ N = {"subject_fidelity": 48, "context_fidelity": 40, "attribute_fidelity": 8, "l
 
 
 def row(subject=0.5, context=1.0, attribute=1.0, drift=0.0, similarity=0.8) -> dict:
-    """A scored arm as findings.score_images writes it (shares with counts, per-image values of the means)."""
+    """A scored arm as metrics.score_row writes it (shares with counts, per-image values of the means)."""
     return {"subject_fidelity": subject, "context_fidelity": context, "attribute_fidelity": attribute,
             "language_drift": drift, "class_fidelity": 1.0, "subject_similarity": similarity, "copying": 0.9,
             "diversity": 0.05, "n": dict(N),

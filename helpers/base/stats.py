@@ -44,6 +44,24 @@ class Estimate:
         return format_estimate(self)
 
 
+def within_prompt_distance(embeddings, prompts: Sequence[str]) -> list[float]:
+    """Diversity, per embedded image: its mean distance (1 - cosine) to the other images of its prompt.
+
+    ``embeddings`` are L2-normalised rows (a torch tensor), one per image. Both judges of a
+    score table measure diversity with it, each on its own embeddings.
+
+    A prompt with a single image has nothing to compare and adds no value.
+    """
+    if len(prompts) != len(embeddings):
+        raise ValueError(f"Give one prompt per image: {len(embeddings)} images, {len(prompts)} prompts.")
+    values = []
+    for prompt in dict.fromkeys(prompts):
+        e = embeddings[[i for i, p in enumerate(prompts) if p == prompt]]
+        if len(e) > 1:
+            values += ((1 - e @ e.T).sum(dim=1) / (len(e) - 1)).tolist()  # the diagonal adds 0
+    return values
+
+
 def _check_count(k: int, n: int) -> None:
     if n < 0 or k < 0 or k > n:
         raise ValueError(f"A share needs 0 <= k <= n; got k={k}, n={n}. Count hits (k) among images (n).")

@@ -7,16 +7,20 @@ measure  what it averages                                                       
 =======  ======================================================================  =====================
 DINO     cosine similarity of DINO ViT-S/16 embeddings, generated vs real        subject_fidelity
 CLIP-I   the same with CLIP image embeddings                                     subject_similarity
-CLIP-T   cosine similarity of each image's CLIP embedding and its prompt's       prompt_fidelity
+CLIP-T   cosine similarity of each image's CLIP embedding and its prompt's       context_fidelity,
+                                                                                 attribute_fidelity
 PRES     DINO similarity of plain class-prompt images to the real subject        language_drift
 DIV      1 - DINO cosine between images of one prompt ("DIV, DINO-based")        diversity
+(copy)   the DINO similarity of each image to its nearest real photo             copying
 =======  ======================================================================  =====================
 
 The paper's DIV is an LPIPS distance; the LPIPS package needs torchvision, which the kit
 does not install, so diversity here is measured with DINO embeddings and named "DIV, DINO-based".
 
-The columns are named as in ToyWorld's table (``subject_fidelity``, ``prompt_fidelity``,
-``language_drift``), so a figure gets one table on every profile. Every cell is a mean with its count and a
+The columns are named as in ToyWorld's table and read the same images
+(:func:`helpers.toyworld.metrics.score_row`): DINO, CLIP-I and copying the instance and
+context images, CLIP-T the context and the attribute images apart, DIV the instance images,
+so a figure gets one table on every profile. Every cell is a mean with its count and a
 bootstrap 95% interval (:mod:`helpers.base.stats`). The backbones are ordinary transformers
 models: a Hub id is downloaded once into ``runs/models/hub``; a local folder, or one of
 the tiny random backbones the tests and the ``smoke`` profile use (``kit:tiny-dino``,
@@ -38,7 +42,7 @@ from PIL import Image
 
 from helpers.base.home import hub_cache_dir
 from helpers.base.paths import TOKENIZER_DIR, runs_dir
-from helpers.base.stats import Estimate, mean_of
+from helpers.base.stats import Estimate, mean_of, within_prompt_distance
 from helpers.train.models import ModelUnavailableError
 
 DINO_MODEL = "facebook/dino-vits16"
@@ -53,9 +57,11 @@ MODEL_TYPES = {"dino": "vit", "clip": "clip"}  # what a backbone's config.json m
 COLUMNS = {  # table column -> the measure that fills it
     "subject_fidelity": "DINO",
     "subject_similarity": "CLIP-I",
-    "prompt_fidelity": "CLIP-T",
+    "context_fidelity": "CLIP-T",
+    "attribute_fidelity": "CLIP-T",
     "language_drift": "PRES",
     "diversity": "DIV, DINO-based",
+    "copying": "DINO, nearest photo",
 }
 HEADERS = {column: f"{column} ({measure})" for column, measure in COLUMNS.items()}
 
@@ -327,33 +333,6 @@ def cosine_to_references(embeddings: torch.Tensor, reference_embeddings: torch.T
     return (embeddings @ reference_embeddings.T).mean(dim=1).tolist()
 
 
-def within_prompt_distance(embeddings: torch.Tensor, prompts: Sequence[str]) -> list[float]:
-    """Per embedded image: its mean distance (1 - cosine) to the other images of its prompt.
-
-    A prompt with a single image has nothing to compare and adds no value.
-    """
-    if len(prompts) != len(embeddings):
-        raise ValueError(f"Give one prompt per image: {len(embeddings)} images, {len(prompts)} prompts.")
-    values = []
-    for prompt in dict.fromkeys(prompts):
-        e = embeddings[[i for i, p in enumerate(prompts) if p == prompt]]
-        if len(e) > 1:
-            values += ((1 - e @ e.T).sum(dim=1) / (len(e) - 1)).tolist()  # the diagonal adds 0
-    return values
-
-
-def subject_similarity(backbone: Backbone, images: Sequence[Image.Image], references: Sequence[Image.Image],
-                       seed: int = 0) -> Estimate:
-    """DINO (with the DINO backbone) or CLIP-I (with CLIP): mean cosine similarity of images to references.
-
-    With plain class-prompt images it is the paper's PRES. The value is symmetric in
-    ``images`` and ``references``; the count and interval are over ``images``.
-    """
-    if not images or not references:
-        return mean_of([], seed)
-    return mean_of(cosine_to_references(embed_images(backbone, images), embed_images(backbone, references)), seed)
-
-
 def clip_text(prompt: str, identifier: str | None = None) -> str:
     """The prompt CLIP-T compares with: without the rare-token identifier, which means nothing to CLIP.
 
@@ -362,34 +341,25 @@ def clip_text(prompt: str, identifier: str | None = None) -> str:
     return " ".join(w for w in prompt.split() if w != identifier) if identifier else prompt
 
 
-def _one_prompt_per_image(prompts: Sequence[str] | str, n: int) -> list[str]:
-    prompts = [prompts] * n if isinstance(prompts, str) else list(prompts)
-    if len(prompts) != n:
-        raise ValueError(f"Give one prompt per image (or one for all): {n} images, {len(prompts)} prompts.")
-    return prompts
-
-
-
-
-def diversity(dino: Backbone, images: Sequence[Image.Image], prompts: Sequence[str], seed: int = 0) -> Estimate:
-    """DIV, DINO-based: mean DINO distance (1 - cosine) between images of the same prompt; 0 for copies.
-
-    The paper's DIV uses LPIPS, which needs torchvision; this is the same idea on DINO
-    embeddings, so its values are not comparable with the paper's.
-    """
-    prompts = _one_prompt_per_image(prompts, len(images))
-    if not images:
-        return mean_of([], seed)
-    return mean_of(within_prompt_distance(embed_images(dino, images), prompts), seed)
-
-
 # ------------------------------------------------------------------------------------------- score tables
+
+
+def _role_images(images_by_prompt: Mapping[str, Sequence[Image.Image]], roles: Mapping[str, Sequence[str]],
+                 *names: str) -> tuple[list[Image.Image], list[str]]:
+    pairs = [(im, p) for role in names for p in roles.get(role, ()) for im in images_by_prompt.get(p, ())]
+    return [im for im, _ in pairs], [p for _, p in pairs]
+
+
+def _clip_t(backbones: Backbones, images: list[Image.Image], prompts: list[str], identifier: str | None,
+            seed: int) -> Estimate:
+    texts = embed_texts(backbones.clip, [clip_text(p, identifier) for p in prompts])
+    return mean_of((embed_images(backbones.clip, images) * texts).sum(dim=1).tolist(), seed)
 
 
 def backbone_scores(
     images_by_prompt: Mapping[str, Sequence[Image.Image]],
     references: Sequence[Image.Image],
-    class_prompt: str | None = None,
+    roles: Mapping[str, Sequence[str]],
     identifier: str | None = "sks",
     backbones: Backbones | None = None,
     seed: int = 0,
@@ -397,11 +367,13 @@ def backbone_scores(
     """The measures of one finished run, ``{column: Estimate}``, as ToyWorld's table has them.
 
     Args:
-        images_by_prompt: the run's generations per prompt: the instance prompt, new
-            contexts, an unseen attribute and, optionally, the plain class prompt.
+        images_by_prompt: the run's generations per prompt.
         references: the real subject photos.
-        class_prompt: the plain class prompt; its images give ``language_drift`` (PRES) and
-            are left out of the other measures.
+        roles: the prompts by role, as :func:`helpers.train.prompts.prompt_roles` sorts them:
+            ``instance`` and ``context`` images show the subject (DINO, CLIP-I, copying),
+            ``context`` and ``attribute`` images are compared with their prompt (CLIP-T, each
+            role its own column), ``class`` images give ``language_drift`` (PRES), and the
+            ``instance`` images give diversity.
         identifier: the rare token, left out of prompts for CLIP-T.
         backbones: from :func:`load_backbones`; None loads the paper's.
         seed: the bootstrap's seed.
@@ -409,42 +381,38 @@ def backbone_scores(
     if not references:
         raise ValueError("Give the real subject photos as references: the measures compare generations with them.")
     backbones = backbones or load_backbones()
-    own = [(im, p) for p, ims in images_by_prompt.items() if p != class_prompt for im in ims]
-    images, prompts = [im for im, _ in own], [p for _, p in own]
+    shown, _ = _role_images(images_by_prompt, roles, "instance", "context")
     row = {}
     with backbones.on():
         dino_refs, clip_refs = embed_images(backbones.dino, references), embed_images(backbones.clip, references)
-        if own:  # each image is embedded once per backbone, whatever the number of measures
-            dino_own, clip_own = embed_images(backbones.dino, images), embed_images(backbones.clip, images)
-            texts = embed_texts(backbones.clip, [clip_text(p, identifier) for p in prompts])
-            row["subject_fidelity"] = mean_of(cosine_to_references(dino_own, dino_refs), seed)
-            row["subject_similarity"] = mean_of(cosine_to_references(clip_own, clip_refs), seed)
-            row["prompt_fidelity"] = mean_of((clip_own * texts).sum(dim=1).tolist(), seed)
-        if class_prompt is not None and images_by_prompt.get(class_prompt):
-            drift = embed_images(backbones.dino, images_by_prompt[class_prompt])
-            row["language_drift"] = mean_of(cosine_to_references(drift, dino_refs), seed)
+        if shown:
+            to_refs = embed_images(backbones.dino, shown) @ dino_refs.T
+            row["subject_fidelity"] = mean_of(to_refs.mean(dim=1).tolist(), seed)
+            row["subject_similarity"] = mean_of(cosine_to_references(embed_images(backbones.clip, shown), clip_refs), seed)
+        for role in ("context", "attribute"):
+            images, prompts = _role_images(images_by_prompt, roles, role)
+            if images:
+                row[f"{role}_fidelity"] = _clip_t(backbones, images, prompts, identifier, seed)
+        drift, _ = _role_images(images_by_prompt, roles, "class")
+        if drift:
+            row["language_drift"] = mean_of(cosine_to_references(embed_images(backbones.dino, drift), dino_refs), seed)
+        own, own_prompts = _role_images(images_by_prompt, roles, "instance")
         if own:
-            row["diversity"] = mean_of(within_prompt_distance(dino_own, prompts), seed)
+            row["diversity"] = mean_of(within_prompt_distance(embed_images(backbones.dino, own), own_prompts), seed)
+        if shown:
+            row["copying"] = mean_of(to_refs.max(dim=1).values.tolist(), seed)
     return row
 
 
 def backbone_table(
     arms: Mapping[str, Mapping[str, Sequence[Image.Image]]],
     references: Sequence[Image.Image],
-    class_prompt: str | None = None,
+    roles: Mapping[str, Sequence[str]],
     identifier: str | None = "sks",
     backbones: Backbones | None = None,
     seed: int = 0,
 ) -> dict[str, dict[str, Estimate]]:
     """The score table of an experiment, ``{arm label: {column: Estimate}}``; see :func:`backbone_scores`."""
     backbones = backbones or load_backbones()
-    return {label: backbone_scores(by_prompt, references, class_prompt, identifier, backbones, seed)
+    return {label: backbone_scores(by_prompt, references, roles, identifier, backbones, seed)
             for label, by_prompt in arms.items()}
-
-
-def backbone_comparison_table(comparison: Any, references: Sequence[Image.Image], class_prompt: str | None = None,
-                     identifier: str | None = "sks", backbones: Backbones | None = None,
-                     seed: int = 0) -> dict[str, dict[str, Estimate]]:
-    """:func:`backbone_table` of a comparison (anything with ``labels``, ``prompts`` and ``images(label, prompt)``)."""
-    arms = {label: {p: comparison.images(label, p) for p in comparison.prompts} for label in comparison.labels}
-    return backbone_table(arms, references, class_prompt, identifier, backbones, seed)

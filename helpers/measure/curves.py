@@ -1,4 +1,4 @@
-"""The sweet spot of notebook 01, measured: subject and prompt fidelity against training steps.
+"""The sweet spot of notebook 01, measured: subject fidelity and the new place against training steps.
 
 Each DreamBooth run saves a grid of validation samples every ``validation_steps`` updates
 (:func:`helpers.figures.validation_samples` cuts them back into images). Scoring every saved
@@ -23,7 +23,7 @@ from helpers.figures import validation_samples
 from helpers.measure.scores import ScoreTable, score_arms
 from helpers.train.settings import Subject
 
-CURVE_COLUMNS = ("subject_fidelity", "prompt_fidelity")  # the two panels of the plot
+CURVE_COLUMNS = ("subject_fidelity", "context_fidelity")  # the two panels of the plot
 
 
 @dataclass(frozen=True)
@@ -164,7 +164,7 @@ def _draw_column(ax, scores: StepScores, column: str, dodge: float) -> None:
 
 
 def plot_sweet_spot(scores: StepScores, columns: Sequence[str] = CURVE_COLUMNS, title: str | None = None):
-    """Subject and prompt fidelity against training steps: one panel per column, one line per run.
+    """Subject fidelity and the new place against training steps: one panel per column, one line per run.
 
     Each point is a saved validation grid, with its 95% interval; the legend gives the number
     of images behind each point. Returns the matplotlib figure.

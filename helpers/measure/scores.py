@@ -2,14 +2,17 @@
 
 Which judge scores the images depends on the subject, never on a branch in the notebook:
 
-- a ToyWorld subject (the ``cpu`` profile) is judged by ToyWorld's evaluator: the share of
-  images it recognises as the subject, that show what the prompt asks for, and so on;
+- a ToyWorld subject (the ``cpu`` profile) is judged by ToyWorld's evaluator, with the same
+  row the findings use (:func:`helpers.toyworld.metrics.score_row`): the share of images it
+  recognises as the subject, that show the new place or the new look their prompt asks for,
+  and so on;
 - any other subject (the real model on ``gpu``, the tiny model on ``smoke``) is judged by the
   DreamBooth paper's backbones (:mod:`helpers.measure.backbones`): DINO, CLIP-I, CLIP-T, PRES and a
   DINO-based diversity, with the profile's ``dino_model`` and ``clip_model``.
 
-Both give a :class:`ScoreTable` with the same columns, so a figure has one table on every
-profile. Each cell is an :class:`~helpers.base.stats.Estimate`: the value, its 95% interval and the
+Both give a :class:`ScoreTable` with the same columns, read from the same images: the prompts
+are sorted once by what they ask (:func:`helpers.train.prompts.prompt_roles`), so a figure has
+one table on every profile. Each cell is an :class:`~helpers.base.stats.Estimate`: the value, its 95% interval and the
 number of images it rests on. ``score_comparison(...)`` also saves the table in the course home
 (``scores/<name>.json``) when given a ``name``, so ``course-kit findings-table`` can gather the
 tables of a whole course into the README's findings table.
@@ -27,30 +30,36 @@ from PIL import Image
 from helpers.base.paths import runs_dir
 from helpers.base.stats import Estimate, format_table, mean_of, wilson_share
 from helpers.measure import backbones as measures
-from helpers.measure.backbones import within_prompt_distance
 from helpers.profiles import get_profile
 from helpers.sample import Comparison
 from helpers.toyworld import metrics
 from helpers.toyworld.subjects import SUBJECTS
 from helpers.train.models import ModelUnavailableError
+from helpers.train.prompts import prompt_roles
 from helpers.train.settings import TOY_SUBJECTS, Subject, subject_photos
 
 # The columns of every score table, in order, and what each one means on either judge.
-COLUMNS = ("subject_fidelity", "subject_similarity", "prompt_fidelity", "language_drift", "diversity")
+COLUMNS = ("subject_fidelity", "subject_similarity", "context_fidelity", "attribute_fidelity", "language_drift",
+           "diversity", "copying")
 TOYWORLD_HEADERS = {
     "subject_fidelity": "subject (share recognised)",
     "subject_similarity": "subject (evaluator cosine)",
-    "prompt_fidelity": "prompt (share shown)",
+    "context_fidelity": "new place (share shown)",
+    "attribute_fidelity": "new look (share shown)",
     "language_drift": "drift (share)",
     "diversity": "diversity (evaluator)",
+    "copying": "copying (evaluator)",
 }
 BACKBONE_HEADERS = {
     "subject_fidelity": "subject (DINO)",
     "subject_similarity": "subject (CLIP-I)",
-    "prompt_fidelity": "prompt (CLIP-T)",
+    "context_fidelity": "new place (CLIP-T)",
+    "attribute_fidelity": "new look (CLIP-T)",
     "language_drift": "drift (PRES)",
     "diversity": "diversity (DIV, DINO-based)",
+    "copying": "copying (DINO)",
 }
+SHARE_COLUMNS = ("subject_fidelity", "context_fidelity", "attribute_fidelity", "language_drift")  # ToyWorld's counts
 SCORES_DIR = "scores"  # inside the course home: one JSON per scored figure
 
 
@@ -102,24 +111,13 @@ def reference_photos(subject: Subject) -> list[Image.Image]:
 
 
 def _toyworld_row(subject: Subject, by_prompt: Mapping[str, Sequence[Image.Image]], references,
-                  class_prompt: str | None, seed: int) -> dict[str, Estimate]:
-    """One arm's ToyWorld measures; ``references`` are the subject photos' evaluator embeddings."""
-    own = [(im, p) for p, ims in by_prompt.items() if p != class_prompt for im in ims]
-    row = {}
-    if own:
-        images, prompts = [im for im, _ in own], [p for _, p in own]
-        row["subject_fidelity"] = as_share(metrics.subject_fidelity(images, subject.name), len(images))
-        embedded = metrics.embed(images)
-        row["subject_similarity"] = mean_of((embedded @ references.T).mean(dim=1).tolist(), seed)
-        row["prompt_fidelity"] = as_share(metrics.prompt_fidelity(images, prompts), len(images))
-    drift = list(by_prompt.get(class_prompt, [])) if class_prompt is not None else []
-    if drift:
-        row["language_drift"] = as_share(metrics.language_drift(drift, subject.name), len(drift))
-    if own:
-        row["diversity"] = mean_of(within_prompt_distance(embedded, prompts), seed)
-    return row
-
-
+                  roles: Mapping[str, list[str]], seed: int) -> dict[str, Estimate]:
+    """One arm's ToyWorld measures: the findings' row (:func:`~helpers.toyworld.metrics.score_row`) as estimates."""
+    measured = metrics.score_row(by_prompt, roles, references, subject.name)
+    n, per_image = measured["n"], measured["per_image"]
+    row = {c: as_share(measured[c], n[c]) for c in SHARE_COLUMNS if n[c]}
+    row |= {c: mean_of(values, seed) for c, values in per_image.items() if values}
+    return {c: row[c] for c in COLUMNS if c in row}
 
 
 # ------------------------------------------------------------------------------------- one call
@@ -130,7 +128,8 @@ def _arms_of(comparison: Comparison) -> dict[str, dict[str, list[Image.Image]]]:
 
 
 def score_arms(subject: Subject, arms: Mapping[str, Mapping[str, Sequence[Image.Image]]],
-               class_prompt: str | None = None, profile=None, seed: int = 0) -> ScoreTable:
+               class_prompt: str | None = None, profile=None, seed: int = 0,
+               roles: Mapping[str, list[str]] | None = None) -> ScoreTable:
     """Score each arm's images, ``{label: {prompt: images}}``, with the judge that fits the subject.
 
     Args:
@@ -138,8 +137,13 @@ def score_arms(subject: Subject, arms: Mapping[str, Mapping[str, Sequence[Image.
             subject, else the profile's DINO and CLIP backbones).
         arms: the images of each arm by prompt.
         class_prompt: the plain class prompt; its images are scored for language drift only.
+            Every other prompt is sorted by :func:`~helpers.train.prompts.prompt_roles`: the
+            instance and context images show the subject, the context and attribute images
+            are checked against what their prompt asks, diversity reads the instance images.
         profile: the profile whose backbones to use (None: the current one).
         seed: the bootstrap's seed.
+        roles: the prompts by role, where :func:`~helpers.train.prompts.prompt_roles` would
+            not know them (a new look for a subject of your own); None sorts them.
 
     Returns:
         A :class:`ScoreTable`; where the backbones cannot be loaded, an empty one whose note
@@ -149,10 +153,9 @@ def score_arms(subject: Subject, arms: Mapping[str, Mapping[str, Sequence[Image.
         references = reference_photos(subject)
     except Exception as err:  # noqa: BLE001 - any unreadable folder: the note says which
         return ScoreTable(note=f"(no measures: the subject's photos could not be read: {err})")
+    roles = roles or prompt_roles(subject, [p for by_prompt in arms.values() for p in by_prompt], class_prompt)
     if is_toyworld(subject):
-        embedded_refs = metrics.embed(references)  # once for every arm
-        rows = {label: _toyworld_row(subject, by_prompt, embedded_refs, class_prompt, seed)
-                for label, by_prompt in arms.items()}
+        rows = {label: _toyworld_row(subject, by_prompt, references, roles, seed) for label, by_prompt in arms.items()}
         return ScoreTable(rows, "ToyWorld evaluator", TOYWORLD_HEADERS)
     profile = profile or get_profile()
     try:
@@ -160,19 +163,19 @@ def score_arms(subject: Subject, arms: Mapping[str, Mapping[str, Sequence[Image.
     except ModelUnavailableError as err:
         judge = f"{profile.dino_model} + {profile.clip_model}"
         return ScoreTable(judge=judge, note=f"(no measures from {judge}: {str(err).splitlines()[-1]})")
-    rows = measures.backbone_table(arms, references, class_prompt, subject.identifier, backbones, seed)
+    rows = measures.backbone_table(arms, references, roles, subject.identifier, backbones, seed)
     return ScoreTable(rows, f"{profile.dino_model} + {profile.clip_model}", BACKBONE_HEADERS)
 
 
 def score_comparison(subject: Subject, comparison: Comparison, class_prompt: str | None = None,
-                     name: str | None = None, profile=None) -> ScoreTable:
+                     name: str | None = None, profile=None, roles: Mapping[str, list[str]] | None = None) -> ScoreTable:
     """The measure table of a comparison figure, on every profile (see :func:`score_arms`).
 
     Args:
         name: where given (e.g. ``"01_learning_rate"``), the table is also saved as
             ``scores/<name>.json`` in the course home, for ``course-kit findings-table``.
     """
-    table = score_arms(subject, _arms_of(comparison), class_prompt, profile)
+    table = score_arms(subject, _arms_of(comparison), class_prompt, profile, roles=roles)
     if name and table.rows:
         save_scores(table, name, subject, profile)
     return table

@@ -72,50 +72,9 @@ def sample(pipe, prompts: list[str], sampling: Sampling) -> dict[str, list]:
     return out
 
 
-SUBJECT_FIDELITY_ROLES = ("instance", "context")  # the prompts whose images subject fidelity reads
-
-
 def role_images(images: dict[str, list], prompts: dict[str, list[str]], roles) -> list:
     """The images of ``roles``' prompts, role by role in prompt order (``images`` as from :func:`sample`)."""
     return [im for role in roles for p in prompts[role] for im in images[p]]
-
-
-def score_images(name: str, images: dict[str, list], prompts: dict[str, list[str]]) -> dict:
-    """The DreamBooth paper's measures from images sampled with :func:`scoring_prompts`.
-
-    Each measure is a float (a share of images, or a mean over images). ``n`` gives the
-    number of images behind each, and ``per_image`` the values the means average, so that
-    intervals can be drawn later (see :func:`estimates`).
-    """
-
-    def flat(role):
-        return [im for p in prompts[role] for im in images[p]], [p for p in prompts[role] for _ in images[p]]
-
-    own, _ = flat("instance")
-    ctx, ctx_prompts = flat("context")
-    attr, attr_prompts = flat("attribute")
-    cls, _ = flat("class")
-    references = instance_images(name)
-    shown = role_images(images, prompts, SUBJECT_FIDELITY_ROLES)
-    shown_e, refs_e, own_e = metrics.embed(shown), metrics.embed(references), metrics.embed(own)
-    per_image = {
-        "subject_similarity": (shown_e @ refs_e.T).mean(dim=1).tolist(),
-        "copying": (shown_e @ refs_e.T).max(dim=1).values.tolist(),
-        "diversity": ((1 - own_e @ own_e.T).sum(dim=1) / max(1, len(own) - 1)).tolist() if len(own) > 1 else [],
-    }
-    row = {
-        "subject_fidelity": metrics.subject_fidelity(shown, name),
-        "context_fidelity": metrics.prompt_fidelity(ctx, ctx_prompts, keys=("background",)),
-        "attribute_fidelity": metrics.prompt_fidelity(attr, attr_prompts, keys=("colour", "glasses")),
-        "language_drift": metrics.language_drift(cls, name),
-        "class_fidelity": metrics.prompt_fidelity(cls, [prompts["class"][0]] * len(cls), keys=("cls",)),
-        **{k: sum(v) / len(v) if v else 0.0 for k, v in per_image.items()},
-    }
-    row["n"] = {"subject_fidelity": len(shown), "context_fidelity": len(ctx), "attribute_fidelity": len(attr),
-                "language_drift": len(cls), "class_fidelity": len(cls), "subject_similarity": len(shown),
-                "copying": len(shown), "diversity": len(per_image["diversity"])}
-    row["per_image"] = per_image
-    return row
 
 
 def score_pipeline(pipe, name: str, sampling: Sampling | None = None, identifier: str = "sks") -> dict[str, float]:
@@ -124,7 +83,7 @@ def score_pipeline(pipe, name: str, sampling: Sampling | None = None, identifier
     prompts = scoring_prompts(name, identifier)
     t0 = time.perf_counter()
     images = sample(pipe, [p for role in prompts.values() for p in role], sampling)
-    scores = score_images(name, images, prompts)
+    scores = metrics.score_row(images, prompts, instance_images(name), name)
     scores["sample_seconds"] = time.perf_counter() - t0
     return scores
 

@@ -27,8 +27,8 @@ SCORE_FILES = {
     "EMA": ("06_ema",),
     "LoRA or full fine-tuning": ("07_lora_or_full",),
 }
-# The two numbers a cell shows per arm: subject fidelity and prompt fidelity (language drift for drift tables)
-CELL_COLUMNS = ("subject_fidelity", "prompt_fidelity")
+# The two numbers a cell shows per arm: subject fidelity and the new place (language drift for drift tables)
+CELL_COLUMNS = ("subject_fidelity", "context_fidelity")
 GPU_COLUMN = "`gpu` profile, real model"
 NOT_MEASURED = "not measured yet"
 
@@ -48,7 +48,7 @@ def _short_name(header: str) -> str:
 
 
 def summary_cell(record: dict) -> str:
-    """One README cell for a saved table: each arm's subject and prompt fidelity (or drift), and the count."""
+    """One README cell for a saved table: each arm's subject fidelity and new place (or drift), and the count."""
     drift_only = all(set(row) == {"language_drift"} for row in record["rows"].values())
     columns = ("language_drift",) if drift_only else CELL_COLUMNS
     names = " / ".join(_short_name(record["headers"].get(c, c)) for c in columns)

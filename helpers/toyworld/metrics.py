@@ -3,20 +3,23 @@
 =====================  =====================================================  ===================
 ToyWorld measure       what it counts                                         paper counterpart
 =====================  =====================================================  ===================
-subject_fidelity       share of "sks <class>" images recognised as the subject  subject fidelity
-subject_similarity     mean cosine similarity of embeddings to the instances  DINO / CLIP-I
-prompt_fidelity        share showing every attribute the prompt asks for      CLIP-T
+subject_fidelity       share of subject images recognised as the subject      DINO
+subject_similarity     mean cosine similarity of embeddings to the photos     CLIP-I
+context_fidelity       share of new-place images showing that background     CLIP-T
+attribute_fidelity     share of changed-subject images showing the change     CLIP-T
 language_drift         share of plain class-prompt images that are the subject  PRES
-diversity              mean pairwise embedding distance (1 - cosine)          DIV
-copying                mean similarity to the nearest instance image          (memorisation)
+diversity              mean distance (1 - cosine) between images of a prompt  DIV
+copying                mean similarity to the nearest photo                   (memorisation)
 =====================  =====================================================  ===================
 
-Every function takes a list of PIL images (any size; they are resized to 64 px).
+Every function takes PIL images (any size; they are resized to 64 px). :func:`score_row`
+computes them all for one arm.
 """
 
 from __future__ import annotations
 
 import functools
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +28,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from helpers.base.paths import DATA_DIR
-from helpers.base.stats import wilson_share
+from helpers.base.stats import wilson_share, within_prompt_distance
 from helpers.toyworld import evaluator as ev
 from helpers.toyworld import feature_check, world
 from helpers.toyworld.subjects import SUBJECTS
@@ -33,6 +36,7 @@ from helpers.train.models import load_pipeline
 from helpers.train.sampling import generate, start_mean, use_scheduler
 
 EVALUATOR_DIR = DATA_DIR / "toyworld" / "evaluator"
+SUBJECT_ROLES = ("instance", "context")  # the prompts whose images show the subject as trained
 HELDOUT_SEEDS = 9_000_000  # base-model evaluation scenes; training used seeds below 24,000
 
 
@@ -67,6 +71,10 @@ def embed(images: list, model: ev.Evaluator | None = None) -> torch.Tensor:
     return F.normalize(_model(model).embed(ev.to_batch(images)), dim=1)
 
 
+def _mean(values: list[float]) -> float:
+    return sum(values) / len(values) if values else 0.0
+
+
 def _matches(pred: dict, wanted: dict) -> bool:
     """Whether a prediction shows every wanted attribute (face accessories only for faces)."""
     return all(pred[k] == v for k, v in wanted.items() if k not in ev.FACE_ONLY or pred["cls"] == "face")
@@ -76,12 +84,6 @@ def subject_fidelity(images: list, subject: str, model: ev.Evaluator | None = No
     """Share of images recognised as ``subject`` (a key of ``subjects.SUBJECTS``)."""
     preds = predict(images, model)
     return sum(p["subject"] == subject for p in preds) / max(1, len(preds))
-
-
-def subject_similarity(images: list, references: list, model: ev.Evaluator | None = None) -> float:
-    """Mean cosine similarity between each image and each reference (e.g. the instance images)."""
-    a, b = embed(images, model), embed(references, model)
-    return float((a @ b.T).mean())
 
 
 def prompt_fidelity(
@@ -114,14 +116,57 @@ def language_drift(class_images: list, subject: str, model: ev.Evaluator | None 
     return subject_fidelity(class_images, subject, model)
 
 
-def diversity(images: list, model: ev.Evaluator | None = None) -> float:
-    """Mean pairwise embedding distance (1 - cosine) over distinct pairs; 0 for identical images."""
-    if len(images) < 2:
-        return 0.0
-    e = embed(images, model)
-    sim = e @ e.T
-    n = len(images)
-    return float((1 - sim).sum() / (n * (n - 1)))  # the diagonal adds 0
+def score_row(images: Mapping[str, Sequence], roles: Mapping[str, Sequence[str]], references: Sequence,
+              subject: str, model: ev.Evaluator | None = None) -> dict:
+    """Every ToyWorld measure of one arm: the findings' row and, as estimates, a notebook's table row.
+
+    Args:
+        images: the arm's generations, ``{prompt: images}``.
+        roles: the prompts by role (``instance``, ``context``, ``attribute``, ``class``), as
+            :func:`helpers.toyworld.subjects.scoring_prompts` or
+            :func:`helpers.train.prompts.prompt_roles` give them; a role may be missing or empty.
+        references: the subject's photos.
+        subject: the subject's name (a key of ``subjects.SUBJECTS``).
+
+    Returns:
+        ``{measure: value}`` (a share of images, or a mean over images), with ``n`` the number
+        of images behind each and ``per_image`` the values the means average. Subject
+        fidelity, similarity and copying read the instance and context images; the context
+        share checks the background, the attribute share the colour or glasses; diversity is
+        :func:`~helpers.base.stats.within_prompt_distance` over the instance images.
+    """
+
+    def flat(*names):
+        pairs = [(im, p) for role in names for p in roles.get(role, ()) for im in images[p]]
+        return [im for im, _ in pairs], [p for _, p in pairs]
+
+    own, own_prompts = flat("instance")
+    shown, _ = flat(*SUBJECT_ROLES)
+    ctx, ctx_prompts = flat("context")
+    attr, attr_prompts = flat("attribute")
+    cls, cls_prompts = flat("class")
+    refs_e = embed(references, model)
+    shown_e = embed(shown, model) if shown else refs_e[:0]
+    own_e = embed(own, model) if own else refs_e[:0]
+    to_refs = shown_e @ refs_e.T
+    per_image = {
+        "subject_similarity": to_refs.mean(dim=1).tolist(),
+        "copying": to_refs.max(dim=1).values.tolist() if shown else [],
+        "diversity": within_prompt_distance(own_e, own_prompts),
+    }
+    row = {
+        "subject_fidelity": subject_fidelity(shown, subject, model),
+        "context_fidelity": prompt_fidelity(ctx, ctx_prompts, model, keys=("background",)),
+        "attribute_fidelity": prompt_fidelity(attr, attr_prompts, model, keys=("colour", "glasses")),
+        "language_drift": language_drift(cls, subject, model),
+        "class_fidelity": prompt_fidelity(cls, cls_prompts, model, keys=("cls",)),
+        **{k: _mean(v) for k, v in per_image.items()},
+    }
+    row["n"] = {"subject_fidelity": len(shown), "context_fidelity": len(ctx), "attribute_fidelity": len(attr),
+                "language_drift": len(cls), "class_fidelity": len(cls), "subject_similarity": len(shown),
+                "copying": len(shown), "diversity": len(per_image["diversity"])}
+    row["per_image"] = per_image
+    return row
 
 
 def attribute_accuracy(
@@ -216,7 +261,7 @@ def evaluate_base_model(
         "start": "data mean" if data_mean and start_mean(pipe) is not None else "plain noise",
         "accuracy": attribute_accuracy(images, scenes),
         "reference_accuracy_on_renders": attribute_accuracy([world.render(s) for s in scenes], scenes),
-        "diversity": diversity(images),
+        "diversity": _mean(within_prompt_distance(embed(images), ["any caption"] * len(images))),  # across captions
         "captions_not_in_training": sum(p not in seen for p in prompts) / max(1, len(prompts)),
     }
     if grid_path is not None:
