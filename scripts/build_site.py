@@ -268,6 +268,13 @@ def cpu_findings(results: Path = RESULTS) -> dict:
     return {f.key: f for f in verdicts.from_records(claims.load_findings(results))}
 
 
+def claim_status(verdict: str) -> str:
+    """A verdict in the words the README's claims table and the notebooks use ("partly", "reproduced")."""
+    from helpers.study import claims
+
+    return claims.FROM_VERDICT.get(verdict, verdict)
+
+
 def memory_table(path: Path) -> str:
     """A train-step report (``benchmarks/train_step.py``) as a markdown table: time and peak memory."""
     record = json.loads(path.read_text())
@@ -309,8 +316,8 @@ def study_markdown(figures: Path, copies: dict[str, Path], results: Path = RESUL
     out = ["# The study's figures, reproduced\n",
            (f"Each experiment of the [study]({STUDY_URL}) side by side: the study's figures (links to the "
            "study's own images), the kit's `cpu` figure from `make course` with the verdict measured on "
-           "ToyWorld (a difference between arms with its 95% interval; a verdict agrees or disagrees "
-           "only where that interval excludes zero), and the `gpu` profile's result where a GPU report "
+           "ToyWorld in the words of the README's claims table (a difference between arms with its 95% "
+           "interval; a claim is reproduced, or the opposite, only where that interval excludes zero), and the `gpu` profile's result where a GPU report "
            "is committed. The numbers come from `benchmarks/results/`; docs/findings.md, where present, "
            "explains how they are measured.\n")]
     for e in EXPERIMENTS:
@@ -331,7 +338,7 @@ def study_markdown(figures: Path, copies: dict[str, Path], results: Path = RESUL
         if e.key in found:
             f = found[e.key]
             seeds = ", ".join(map(str, f.seeds))
-            out.append(f"*The study:* {f.study}  \n*Measured on ToyWorld* (training seeds {seeds}): **{f.verdict}**\n")
+            out.append(f"*The study:* {f.study}  \n*Measured on ToyWorld* (training seeds {seeds}): **{claim_status(f.verdict)}**\n")
             out += [f"- {note}" for note in f.notes] + [""]
         elif e.key == "memory" and (results / "train_step_cpu.json").exists():
             out.append(memory_table(results / "train_step_cpu.json") + "\n")

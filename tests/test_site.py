@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from helpers.study import claims
+
 ROOT = Path(__file__).resolve().parents[1]
 spec = importlib.util.spec_from_file_location("build_site", ROOT / "scripts" / "build_site.py")
 build_site = sys.modules["build_site"] = importlib.util.module_from_spec(spec)
@@ -61,6 +63,8 @@ def test_every_experiment_of_the_study_is_on_the_study_page(tmp_path):
             assert build_site.STUDY_ASSETS + figure in section
         if e.key in measured:
             assert re.search(r"\[[+-]\d\.\d\d, [+-]\d\.\d\d\]", section), e.key  # a difference with its interval
+            status = re.search(r"\*Measured on ToyWorld\* \(training seeds [\d, ]+\): \*\*(.+?)\*\*", section)
+            assert status and status.group(1) in claims.STATUSES, e.key  # the README's words, not the verdict's
     assert copies == {"figures/01_lr_comparison_subjectdotted_star.png": tmp_path / "01_lr_comparison_subjectdotted_star.png"}
     gpu = build_site.gpu_cells()
     for e, section in zip(build_site.EXPERIMENTS, sections):
