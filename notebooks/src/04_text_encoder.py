@@ -159,9 +159,9 @@ print(score_comparison(subject, comparison, name="04_text_encoder"))
 #   images over three seeds). If anything the trained encoder misses the face more often:
 #   0.78 against 0.88 of 144 images, a difference of -0.10 [-0.21, -0.01], the opposite of the
 #   study. One run cannot show a difference that size: in this notebook's table (seed 0) the
-#   two are within an image of each other (11 and 12 of 12). The *prompt* column is low for
-#   both (4 and 2 of 12) because it asks the evaluator for everything the prompt names, the
-#   class included; count the glasses by eye (exercise 1).
+#   two are within an image of each other (7 and 8 of 8 recognised, frozen and trained). Both
+#   put the face before the brick wall (4 of 4 each); the glasses, the *new look* column, are
+#   on 4 of 4 frozen faces and 3 of 4 trained ones (exercise 1 counts them by eye).
 # - *On `gpu`, look for* the study's signs: in the frozen column, faces that drift from your
 #   photos or drop the glasses; in the trained one, faces closer to the photos (DINO, CLIP-I)
 #   that still follow the prompt (CLIP-T).
@@ -261,7 +261,7 @@ claims.show_takeaway("text_encoder", profile.name)
 # <details><summary>Solution</summary>
 #
 # ```python
-# print(score_comparison(subject, comparison, name="04_text_encoder"))  # the prompt column: glasses and place
+# print(score_comparison(subject, comparison, name="04_text_encoder"))  # new look: the glasses
 # ```
 # The frozen encoder already knows "wearing glasses"; only the new word `sks` has to be
 # learned, and the UNet learns it alone here.

@@ -272,7 +272,7 @@ claims.show_takeaway("textual_inversion", profile.name)
 # <details><summary>Solution</summary>
 #
 # ```python
-# print(score_comparison(subject, comparison, name="05_textual_inversion"))  # subject and prompt per column
+# print(score_comparison(subject, comparison, name="05_textual_inversion"))  # subject and new place per column
 # ```
 # A word is cheap to learn and travels everywhere, but it can only point at what the model can
 # already draw.

@@ -116,20 +116,22 @@ print(score_comparison(subject, comparison, name="07_lora_or_full"))
 
 # %% [markdown]
 # The table is the fidelity side of the bargain: how close each run's images come to the
-# subject and how well they follow the prompt. On ToyWorld (`cpu`) the columns are shares of
-# images (recognised as the subject, showing the prompt's setting), on `gpu` DINO, CLIP-I and
+# subject and how often they show the new place. On ToyWorld (`cpu`) the columns are shares of
+# images (recognised as the subject, showing the prompt's place), on `gpu` DINO, CLIP-I and
 # CLIP-T similarities; each cell gives its 95% interval and the number of images behind it.
 #
-# What `cpu` shows (the dotted star, training seed 0, 3 prompts x 4 seeds: 12 images per run).
-# Both runs learned the subject: the evaluator recognises it in 10 of 12 full-run images
-# (0.83 [0.55, 0.95]) and 11 of 12 LoRA images (0.92 [0.65, 0.99]), no clear difference (the
-# evaluator's cosine to the photos puts the full run a little closer: 0.87 against 0.83). They
-# part on the prompt: the full run shows the asked-for setting in 11 of 12 images (0.92 [0.65,
-# 0.99]), the LoRA run in 6 of 12 (0.50 [0.25, 0.75]), a difference of -0.42 [-0.67, -0.05].
-# At its 100x learning rate the adapter overfit: it redraws its photos where the prompt asks
-# for something else. That is the cost LoRA showed here, but it rests on 12 images, one
-# training seed and one subject (the interval of the difference nearly reaches zero), and a
-# lower LoRA rate may well close it (exercise 2): read it as a lead to check, not a verdict.
+# What `cpu` shows (the dotted star, training seed 0, 3 prompts x 4 seeds: 12 images per run,
+# 8 of them on a new place). Both runs learned the subject: the evaluator recognises it in 10
+# of 12 full-run images (0.83 [0.55, 0.95]) and 11 of 12 LoRA images (0.92 [0.65, 0.99]), no
+# clear difference (its cosine to the photos puts the full run a little closer: 0.87 against
+# 0.83). They part on the place: the full run shows the asked-for beach or grass in 7 of 8
+# images (0.88 [0.53, 0.98]), the LoRA run in 4 of 8 (0.50 [0.22, 0.78]), a difference of
+# -0.38 [-0.68, +0.07]. In the figure the adapter puts its star on a training photo's brick
+# wall where the prompt asks for the beach, and draws it misshapen (copying, the similarity
+# to the nearest photo, 0.90 against 0.96): at its 100x learning rate it overfit to a photo's
+# setting while its star lost its shape. That is the cost LoRA showed here, but it rests on 8
+# images, one training seed and one subject, its interval reaches past zero, and a lower LoRA
+# rate may well close it (exercise 2): read it as a lead to check, not a verdict.
 #
 # ## 5. Use the model
 # `Playground` loads a finished run once (full or LoRA) and draws one image per call, saved in
@@ -168,8 +170,8 @@ _ = release_weights(runs, keep={f"LoRA rank {RANK}": "the prompt box draws from 
 #   50x that of full fine-tuning.
 # - An adapter is a dial: its scale blends between the base model and the trained subject.
 # - Fidelity is measured, not assumed: on `cpu` both runs learned the subject, and the LoRA run
-#   followed the prompt less often (6 of 12 images against 11 of 12), a gap that 12 images
-#   and one seed can only suggest.
+#   showed the new place less often (4 of 8 images against 7 of 8), a gap that 8 images and
+#   one seed can only suggest.
 #
 # ## Exercises
 # The expected outcomes on `cpu` were measured by running this notebook with the one change,
