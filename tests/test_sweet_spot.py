@@ -151,9 +151,10 @@ def test_a_judge_that_cannot_load_leaves_a_note_and_an_empty_plot(tmp_path, phot
 
 
 def made_up_curve() -> StepScores:
-    points = [CurvePoint(run, step, column, wilson_share(k, 4))
+    """Four images per point for the subject, two for the new place (one prompt of two)."""
+    points = [CurvePoint(run, step, column, wilson_share(k * n // 4, n))
               for run, steps in (("high", (50, 100, 150, 200)), ("low", (50, 100, 200)))
-              for k, step in enumerate(steps) for column in ("subject_fidelity", "context_fidelity")]
+              for k, step in enumerate(steps) for column, n in (("subject_fidelity", 4), ("context_fidelity", 2))]
     return StepScores(points, {"subject_fidelity": "subject (share)", "context_fidelity": "new place (share)"}, "a judge")
 
 
@@ -165,9 +166,10 @@ def test_the_plot_has_one_line_per_run_and_one_point_per_saved_step():
     for ax in fig.axes:
         lines = [c.lines[0] for c in ax.containers]  # one error-bar line per run
         assert [len(line.get_xdata()) for line in lines] == [4, 3]
-        assert [list(line.get_ydata()) for line in lines][1] == [0.0, 0.25, 0.5]
-    legend = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
-    assert legend == ["high (n=4 images per point)", "low (n=4 images per point)"]
+    assert [list(line.get_ydata()) for line in fig.axes[0].containers[1].lines[:1]][0] == [0.0, 0.25, 0.5]
+    legends = [[t.get_text() for t in ax.get_legend().get_texts()] for ax in fig.axes]
+    assert legends == [["high (n=4 images per point)", "low (n=4 images per point)"],
+                       ["high (n=2 images per point)", "low (n=2 images per point)"]]  # each panel its own count
     assert list(fig.axes[1].get_xticks()) == [50, 100, 150, 200]
     assert "ball, seed 0" in fig._suptitle.get_text() and "95%" in fig._suptitle.get_text()
     plt.close(fig)

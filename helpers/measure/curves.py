@@ -166,8 +166,8 @@ def _draw_column(ax, scores: StepScores, column: str, dodge: float) -> None:
 def plot_sweet_spot(scores: StepScores, columns: Sequence[str] = CURVE_COLUMNS, title: str | None = None):
     """Subject fidelity and the new place against training steps: one panel per column, one line per run.
 
-    Each point is a saved validation grid, with its 95% interval; the legend gives the number
-    of images behind each point. Returns the matplotlib figure.
+    Each point is a saved validation grid, with its 95% interval; each panel's legend gives the
+    number of images behind its points. Returns the matplotlib figure.
     """
     import matplotlib.pyplot as plt
 
@@ -179,7 +179,8 @@ def plot_sweet_spot(scores: StepScores, columns: Sequence[str] = CURVE_COLUMNS, 
     top, bottom = axes[0, 0], axes[-1, 0]
     if steps:
         bottom.set_xticks(steps)
-        top.legend(fontsize=8)
+        for ax in axes[:, 0]:  # each panel's own counts: its column may read fewer images
+            ax.legend(fontsize=8)
     else:
         top.text(0.5, 0.5, scores.note or "(no measures)", ha="center", va="center", wrap=True, fontsize=8,
                  transform=top.transAxes)

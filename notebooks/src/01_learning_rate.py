@@ -238,9 +238,9 @@ fig = figures.show_image(sweet, width=8)
 # high learning rate gets to both points in fewer steps. The sweet spot is where likeness is
 # high and the prompt is still followed.
 #
-# Read the bars before the lines. Each point rests only on the images of one saved grid (the
-# legend gives the count: on `gpu` and `cpu` two prompts x two seeds, 4 images, for likeness
-# and the new place's 2 for the bottom panel), so its 95% interval spans most of [0, 1] and a step-to-step wiggle is chance: on `cpu` a low-LR line
+# Read the bars before the lines. Each point rests only on the images of one saved grid (each
+# panel's legend gives the count: on `gpu` and `cpu` two prompts x two seeds, 4 images, for
+# likeness, and the 2 of the new place below), so its 95% interval spans most of [0, 1] and a step-to-step wiggle is chance: on `cpu` a low-LR line
 # can even fall from 1.00 to 0.50 over the run. Four images cannot carry this lesson, so the
 # cell after the curves prints what the findings measured with many more: low-LR runs of 400,
 # 800 and 1600 study steps, three training seeds, 144 images per arm. More validation seeds in
