@@ -180,3 +180,22 @@ def score_finished_run(run: str | Path, subject: Subject, seeds: Sequence[int] =
     comparison = sample_runs({label: run}, prompts, list(seeds), profile.num_inference_steps, profile.resolution)
     return scores.score_comparison(subject, comparison, class_prompt=roles["class"][0], name=name, profile=profile,
                                    roles=roles)
+
+
+def test_a_toyworld_table_row_is_the_findings_row(runs_dir):
+    """The notebooks' table and the findings score the same images the same way: one row, two formats."""
+    from helpers.toyworld import metrics
+    from helpers.toyworld.subjects import instance_images
+
+    toy = prepare_subject("dotted_star")
+    if not scores.is_toyworld(toy):
+        pytest.skip("the ToyWorld evaluator is not built")
+    roles = scoring_prompts(toy.name)
+    images = {p: [world.render(world.sample_scene(50 * i + k)) for k in range(3)]
+              for i, p in enumerate(p for ps in roles.values() for p in ps)}
+    table = scores.score_arms(toy, {"arm": images}, class_prompt=toy.class_prompt)  # the roles sorted, not given
+    findings = metrics.score_row(images, roles, instance_images(toy.name), toy.name)
+    row = table.rows["arm"]
+    assert list(row) == list(scores.COLUMNS)
+    for column, estimate in row.items():
+        assert (estimate.value, estimate.n) == pytest.approx((findings[column], findings["n"][column]), abs=1e-6), column

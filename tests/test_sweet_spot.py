@@ -166,7 +166,8 @@ def test_the_plot_has_one_line_per_run_and_one_point_per_saved_step():
     for ax in fig.axes:
         lines = [c.lines[0] for c in ax.containers]  # one error-bar line per run
         assert [len(line.get_xdata()) for line in lines] == [4, 3]
-    assert [list(line.get_ydata()) for line in fig.axes[0].containers[1].lines[:1]][0] == [0.0, 0.25, 0.5]
+    low = [list(ax.containers[1].lines[0].get_ydata()) for ax in fig.axes]
+    assert low == [[0.0, 0.25, 0.5], [0.0, 0.0, 0.5]]  # 0, 1, 2 of 4 images; 0, 0, 1 of 2
     legends = [[t.get_text() for t in ax.get_legend().get_texts()] for ax in fig.axes]
     assert legends == [["high (n=4 images per point)", "low (n=4 images per point)"],
                        ["high (n=2 images per point)", "low (n=2 images per point)"]]  # each panel its own count

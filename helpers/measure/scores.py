@@ -12,8 +12,8 @@ Which judge scores the images depends on the subject, never on a branch in the n
 
 Both give a :class:`ScoreTable` with the same columns, read from the same images: the prompts
 are sorted once by what they ask (:func:`helpers.train.prompts.prompt_roles`), so a figure has
-one table on every profile. Each cell is an :class:`~helpers.base.stats.Estimate`: the value, its 95% interval and the
-number of images it rests on. ``score_comparison(...)`` also saves the table in the course home
+one table on every profile. Each cell is an :class:`~helpers.base.stats.Estimate`: the value,
+its 95% interval and the number of images it rests on. ``score_comparison(...)`` also saves the table in the course home
 (``scores/<name>.json``) when given a ``name``, so ``course-kit findings-table`` can gather the
 tables of a whole course into the README's findings table.
 """
