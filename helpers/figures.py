@@ -10,7 +10,6 @@ from pathlib import Path
 import yaml
 from PIL import Image, ImageDraw, ImageFont
 
-from helpers.base.home import interactive
 from helpers.base.paths import runs_dir
 
 SAMPLES_DIR = "samples"  # where a training run saves its validation grids, inside the run folder
@@ -138,11 +137,6 @@ def plot_losses(runs: dict[str, str | Path | dict], key: str = "loss", window: i
     ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
-
-
-def widgets_enabled() -> bool:
-    """Whether to show widgets: in a live notebook, not in tests or ``make course`` (:func:`helpers.base.home.interactive`)."""
-    return interactive()
 
 
 def validation_grids(run: str | Path, strip_labels: bool = True) -> dict[str, Image.Image]:

@@ -54,7 +54,7 @@ def train_subject(tmp_path_factory):
 @pytest.fixture(scope="session")
 def make_config(tiny_model_dir, train_subject, tmp_path_factory):
     """Factory: a tiny-model DreamBooth config writing to a fresh folder; keyword arguments change fields."""
-    from helpers.train.config import smoke_config
+    from support import smoke_config
 
     def make(name: str, **changes):
         out = tmp_path_factory.mktemp("run") / name

@@ -7,6 +7,7 @@ import pytest
 import yaml
 from PIL import Image
 
+from helpers.base.home import interactive
 from helpers.figures import (
     image_grid,
     paste_table,
@@ -14,7 +15,6 @@ from helpers.figures import (
     progress_table,
     save_plot,
     validation_grids,
-    widgets_enabled,
 )
 from helpers.measure.scores import format_scores
 from helpers.sample import Comparison, sample_runs, scheduler_comparison, scheduler_name
@@ -149,11 +149,11 @@ def test_format_scores_makes_one_line_per_arm():
 def test_widgets_only_in_a_kernel_and_when_interactive(monkeypatch):
     monkeypatch.setenv("COURSE_INTERACTIVE", "1")
     monkeypatch.delitem(sys.modules, "ipykernel", raising=False)
-    assert widgets_enabled() is False  # a plain Python process
+    assert interactive() is False  # a plain Python process
     monkeypatch.setitem(sys.modules, "ipykernel", object())
-    assert widgets_enabled() is True
+    assert interactive() is True
     monkeypatch.setenv("COURSE_INTERACTIVE", "0")
-    assert widgets_enabled() is False
+    assert interactive() is False
 
 
 def test_save_plot_puts_settings_in_the_file_name(runs_dir):

@@ -129,7 +129,9 @@ def test_a_run_from_a_local_model_folder_keeps_its_hash_when_the_folder_moves(ti
     """A workshop pack unpacked elsewhere finds its DreamBooth-after-textual-inversion run: its base is a folder."""
     import shutil
 
-    from helpers.train.config import config_hash, smoke_config
+    from support import smoke_config
+
+    from helpers.train.config import config_hash
 
     moved = shutil.copytree(tiny_model_dir, tmp_path / "elsewhere" / "tiny-sd")
     here, there = (smoke_config(pretrained_model_name_or_path=str(p)) for p in (tiny_model_dir, moved))

@@ -5,13 +5,14 @@ import os
 import shutil
 
 import pytest
+from support import smoke_config
 
 from helpers.base import home
 from helpers.base.home import HOME_NAME
 from helpers.course import continuation
 from helpers.course.continuation import continue_from_inputs, find_homes, is_course_home, open_home
 from helpers.course.setup import setup_notebook
-from helpers.train.config import config_hash, resolve_output_dir, save_config, smoke_config
+from helpers.train.config import config_hash, resolve_output_dir, save_config
 from helpers.train.data import make_synthetic_subject
 from helpers.train.runs import run_status
 from helpers.train.settings import default_settings, run_finished, settings_path

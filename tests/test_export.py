@@ -277,7 +277,9 @@ def test_kohya_export_reads_back_exactly(lora_run, tiny_pipe, tmp_path):
 
 
 def test_kohya_export_draws_the_adapters_image(lora_run, tiny_model_dir, tmp_path):
-    from helpers.share.export import export_kohya_lora, load_kohya_lora
+    from support import load_kohya_lora
+
+    from helpers.share.export import export_kohya_lora
     from helpers.train.models import load_pipeline
 
     run, in_memory = lora_run

@@ -199,8 +199,9 @@ def test_cleanup_lists_old_checkpoints_and_unused_runs(bare, monkeypatch):
 
 
 def test_a_hub_model_not_downloaded_yet_counts_as_stable_diffusion_and_its_download(monkeypatch):
+    from support import smoke_config
+
     from helpers.train import models
-    from helpers.train.config import smoke_config
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     config = smoke_config()

@@ -186,8 +186,9 @@ def test_load_lora_weights_draws_the_trained_image(lora_run, tiny_model_dir):
 
 def test_kohya_export_of_a_trained_run(lora_run, tiny_model_dir, tmp_path):
     from safetensors.torch import load_file
+    from support import load_kohya_lora
 
-    from helpers.share.export import export_kohya_lora, load_kohya_lora
+    from helpers.share.export import export_kohya_lora
     from helpers.train.models import load_pipeline
 
     path = export_kohya_lora(lora_run.output_dir, tmp_path / "kohya.safetensors")

@@ -43,7 +43,7 @@ def test_static_memory_arithmetic():
 
 
 def test_format_bytes_and_describe():
-    from helpers.train.config import smoke_config
+    from support import smoke_config
 
     assert memory.format_bytes(512) == "512 B"
     assert memory.format_bytes(1536) == "1.5 KiB"
@@ -55,7 +55,7 @@ def test_format_bytes_and_describe():
 @pytest.fixture(scope="module")
 def measured(tiny_model_dir):
     """One measurement per memory trick on the tiny model (shared by the tests below)."""
-    from helpers.train.config import smoke_config
+    from support import smoke_config
 
     base = smoke_config(pretrained_model_name_or_path=str(tiny_model_dir), resolution=32, train_batch_size=2,
                         with_prior_preservation=False, cache_latents=False)
@@ -112,7 +112,7 @@ def test_measurement_lets_go_of_its_models(tiny_model_dir, monkeypatch):
     import gc
     import weakref
 
-    from helpers.train.config import smoke_config
+    from support import smoke_config
 
     loaded = []
     original = memory.load_components

@@ -4,8 +4,9 @@ import shutil
 
 import pytest
 import yaml
+from support import smoke_config
 
-from helpers.train.config import save_config, smoke_config
+from helpers.train.config import save_config
 from helpers.train.modelcard import LICENSE_URL, render_model_card, write_model_card
 
 

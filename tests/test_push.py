@@ -7,9 +7,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from support import smoke_config
 
 from helpers.share.hub import IGNORE_PATTERNS, PushError, push_run
-from helpers.train.config import save_config, smoke_config
+from helpers.train.config import save_config
 
 FAKE_TOKEN = "hf_NotARealTokenButLongEnough1234567890"
 REPO_ROOT = Path(__file__).resolve().parents[1]

@@ -6,6 +6,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from support import smoke_config
 
 from helpers.base.storage import WeightsNotHereError, find_weights
 from helpers.cli import main
@@ -13,7 +14,6 @@ from helpers.course.continuation import find_homes, open_home
 from helpers.course.workshop import MANIFEST, PACK_NAME, PackError, find_pack, pack_course, unpack_course
 from helpers.sample import sample_runs
 from helpers.train import dreambooth
-from helpers.train.config import smoke_config
 from helpers.train.dreambooth import train_dreambooth
 
 PROMPTS, SEEDS = ["a photo of sks toy on a table"], [0, 1]

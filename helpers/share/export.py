@@ -524,14 +524,3 @@ def read_kohya_lora(path: str | Path, pipe) -> tuple[dict[str, torch.Tensor], di
             raise ExportError(f"{path}: {key!r} is not a kohya LoRA weight (lora_down / lora_up / alpha).")
         state[f"{component}.{module}.{peft_part}.weight"] = value
     return state, alphas
-
-
-def load_kohya_lora(pipe, path: str | Path, adapter_name: str = "kohya"):
-    """Apply a kohya-layout LoRA file to a pipeline (each module scaled by its alpha / rank)."""
-    state, alphas = read_kohya_lora(path, pipe)
-    for key in [k for k in state if k.endswith(".lora_B.weight")]:  # fold alpha / rank into the up projection
-        module = key.removesuffix(".lora_B.weight")
-        rank = state[f"{module}.lora_A.weight"].shape[0]
-        state[key] = state[key] * (alphas.get(module, rank) / rank)
-    pipe.load_lora_weights(state, adapter_name=adapter_name)
-    return pipe

@@ -21,7 +21,6 @@ import yaml
 
 from helpers.base.fields import TYPE_WORDS, Field, FieldError, check_fields
 from helpers.base.paths import runs_dir
-from helpers.profiles import TINY_MODEL
 from helpers.train.data import IMAGE_SUFFIXES
 from helpers.train.models import model_fingerprint
 from helpers.train.sampling import SCHEDULERS
@@ -356,22 +355,6 @@ def parse_overrides(items: list[str]) -> dict[str, str]:
             raise ConfigError(f"--set {item!r}: write it as key=value, e.g. --set max_train_steps=800.")
         out[key.strip()] = value.strip()
     return out
-
-
-def smoke_config(**changes) -> TrainConfig:
-    """A config for the tiny model that trains in seconds (tests, first notebook cells)."""
-    base = {
-        "pretrained_model_name_or_path": TINY_MODEL,
-        "resolution": 32,
-        "train_batch_size": 2,
-        "max_train_steps": 4,
-        "learning_rate": 1e-4,
-        "num_class_images": 2,
-        "sample_batch_size": 2,
-        "class_inference_steps": 3,
-        "validation_inference_steps": 3,
-    }
-    return TrainConfig.from_dict({**base, **changes})
 
 
 def config_for_profile(profile, learning_rate: float, max_train_steps: int, faces: bool = False, **changes):
