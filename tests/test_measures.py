@@ -9,7 +9,7 @@ from PIL import Image
 
 from helpers.base.stats import Estimate, format_table, mean_of, within_prompt_distance
 from helpers.measure import backbones as measures
-from helpers.measure.scores import COLUMNS
+from helpers.measure.scores import BACKBONE_HEADERS, COLUMNS
 from helpers.train.models import ModelUnavailableError
 
 INSTANCE, BEACH, BLUE, CLASS = ("a photo of sks ball", "a photo of sks ball on the beach", "a photo of a blue sks ball",
@@ -220,7 +220,7 @@ def test_a_table_has_one_row_per_arm_and_intervals(backbones, images):
     assert list(table) == ["high lr", "low lr"]
     assert table["low lr"] == measures.backbone_scores(arms["low lr"], [noise(30)], ROLES, backbones=backbones)
     lines = format_measures(table).splitlines()
-    assert len(lines) == 3 and "subject_fidelity (DINO)" in lines[0] and "diversity (DIV, DINO-based)" in lines[0]
+    assert len(lines) == 3 and "subject (DINO)" in lines[0] and "diversity (DIV, DINO-based)" in lines[0]
     assert lines[1].count("n=4") == 3 and lines[1].count("n=2") == 3 and "n=3" in lines[1]
 
 
@@ -335,7 +335,7 @@ def prompt_similarity(clip: measures.Backbone, images: list[Image.Image], prompt
 
 def format_measures(table: dict[str, dict[str, Estimate]]) -> str:
     """A text table of :func:`backbone_table`, each column named with its measure, each cell with n and interval."""
-    return format_table(table, measures.HEADERS)
+    return format_table(table, BACKBONE_HEADERS)
 
 
 def paper_reference() -> str:

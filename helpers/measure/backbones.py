@@ -54,17 +54,6 @@ TINY_CLIP = "kit:tiny-clip"
 HUB_REVISIONS = {DINO_MODEL: "a7a4d161f5c0bd70478c05ca5777ec7cd8848021"}
 MODEL_TYPES = {"dino": "vit", "clip": "clip"}  # what a backbone's config.json must say
 
-COLUMNS = {  # table column -> the measure that fills it
-    "subject_fidelity": "DINO",
-    "subject_similarity": "CLIP-I",
-    "context_fidelity": "CLIP-T",
-    "attribute_fidelity": "CLIP-T",
-    "language_drift": "PRES",
-    "diversity": "DIV, DINO-based",
-    "copying": "DINO, nearest photo",
-}
-HEADERS = {column: f"{column} ({measure})" for column, measure in COLUMNS.items()}
-
 # Ruiz et al. 2022, Table 1: 30 subjects x 25 prompts x 4 images per method (3,000 images);
 # no intervals were published.
 PAPER_TABLE_1 = {

@@ -8,7 +8,7 @@ from pathlib import Path
 from helpers.train.data import read_manifest
 from helpers.train.settings import TOY_SUBJECTS, Subject
 
-ROLES = ("instance", "context", "attribute", "class")  # what a prompt asks of a fine-tuned model
+PROMPT_ROLES = ("instance", "context", "attribute", "class")  # what a prompt asks of a fine-tuned model
 
 
 def _extra_prompts(subject: Subject) -> tuple[list[str], list[str]]:
@@ -47,7 +47,7 @@ def subject_prompts(subject: Subject, n: int = 3, unseen: bool = False) -> list[
 
 
 def prompt_roles(subject: Subject, prompts, class_prompt: str | None = None) -> dict[str, list[str]]:
-    """Sort prompts by what they ask of the model, ``{role: prompts}`` with every role of :data:`ROLES`.
+    """Sort prompts by what they ask of the model, ``{role: prompts}`` with every role of :data:`PROMPT_ROLES`.
 
     ``instance``: the training prompt; ``attribute``: the subject changed (see
     :func:`subject_prompts`); ``class``: the plain class prompt, for language drift;
@@ -55,7 +55,7 @@ def prompt_roles(subject: Subject, prompts, class_prompt: str | None = None) -> 
     read the same roles (:mod:`helpers.measure.scores`).
     """
     _, changed = _extra_prompts(subject)
-    roles: dict[str, list[str]] = {role: [] for role in ROLES}
+    roles: dict[str, list[str]] = {role: [] for role in PROMPT_ROLES}
     for prompt in dict.fromkeys(prompts):
         role = ("class" if prompt == class_prompt else "instance" if prompt == subject.instance_prompt
                 else "attribute" if prompt in changed else "context")
