@@ -11,8 +11,7 @@ import yaml
 from PIL import Image, ImageDraw, ImageFont
 
 from helpers.base.paths import runs_dir
-
-SAMPLES_DIR = "samples"  # where a training run saves its validation grids, inside the run folder
+from helpers.base.storage import SAMPLES_DIR
 
 
 def slug(text: str) -> str:

@@ -15,6 +15,7 @@ import torch
 from PIL import Image
 from tqdm.auto import tqdm
 
+from helpers.base.storage import COMPARISONS_DIR
 from helpers.figures import paste_table, show_image, with_photos
 from helpers.train.dreambooth import load_trained_pipeline
 from helpers.train.models import free_memory, resolve_model
@@ -128,7 +129,6 @@ def sample_runs(runs: dict[str, str | Path], prompts: list[str], seeds: list[int
     return Comparison(generations, list(prompts), list(seeds), settings)
 
 
-SAMPLES_DIR = "comparisons"  # inside a run folder: images sampled for figures, by their settings
 
 
 def samples_folder(run: str | Path, key: dict) -> Path | None:
@@ -137,7 +137,7 @@ def samples_folder(run: str | Path, key: dict) -> Path | None:
     if not (run / "config.yaml").is_file():
         return None
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
-    return run / SAMPLES_DIR / digest
+    return run / COMPARISONS_DIR / digest
 
 
 def write_samples(run: str | Path, key: dict, generation: Generation) -> None:

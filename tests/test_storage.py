@@ -134,10 +134,9 @@ def test_sampled_comparisons_are_kept_so_a_figure_redraws_without_the_weights(ma
 
 
 def test_the_gpu_course_fits_a_third_full_free_drive_and_kaggles_output():
-    from helpers.base.home import GIB
+    from helpers.base.home import GIB, KAGGLE_OUTPUT_BYTES
     from helpers.course.budget import (
         DRIVE_GOAL_GIB,
-        KAGGLE_OUTPUT_BYTES,
         NOTEBOOKS,
         course_budget,
         format_budget,
@@ -187,7 +186,7 @@ def test_sampled_comparisons_do_not_change_the_fingerprint_of_a_run_used_as_a_ba
     run = train_dreambooth(make_config("as-base"), progress=False).output_dir
     before = model_fingerprint(str(run))
     comparisons.sample_runs({"run": run}, ["a photo of sks toy"], [0], 2, 32)
-    assert (run / comparisons.SAMPLES_DIR).is_dir()
+    assert (run / comparisons.COMPARISONS_DIR).is_dir()
     assert model_fingerprint(str(run)) == before  # runs trained from it keep their hash
 
 

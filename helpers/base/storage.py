@@ -46,7 +46,9 @@ LOCAL_WEIGHTS_ROOT = Path("/content/dreambooth-course-weights")  # Colab's own d
 WEIGHTS_NOTE = "weights_location.json"  # in a run folder whose weights live elsewhere
 PACKED_NOTE = "packed_without_weights.json"  # in a finished run a workshop pack brought without its weights
 TRAIN_PACKED_ENV = "COURSE_TRAIN_PACKED"  # "1": train such runs again when a notebook asks for their weights
-CHECKPOINTS = "checkpoints"
+CHECKPOINTS = "checkpoints"  # in a run folder, or where its weights live
+SAMPLES_DIR = "samples"  # in a run folder: the validation grids saved while training
+COMPARISONS_DIR = "comparisons"  # in a run folder: images sampled for figures, by their settings
 # What a finished full run keeps: the trained parts, their EMA averages, and the base-model note.
 LORA_FILE = "pytorch_lora_weights.safetensors"  # diffusers' name for a LoRA adapter in a run folder
 WEIGHT_ENTRIES = ("unet", "text_encoder", "unet_ema", "text_encoder_ema", LORA_FILE, "base_model.json")

@@ -27,7 +27,6 @@ from helpers.train.dreambooth import run_bytes
 from helpers.train.models import model_bytes
 
 DRIVE_GOAL_GIB = 8.0
-KAGGLE_OUTPUT_BYTES = 20 * 10**9  # what Kaggle saves of /kaggle/working
 SAMPLED_IMAGES_PER_RUN = 40  # sample grids during training and the comparison images (saved as PNG)
 NOTEBOOKS = ("00", "01", "02", "03", "04", "05", "06", "07")
 

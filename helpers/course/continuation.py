@@ -30,14 +30,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from helpers.base import home as home_module
+from helpers.base.storage import CHECKPOINTS
 from helpers.course.quiet import quiet_libraries
+from helpers.course.workshop import LINK_MIN_BYTES, open_pack
 from helpers.course.workshop import MANIFEST as PACK_MANIFEST
-from helpers.course.workshop import open_pack
-from helpers.train.runs import CHECKPOINTS, CONFIG_NAME, DONE_NAME, PARTIAL_SUFFIX
+from helpers.train.runs import CONFIG_NAME, DONE_NAME, PARTIAL_SUFFIX
 
 MAX_DEPTH = 4  # /kaggle/input/<slug>/dreambooth-course is depth 2; newer layouts nest deeper
 MAX_FOLDERS = 5000  # enough for any course home; stops a search through a large attached dataset
-LINK_MIN_BYTES = 1 << 20
 WEIGHT_SUFFIXES = {".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".npz", ".npy"}
 MARK_FILES = ("profile.txt", "runs_in_use.json", home_module.HOME_RECORD)
 MARK_FOLDERS = ("subjects", "train", "textual_inversion", "class_images", "scores")

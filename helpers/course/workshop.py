@@ -35,9 +35,9 @@ from pathlib import Path
 from typing import IO
 
 from helpers.base import home as home_module
-from helpers.base.storage import PACKED_NOTE, WEIGHTS_NOTE, has_weights, weights_dir
+from helpers.base.storage import CHECKPOINTS, PACKED_NOTE, WEIGHTS_NOTE, has_weights, weights_dir
 from helpers.errors import LearnerError
-from helpers.train.runs import CHECKPOINTS, CONFIG_NAME, DONE_NAME, PARTIAL_SUFFIX
+from helpers.train.runs import CONFIG_NAME, DONE_NAME, PARTIAL_SUFFIX
 
 PACK_NAME = "dreambooth-course-workshop.zip"
 MANIFEST = "workshop.json"  # at the top of a pack: what it holds, and the marks its paths were written with

@@ -31,6 +31,7 @@ from typing import Self
 
 import torch
 
+from helpers.base.home import GIB
 from helpers.train.batches import tokenize
 from helpers.train.dreambooth import step_generator, training_step
 from helpers.train.models import free_memory, load_components
@@ -42,8 +43,6 @@ from helpers.train.optim import (
     weight_dtype_for,
 )
 from helpers.train.runs import make_accelerator
-
-GIB = 1024**3
 
 # Parameter counts of Stable Diffusion v1-4 / v1-5 (the same architecture), for estimates without the download.
 SD_V1_PARAMS = {"unet": 859_520_964, "text_encoder": 123_060_480, "vae": 83_653_863}

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from helpers.base.home import GIB
 from helpers.base.paths import REPO_ROOT
 from helpers.errors import LearnerError
 from helpers.study import verdicts
@@ -26,7 +27,6 @@ STATUSES = (REPRODUCED, PARTLY, NOT_REPRODUCED, OPPOSITE, NOT_MEASURED)
 FROM_VERDICT = {"agrees": REPRODUCED, "agrees in part": PARTLY, "mixed": PARTLY,
                 verdicts.stats.NO_CLEAR_DIFFERENCE: NOT_REPRODUCED, "disagrees": OPPOSITE}
 MARKERS = ("<!-- claims:start -->", "<!-- claims:end -->")
-GIB = 2**30
 T4_GIB = 15.0  # what a 16 GB T4 offers to PyTorch
 
 

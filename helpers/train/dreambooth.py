@@ -28,7 +28,13 @@ import torch
 import torch.nn.functional as F
 
 from helpers.base.home import check_free_space, hub_cache_dir, hub_cache_on_home
-from helpers.base.storage import checkpoints_folder, find_weights, local_weights_root, weights_dir
+from helpers.base.storage import (
+    SAMPLES_DIR,
+    checkpoints_folder,
+    find_weights,
+    local_weights_root,
+    weights_dir,
+)
 from helpers.errors import LearnerError
 from helpers.figures import image_grid
 from helpers.train.batches import DreamBoothDataset, batch_indices, collate_fn
@@ -550,7 +556,7 @@ def save_validation(
         config.resolution,
         accelerator,
     )
-    path = output_dir / "samples" / f"{name}.png"
+    path = output_dir / SAMPLES_DIR / f"{name}.png"
     path.parent.mkdir(parents=True, exist_ok=True)
     grid.save(path)
     return path

@@ -12,8 +12,9 @@ from pathlib import Path
 
 import yaml
 
-from helpers.base.storage import LORA_FILE
+from helpers.base.storage import LORA_FILE, SAMPLES_DIR
 from helpers.profiles import TINY_MODEL, TOY_MODEL
+from helpers.train.config import LORA_FIELDS
 from helpers.train.data import IMAGE_SUFFIXES
 
 CARD_NAME = "README.md"
@@ -40,7 +41,6 @@ SETTINGS = [
     ("Seed", "seed"),
 ]
 PRIOR_FIELDS = {"prior_loss_weight", "num_class_images"}  # only meaningful with prior preservation
-LORA_FIELDS = {"use_lora", "rank", "lora_alpha"}
 
 OPENRAIL_TERMS = f"""\
 The base model is released under the **CreativeML OpenRAIL-M** licence ([full text]({LICENSE_URL})),
@@ -138,7 +138,7 @@ def count_images(folder: str) -> int | None:
 
 def sample_grid(run_dir: Path) -> Path | None:
     """The run's final validation grid (else its latest one), relative to the run folder; None without samples."""
-    samples = run_dir / "samples"
+    samples = run_dir / SAMPLES_DIR
     if (samples / "final.png").exists():
         return Path("samples/final.png")
     steps = sorted(samples.glob("step-*.png")) if samples.is_dir() else []

@@ -17,6 +17,7 @@ import torch
 
 from helpers.base.home import hub_cache_dir
 from helpers.base.paths import DATA_DIR, TOKENIZER_DIR, runs_dir
+from helpers.base.storage import CHECKPOINTS, COMPARISONS_DIR, SAMPLES_DIR
 from helpers.errors import LearnerError
 from helpers.profiles import TINY_MODEL, TOY_MODEL
 
@@ -166,7 +167,7 @@ def model_fingerprint(name_or_path: str) -> str:
         rel = path.relative_to(folder)
         if not path.is_file() or path.suffix not in WEIGHT_SUFFIXES or path.name in NOT_MODEL_FILES:
             continue
-        if rel.parts[0] in ("checkpoint", "checkpoints", "logs", "samples", "comparisons"):  # not the model
+        if rel.parts[0] in ("checkpoint", CHECKPOINTS, "logs", SAMPLES_DIR, COMPARISONS_DIR):  # not the model
             continue
         size = path.stat().st_size
         digest.update(f"{rel.as_posix()}:{size}".encode())

@@ -48,7 +48,6 @@ LOG_COLUMNS = ["step", "loss", "instance_loss", "prior_loss", "lr"]
 RECORD_NAME = "run.json"
 LOG_FILE = "logs/train_log.csv"  # inside the run folder
 CONFIG_NAME = "config.yaml"
-CHECKPOINTS = "checkpoints"  # inside the run folder, or where its weights live (helpers.base.storage)
 PARTIAL_SUFFIX = ".partial"  # a checkpoint being written
 DONE_NAME = "done.json"  # a finished run's mark (its hash); helpers.course.cleanup reads it too
 CHECKPOINT_MARK = "checkpoint.json"  # a complete checkpoint's mark (its step)

@@ -16,6 +16,7 @@ import torch
 
 from helpers.base.fields import Field
 from helpers.base.home import check_free_space
+from helpers.base.storage import SAMPLES_DIR
 from helpers.figures import image_grid
 from helpers.train.batches import DreamBoothDataset, batch_indices, tokenize
 from helpers.train.config import TRAIN_FIELDS, ConfigError, ConfigMixin, check_config, resolve_output_dir
@@ -359,9 +360,9 @@ def save_ti_outputs(config: TextualInversionConfig, output_dir: Path, accelerato
         resolution=config.resolution,
         progress=False,
     )
-    (output_dir / "samples").mkdir(exist_ok=True)
+    (output_dir / SAMPLES_DIR).mkdir(exist_ok=True)
     image_grid(out.images, len(config.validation_prompts), len(config.validation_seeds)).save(
-        output_dir / "samples" / "final.png"
+        output_dir / SAMPLES_DIR / "final.png"
     )
 
 
