@@ -85,10 +85,10 @@ def render_rows(names: list[str], evaluators: list, n: int) -> list[str]:
 
 def fidelity_images(run: Path, name: str, seeds: int) -> list:
     """The images ``metrics.score_row`` reads subject fidelity from."""
-    from helpers.study import findings
     from helpers.toyworld import metrics
+    from helpers.train.prompts import role_images
 
-    return findings.role_images(*run_samples(run, name, seeds), metrics.SUBJECT_ROLES)
+    return role_images(*run_samples(run, name, seeds), *metrics.SUBJECT_ROLES)[0]
 
 
 def run_rows(names: list[str], evaluators: list, home: Path, train_seeds: list[int], seeds: int):

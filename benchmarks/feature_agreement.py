@@ -176,10 +176,10 @@ def measure(n: int, home: Path | None, seeds: int, seeds_trained: list[int],
             shown: dict | None = None) -> tuple[list[dict], list[str]]:
     """Every row of the table, and notes on what was left out; ``shown`` collects one run's images per subject."""
     from helpers.base.paths import DATA_DIR
-    from helpers.study import findings
     from helpers.toyworld import autoencoder as ae
     from helpers.toyworld.metrics import agreement
     from helpers.toyworld.subjects import SUBJECTS
+    from helpers.train.prompts import role_images
 
     rows, notes = [], []
     base = {name: renders(name, n) for name in SUBJECTS}
@@ -210,8 +210,8 @@ def measure(n: int, home: Path | None, seeds: int, seeds_trained: list[int],
     for name, run in runs:
         notes.append(describe_run(run) + f"; sampled with seeds 0-{seeds - 1} per prompt, 25 steps, guidance 7.5")
         samples = run_samples(run, name, seeds)
-        sets = {"subject prompts": findings.role_images(*samples, SUBJECT_ROLES),
-                "class prompt": findings.role_images(*samples, ("class",))}
+        sets = {"subject prompts": role_images(*samples, *SUBJECT_ROLES)[0],
+                "class prompt": role_images(*samples, "class")[0]}
         for role, images in sets.items():
             rows.append(row(f"run {run.name}, {role}", agreement(images, name)))
             if role == "subject prompts":

@@ -44,6 +44,7 @@ from helpers.base.home import hub_cache_dir
 from helpers.base.paths import TOKENIZER_DIR, runs_dir
 from helpers.base.stats import Estimate, mean_of, within_prompt_distance
 from helpers.train.models import ModelUnavailableError
+from helpers.train.prompts import role_images
 
 DINO_MODEL = "facebook/dino-vits16"
 CLIP_MODEL = "openai/clip-vit-base-patch32"
@@ -333,12 +334,6 @@ def clip_text(prompt: str, identifier: str | None = None) -> str:
 # ------------------------------------------------------------------------------------------- score tables
 
 
-def _role_images(images_by_prompt: Mapping[str, Sequence[Image.Image]], roles: Mapping[str, Sequence[str]],
-                 *names: str) -> tuple[list[Image.Image], list[str]]:
-    pairs = [(im, p) for role in names for p in roles.get(role, ()) for im in images_by_prompt.get(p, ())]
-    return [im for im, _ in pairs], [p for _, p in pairs]
-
-
 def _clip_t(backbones: Backbones, images: list[Image.Image], prompts: list[str], identifier: str | None,
             seed: int) -> Estimate:
     texts = embed_texts(backbones.clip, [clip_text(p, identifier) for p in prompts])
@@ -370,7 +365,7 @@ def backbone_scores(
     if not references:
         raise ValueError("Give the real subject photos as references: the measures compare generations with them.")
     backbones = backbones or load_backbones()
-    shown, _ = _role_images(images_by_prompt, roles, "instance", "context")
+    shown, _ = role_images(images_by_prompt, roles, "instance", "context")
     row = {}
     with backbones.on():
         dino_refs, clip_refs = embed_images(backbones.dino, references), embed_images(backbones.clip, references)
@@ -379,13 +374,13 @@ def backbone_scores(
             row["subject_fidelity"] = mean_of(to_refs.mean(dim=1).tolist(), seed)
             row["subject_similarity"] = mean_of(cosine_to_references(embed_images(backbones.clip, shown), clip_refs), seed)
         for role in ("context", "attribute"):
-            images, prompts = _role_images(images_by_prompt, roles, role)
+            images, prompts = role_images(images_by_prompt, roles, role)
             if images:
                 row[f"{role}_fidelity"] = _clip_t(backbones, images, prompts, identifier, seed)
-        drift, _ = _role_images(images_by_prompt, roles, "class")
+        drift, _ = role_images(images_by_prompt, roles, "class")
         if drift:
             row["language_drift"] = mean_of(cosine_to_references(embed_images(backbones.dino, drift), dino_refs), seed)
-        own, own_prompts = _role_images(images_by_prompt, roles, "instance")
+        own, own_prompts = role_images(images_by_prompt, roles, "instance")
         if own:
             row["diversity"] = mean_of(within_prompt_distance(embed_images(backbones.dino, own), own_prompts), seed)
         if shown:

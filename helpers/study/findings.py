@@ -72,11 +72,6 @@ def sample(pipe, prompts: list[str], sampling: Sampling) -> dict[str, list]:
     return out
 
 
-def role_images(images: dict[str, list], prompts: dict[str, list[str]], roles) -> list:
-    """The images of ``roles``' prompts, role by role in prompt order (``images`` as from :func:`sample`)."""
-    return [im for role in roles for p in prompts[role] for im in images[p]]
-
-
 def score_pipeline(pipe, name: str, sampling: Sampling | None = None, identifier: str = "sks") -> dict[str, float]:
     """Sample a pipeline (a base model or a finished run) on a subject's prompts and score it."""
     sampling = sampling or Sampling()

@@ -33,6 +33,7 @@ from helpers.toyworld import evaluator as ev
 from helpers.toyworld import feature_check, world
 from helpers.toyworld.subjects import SUBJECTS
 from helpers.train.models import load_pipeline
+from helpers.train.prompts import role_images
 from helpers.train.sampling import generate, start_mean, use_scheduler
 
 EVALUATOR_DIR = DATA_DIR / "toyworld" / "evaluator"
@@ -136,15 +137,11 @@ def score_row(images: Mapping[str, Sequence], roles: Mapping[str, Sequence[str]]
         :func:`~helpers.base.stats.within_prompt_distance` over the instance images.
     """
 
-    def flat(*names):
-        pairs = [(im, p) for role in names for p in roles.get(role, ()) for im in images[p]]
-        return [im for im, _ in pairs], [p for _, p in pairs]
-
-    own, own_prompts = flat("instance")
-    shown, _ = flat(*SUBJECT_ROLES)
-    ctx, ctx_prompts = flat("context")
-    attr, attr_prompts = flat("attribute")
-    cls, cls_prompts = flat("class")
+    own, own_prompts = role_images(images, roles, "instance")
+    shown, _ = role_images(images, roles, *SUBJECT_ROLES)
+    ctx, ctx_prompts = role_images(images, roles, "context")
+    attr, attr_prompts = role_images(images, roles, "attribute")
+    cls, cls_prompts = role_images(images, roles, "class")
     refs_e = embed(references, model)
     shown_e = embed(shown, model) if shown else refs_e[:0]
     own_e = embed(own, model) if own else refs_e[:0]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from helpers.train.data import read_manifest
@@ -44,6 +45,16 @@ def subject_prompts(subject: Subject, n: int = 3, unseen: bool = False) -> list[
     if unseen and n >= 3 and changed and changed[0] not in prompts:
         prompts[-1] = changed[0]
     return prompts
+
+
+def role_images(images: Mapping[str, Sequence], roles: Mapping[str, Sequence[str]], *names: str) -> tuple[list, list[str]]:
+    """The images of ``names``' prompts, role by role in prompt order, and each image's prompt.
+
+    ``images`` maps prompts to their images; ``roles`` is :func:`prompt_roles`' answer (or
+    ToyWorld's ``scoring_prompts``). A role or a prompt without images adds nothing.
+    """
+    pairs = [(im, p) for role in names for p in roles.get(role, ()) for im in images.get(p, ())]
+    return [im for im, _ in pairs], [p for _, p in pairs]
 
 
 def prompt_roles(subject: Subject, prompts, class_prompt: str | None = None) -> dict[str, list[str]]:
