@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 
 from helpers.base.paths import runs_dir
 from helpers.errors import LearnerError
-from helpers.train.config import is_local_path, slugify
+from helpers.train.config import model_identity, slugify
 from helpers.train.models import load_pipeline
 from helpers.train.sampling import generate
 
@@ -53,9 +53,7 @@ class ClassImageSpec:
         """Short stable hash of the spec, used in default folder names (a local model counts by its weights)."""
         import hashlib
 
-        values = asdict(self)
-        if self.model_fingerprint and is_local_path(self.model):
-            values["model"] = ""  # a folder that moved (a workshop pack unpacked elsewhere) made the same images
+        values = asdict(self) | {"model": model_identity(self.model, self.model_fingerprint)}
         return hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()[:8]
 
 

@@ -415,8 +415,8 @@ def config_hash(config, exclude: set[str] = NOT_IN_HASH) -> str:
     values = {k: v for k, v in config.to_dict().items() if k not in exclude}
     if values.get("pretrained_model_name_or_path"):  # the weights, not only the name, define the start
         values["model_fingerprint"] = model_fingerprint(values["pretrained_model_name_or_path"])
-        if values["model_fingerprint"] and is_local_path(values["pretrained_model_name_or_path"]):
-            values["pretrained_model_name_or_path"] = ""  # a folder (a textual-inversion run): its weights, not where it lies
+        values["pretrained_model_name_or_path"] = model_identity(values["pretrained_model_name_or_path"],
+                                                                 values["model_fingerprint"])
     for name in [
         k for k in values if k.endswith("_data_dir")
     ]:  # the photos, not the path, define the subject
@@ -436,6 +436,15 @@ def config_hash(config, exclude: set[str] = NOT_IN_HASH) -> str:
     elif "lora_alpha" in values:  # None and the rank train the same adapter
         values["lora_alpha"] = effective_lora_alpha(config)
     return hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def model_identity(name: str, fingerprint: str) -> str:
+    """How a base model enters a hash beside its fingerprint: a local folder by its weights alone ("").
+
+    A folder (a textual-inversion run, a workshop pack unpacked elsewhere) holds the same weights
+    wherever it lies; a Hub id or a ``kit:`` model keeps its name.
+    """
+    return "" if fingerprint and is_local_path(name) else name
 
 
 def is_local_path(name: str) -> bool:
