@@ -129,8 +129,6 @@ def sample_runs(runs: dict[str, str | Path], prompts: list[str], seeds: list[int
     return Comparison(generations, list(prompts), list(seeds), settings)
 
 
-
-
 def samples_folder(run: str | Path, key: dict) -> Path | None:
     """Where a run keeps the images sampled with the settings ``key``; None for a base model id."""
     run = Path(run)

@@ -181,8 +181,6 @@ def score_comparison(subject: Subject, comparison: Comparison, class_prompt: str
     return table
 
 
-
-
 def save_scores(table: ScoreTable, name: str, subject: Subject, profile=None) -> Path:
     """Write a score table to ``scores/<name>.json`` in the course home, with its profile and subject."""
     folder = runs_dir() / SCORES_DIR

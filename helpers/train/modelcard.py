@@ -140,7 +140,7 @@ def sample_grid(run_dir: Path) -> Path | None:
     """The run's final validation grid (else its latest one), relative to the run folder; None without samples."""
     samples = run_dir / SAMPLES_DIR
     if (samples / "final.png").exists():
-        return Path("samples/final.png")
+        return Path(SAMPLES_DIR, "final.png")
     steps = sorted(samples.glob("step-*.png")) if samples.is_dir() else []
     return steps[-1].relative_to(run_dir) if steps else None
 
