@@ -317,8 +317,9 @@ def study_markdown(figures: Path, copies: dict[str, Path], results: Path = RESUL
            (f"Each experiment of the [study]({STUDY_URL}) side by side: the study's figures (links to the "
            "study's own images), the kit's `cpu` figure from `make course` with the verdict measured on "
            "ToyWorld in the words of the README's claims table (a difference between arms with its 95% "
-           "interval; a claim is reproduced, or the opposite, only where that interval excludes zero), and the `gpu` profile's result where a GPU report "
-           "is committed. The numbers come from `benchmarks/results/`; docs/findings.md, where present, "
+           "interval; a claim is reproduced, or the opposite, only where that interval excludes zero), "
+           "and the `gpu` profile's result where a GPU report is committed. The numbers come from "
+           "`benchmarks/results/`; docs/findings.md, where present, "
            "explains how they are measured.\n")]
     for e in EXPERIMENTS:
         out.append(f"## {e.title}\n")

@@ -44,4 +44,3 @@ def load_kohya_lora(pipe, path: str | Path, adapter_name: str = "kohya"):
         state[key] = state[key] * (alphas.get(module, rank) / rank)
     pipe.load_lora_weights(state, adapter_name=adapter_name)
     return pipe
-
